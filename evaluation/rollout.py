@@ -1,0 +1,97 @@
+"""Open-loop rollout of a world model over recorded episodes (the rollout prediction format, docs/formats.md).
+
+The model gets the first `context` real frames and every action; each predicted frame is fed back as context,
+and no real frame after `context - 1` is ever shown to it. Predictions go to native resolution through the
+detail-transfer decoder, whose reference is the last real context frame.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import torch
+
+from nextframe.data.dataset import to_model_resolution
+from nextframe.data.episode import Episode, load_episode
+from nextframe.evaluation.metrics import by_horizon, per_frame
+from nextframe.models.dit import NextFrameDiT
+from nextframe.models.native_decoder import DetailTransferDecoder
+from nextframe.models.sampling import CachedSampler
+
+
+def predict_lowres(model: NextFrameDiT, frames_lowres: np.ndarray, actions: np.ndarray, context: int,
+                   n_steps: int, context_noise: float, seed: int, n_predict: int | None = None):
+    """frames_lowres uint8 [T+1, 3, h, w]; actions int64 [T]. Returns (uint8 [N, 3, h, w], seconds per frame list)."""
+    cfg = model.cfg
+    total = len(frames_lowres)
+    if not 1 <= context < total:
+        raise ValueError(f"rollout: context must be in 1..{total - 1} for an episode of {total} frames (got {context})")
+    if actions.size and int(actions.max()) >= cfg.n_actions:
+        raise ValueError(f"rollout: action index {int(actions.max())} out of range for the model's {cfg.n_actions} actions")
+    n_predict = total - context if n_predict is None else min(n_predict, total - context)
+    leading = np.concatenate([[cfg.no_action], actions])  # action that led to each frame
+    sampler = CachedSampler(model, n_steps=n_steps, context_noise=context_noise, generator=torch.Generator().manual_seed(seed))
+    ctx = torch.from_numpy(frames_lowres[:context]).float().div(127.5).sub(1.0)
+    sampler.reset(ctx, leading[:context].tolist())
+    out, times = [], []
+    for j in range(context, context + n_predict):
+        t0 = time.perf_counter()
+        frame = sampler.step(int(leading[j]))
+        times.append(time.perf_counter() - t0)
+        out.append(((frame[0] + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
+    return np.stack(out), times
+
+
+def rollout_episode(model: NextFrameDiT, episode: Episode, context: int = 4, n_steps: int = 4,
+                    context_noise: float = 0.0, seed: int = 0, n_predict: int | None = None):
+    """Returns (pred uint8 [N, 210, 160, 3], metrics dict)."""
+    cfg = model.cfg
+    if episode.game != cfg.game:
+        raise ValueError(f"rollout: episode is {episode.game}, the model was trained on {cfg.game}")
+    lowres = to_model_resolution(episode.frames, cfg.height, cfg.width)
+    pred_low, times = predict_lowres(model, lowres, episode.actions, context, n_steps, context_noise, seed, n_predict)
+    decode = DetailTransferDecoder(episode.frames[context - 1], lowres[context - 1])
+    pred = decode(pred_low)
+    real = episode.frames[context : context + len(pred)]
+    copy = np.broadcast_to(episode.frames[context - 1], real.shape)
+    ms = np.array(times) * 1000.0
+    metrics = {
+        "model": by_horizon(per_frame(real, pred)),
+        "copy_baseline": by_horizon(per_frame(real, copy)),
+        "n_steps": n_steps,
+        "context": context,
+        "model_ms_per_frame_p50": round(float(np.percentile(ms, 50)), 2),
+        "model_ms_per_frame_p90": round(float(np.percentile(ms, 90)), 2),
+        "model_fps": round(1000.0 / float(np.mean(ms)), 1),
+    }
+    return pred, metrics
+
+
+def write_video(path: str, real: np.ndarray, pred: np.ndarray, fps: int = 30) -> None:
+    """Side by side: real | predicted, with a 4-pixel white separator."""
+    import imageio.v2 as imageio
+
+    sep = np.full((real.shape[0], real.shape[1], 4, 3), 255, np.uint8)
+    video = np.concatenate([real, sep, pred], axis=2)
+    with imageio.get_writer(path, fps=fps, codec="libx264", quality=8, macro_block_size=2, ffmpeg_log_level="error") as w:
+        for frame in video:
+            w.append_data(frame)
+
+
+def rollout_files(paths: list[str], out_dir: str, model: NextFrameDiT, context: int = 4, n_steps: int = 4,
+                  context_noise: float = 0.0, seed: int = 0, video: bool = True, model_name: str = ""):
+    os.makedirs(out_dir, exist_ok=True)
+    results = []
+    for path in paths:
+        ep = load_episode(path)
+        pred, metrics = rollout_episode(model, ep, context, n_steps, context_noise, seed)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        np.savez_compressed(os.path.join(out_dir, f"{stem}.npz"), frames=pred, context=np.array(context))
+        if video:
+            write_video(os.path.join(out_dir, f"{stem}.mp4"), ep.frames[context:], pred)
+        line = {"episode": path, "model": model_name, **metrics}
+        print(json.dumps(line), flush=True)
+        results.append(line)
+    return results

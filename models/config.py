@@ -1,0 +1,55 @@
+"""Model configuration as data: every shape the exporter and the runtime need is derived from here."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    height: int = 64
+    width: int = 64
+    channels: int = 3
+    patch: int = 8
+    dim: int = 192
+    depth: int = 6
+    heads: int = 3
+    mlp_ratio: int = 4
+    n_actions: int = 4  # the game's minimal action set; index n_actions means "no action" (first frame)
+    context: int = 4  # frames kept in the KV cache; the current frame attends to these and itself
+    game: str = "Breakout"
+
+    def __post_init__(self):
+        for name in ("height", "width", "channels", "patch", "dim", "depth", "heads", "n_actions", "context"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"model config: {name} must be positive (got {getattr(self, name)})")
+        if self.height % self.patch or self.width % self.patch:
+            raise ValueError(f"model config: resolution {self.height}x{self.width} not divisible by patch {self.patch}")
+        if self.dim % self.heads:
+            raise ValueError(f"model config: dim {self.dim} not divisible by heads {self.heads}")
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return (self.height // self.patch) * (self.width // self.patch)
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.heads
+
+    @property
+    def no_action(self) -> int:
+        return self.n_actions
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"model config: unknown keys {unknown}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)

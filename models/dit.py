@@ -1,0 +1,204 @@
+"""Next-frame diffusion transformer (NFD-style).
+
+A frame is a grid of patch tokens. Attention is full inside a frame and causal across frames: the frame at
+position i sees the clean frames i-context .. i-1 and itself. The same block serves training (many frames at
+once under a block mask) and sampling (one frame against a KV cache of the previous clean frames).
+
+Temporal position never enters a key or a value: each layer learns one bias per head and frame distance
+(0 = the frame itself .. context), added to the attention logits. Cached keys are therefore valid wherever
+they sit in a ring buffer and however long the rollout runs; the caller passes each slot's distance ("age").
+Spatial positions (patch index inside a frame) are a learned embedding on the input tokens.
+
+Conditioning per frame: c = SiLU(time_mlp(t) + action_embedding(a)); adaLN-Zero modulation from c.
+Clean context frames carry their own (small) noise level t, so noise augmentation is visible to the model.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nextframe.models.config import ModelConfig
+
+
+def timestep_features(t: torch.Tensor, n: int = 128) -> torch.Tensor:
+    """Sinusoidal features of the flow time t in [0, 1] (scaled by 1000 as in DiT)."""
+    half = n // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = (t.float() * 1000.0)[..., None] * freqs
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    """[..., C, H, W] -> [..., (H/p)*(W/p), C*p*p], row-major over patches."""
+    *lead, c, h, w = x.shape
+    x = x.reshape(*lead, c, h // p, p, w // p, p)
+    n = len(lead)
+    x = x.permute(*range(n), n + 1, n + 3, n, n + 2, n + 4)
+    return x.reshape(*lead, (h // p) * (w // p), c * p * p)
+
+
+def unpatchify(x: torch.Tensor, p: int, c: int, h: int, w: int) -> torch.Tensor:
+    *lead, _, _ = x.shape
+    n = len(lead)
+    x = x.reshape(*lead, h // p, w // p, c, p, p)
+    x = x.permute(*range(n), n + 2, n, n + 3, n + 1, n + 4)
+    return x.reshape(*lead, c, h, w)
+
+
+def modulate(x, shift, scale):
+    return x * (1 + scale) + shift
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d, self.heads, self.head_dim = cfg.dim, cfg.heads, cfg.head_dim
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.fc1 = nn.Linear(d, cfg.mlp_ratio * d)
+        self.fc2 = nn.Linear(cfg.mlp_ratio * d, d)
+        self.modulation = nn.Linear(d, 6 * d)
+        # bias per head and frame distance 0..context; ALiBi-like start: nearer frames weigh more
+        slopes = torch.tensor([0.5 ** (i + 1) for i in range(cfg.heads)])
+        self.distance_bias = nn.Parameter(-slopes[:, None] * torch.arange(cfg.context + 1, dtype=torch.float32))
+        nn.init.zeros_(self.modulation.weight)
+        nn.init.zeros_(self.modulation.bias)
+
+    def split_heads(self, x):  # [B, S, D] -> [B, H, S, hd]
+        b, s, _ = x.shape
+        return x.reshape(b, s, self.heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x, mod, attend):
+        """x [B, S, D]; mod [B, S or 1, 6D]; attend(q, k, v) -> [B, H, S, hd] does the masking."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
+        h = modulate(self.norm1(x), shift1, scale1)
+        q, k, v = self.qkv(h).chunk(3, dim=-1)
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
+        a = attend(q, k, v)
+        b, _, s, _ = a.shape
+        x = x + gate1 * self.proj(a.transpose(1, 2).reshape(b, s, -1))
+        h = modulate(self.norm2(x), shift2, scale2)
+        x = x + gate2 * self.fc2(F.gelu(self.fc1(h), approximate="tanh"))
+        return x, k, v
+
+
+class NextFrameDiT(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, p, c = cfg.dim, cfg.patch, cfg.channels
+        self.patch_embed = nn.Linear(c * p * p, d)
+        self.pos_embed = nn.Parameter(torch.randn(cfg.tokens_per_frame, d) * 0.02)
+        self.time_mlp = nn.Sequential(nn.Linear(128, d), nn.SiLU(), nn.Linear(d, d))
+        self.action_embed = nn.Embedding(cfg.n_actions + 1, d)
+        nn.init.normal_(self.action_embed.weight, std=0.02)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.final_modulation = nn.Linear(d, 2 * d)
+        self.head = nn.Linear(d, c * p * p)
+        for m in (self.final_modulation, self.head):
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    # ---- shared pieces -------------------------------------------------------------------------------
+    def condition(self, t: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return F.silu(self.time_mlp(timestep_features(t)) + self.action_embed(action))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.patch_embed(patchify(x, self.cfg.patch)) + self.pos_embed
+
+    def output(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.final_modulation(c).chunk(2, dim=-1)
+        out = self.head(modulate(self.final_norm(h), shift, scale))
+        cfg = self.cfg
+        return unpatchify(out, cfg.patch, cfg.channels, cfg.height, cfg.width)
+
+    # ---- many frames at once (training and the no-cache reference) ----------------------------------
+    def forward_sequence(self, clean, clean_t, clean_action, noisy, noisy_t, noisy_action, noisy_pos):
+        """Predict the velocity of each noisy frame from the clean frames before it.
+
+        clean [B, Fc, C, H, W] sit at positions 0..Fc-1 (noise augmentation already applied, level clean_t);
+        noisy [B, Fn, C, H, W] sit at positions noisy_pos [Fn] (ints in 0..Fc). Every frame at position p
+        sees the clean frames p-context .. p-1 and itself (a noisy frame never sees its clean twin).
+        Attention is computed per frame over that window, so cost grows linearly with the frame count.
+        Returns the velocity [B, Fn, C, H, W].
+        """
+        cfg = self.cfg
+        b, fc = clean.shape[:2]
+        fn = noisy.shape[1]
+        n, w, nf = cfg.tokens_per_frame, cfg.context, fc + fn
+        noisy_pos = torch.as_tensor(noisy_pos, device=clean.device).long()
+        if noisy_pos.numel() != fn or bool((noisy_pos < 0).any()) or bool((noisy_pos > fc).any()):
+            raise ValueError(f"forward_sequence: noisy_pos must hold {fn} positions in 0..{fc} (got {noisy_pos.tolist()})")
+        pos = torch.cat([torch.arange(fc, device=clean.device), noisy_pos])
+        # window slot j of the frame at p holds clean frame p - w + j (distance w - j); slots before frame 0 are empty
+        window = pos[:, None] + torch.arange(w, device=pos.device)[None, :]  # index into w empty frames + clean
+        distance = torch.arange(w, 0, -1, device=pos.device)
+        valid = (window >= w)  # [nf, w]
+
+        frames = torch.cat([clean, noisy], dim=1)
+        c = self.condition(torch.cat([clean_t, noisy_t], dim=1), torch.cat([clean_action, noisy_action], dim=1))
+        x = self.embed(frames).reshape(b, nf * n, cfg.dim)
+
+        def tokens(per_frame):  # [B, F, K] -> [B, F*N, K]
+            return per_frame[:, :, None, :].expand(-1, -1, n, -1).reshape(b, nf * n, -1)
+
+        for blk in self.blocks:
+            bias_window = blk.distance_bias[:, distance][:, None, :].expand(-1, nf, -1)
+            bias_window = bias_window.masked_fill(~valid, float("-inf")).repeat_interleave(n, dim=2)
+            bias_self = blk.distance_bias[:, None, :1].expand(-1, nf, n)
+            bias = torch.cat([bias_window, bias_self], dim=2)[None, :, :, None, :]  # [1, H, F, 1, (w+1)N]
+
+            def attend(q, k, v, bias=bias):
+                hd = cfg.head_dim
+                q, k, v = (z.reshape(b, cfg.heads, nf, n, hd) for z in (q, k, v))
+                pad = k.new_zeros(b, cfg.heads, w, n, hd)
+                kw = torch.cat([pad, k[:, :, :fc]], dim=2)[:, :, window].reshape(b, cfg.heads, nf, w * n, hd)
+                vw = torch.cat([pad, v[:, :, :fc]], dim=2)[:, :, window].reshape(b, cfg.heads, nf, w * n, hd)
+                out = F.scaled_dot_product_attention(
+                    q, torch.cat([kw, k], dim=3), torch.cat([vw, v], dim=3), attn_mask=bias
+                )
+                return out.reshape(b, cfg.heads, nf * n, hd)
+
+            x, _, _ = blk(x, tokens(blk.modulation(c)), attend)
+        h = x.reshape(b, nf, n, cfg.dim)[:, fc:]
+        return self.output(h, c[:, fc:, None, :])
+
+    # ---- one frame against the KV cache (sampling) --------------------------------------------------
+    def step(self, x, t, action, cache_k, cache_v, ages):
+        """One network evaluation for the current frame.
+
+        x [B, C, H, W] (noisy frame, or a clean frame whose K/V is wanted), t [B], action [B] (int64);
+        cache_k / cache_v [L, B, H, S, N, hd] with S = context slots in any order; ages [S] int64: how many
+        frames back the slot's frame lies (1..context), 0 for an empty slot.
+        Returns (velocity [B, C, H, W], k [L, B, H, N, hd], v [L, B, H, N, hd]) of the current frame.
+        """
+        cfg = self.cfg
+        b = x.shape[0]
+        n, s = cfg.tokens_per_frame, cache_k.shape[3]
+        h = self.embed(x)
+        c = self.condition(t, action)[:, None, :]  # [B, 1, D]
+        valid = ages > 0
+        new_k, new_v = [], []
+        for l, blk in enumerate(self.blocks):
+            bias_cache = blk.distance_bias[:, ages.clamp(min=0, max=cfg.context)]
+            bias_cache = bias_cache.masked_fill(~valid, float("-inf")).repeat_interleave(n, dim=1)
+            bias_self = blk.distance_bias[:, :1].expand(-1, n)
+            bias = torch.cat([bias_cache, bias_self], dim=1)[None, :, None, :]  # [1, H, 1, (S+1)N]
+            ck = cache_k[l].reshape(b, cfg.heads, s * n, cfg.head_dim)
+            cv = cache_v[l].reshape(b, cfg.heads, s * n, cfg.head_dim)
+
+            def attend(q, k, v, ck=ck, cv=cv, bias=bias):
+                return F.scaled_dot_product_attention(
+                    q, torch.cat([ck, k], dim=2), torch.cat([cv, v], dim=2), attn_mask=bias
+                )
+
+            h, k, v = blk(h, blk.modulation(c), attend)
+            new_k.append(k)
+            new_v.append(v)
+        return self.output(h, c), torch.stack(new_k), torch.stack(new_v)

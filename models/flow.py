@@ -1,0 +1,36 @@
+"""Rectified-flow objective and the fixed-step sampler schedule.
+
+x_t = (1 - t) * x0 + t * eps, t in [0, 1]; the network predicts the velocity v = eps - x0.
+Sampling integrates from t = 1 (pure noise) to t = 0 with a fixed list of times (a schedule is data:
+the exporter writes it to the bundle and the runtime replays it, so it is never recomputed per frame).
+"""
+from __future__ import annotations
+
+import torch
+
+
+def add_noise(x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    t = t.reshape(*t.shape, *([1] * (x0.dim() - t.dim())))
+    return (1.0 - t) * x0 + t * eps
+
+
+def sample_train_times(shape, generator=None, device=None) -> torch.Tensor:
+    """Logit-normal(0, 1) times (SD3): most weight on mid noise levels, where a frame's content is decided."""
+    return torch.sigmoid(torch.randn(shape, generator=generator, device=device))
+
+
+def flow_schedule(n_steps: int, shift: float = 1.0) -> list[float]:
+    """Times from 1 to 0, n_steps + 1 entries. shift > 1 spends more steps at high noise (SD3's time shift)."""
+    if n_steps < 1:
+        raise ValueError(f"schedule: n_steps must be at least 1 (got {n_steps})")
+    if shift <= 0:
+        raise ValueError(f"schedule: shift must be positive (got {shift})")
+    ts = []
+    for i in range(n_steps + 1):
+        u = 1.0 - i / n_steps
+        ts.append(shift * u / (1.0 + (shift - 1.0) * u))
+    return ts
+
+
+def euler_update(x: torch.Tensor, v: torch.Tensor, t: float, t_next: float) -> torch.Tensor:
+    return x + (t_next - t) * v

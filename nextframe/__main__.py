@@ -1,0 +1,5 @@
+import sys
+
+from nextframe.cli import main
+
+sys.exit(main())

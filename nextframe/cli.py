@@ -1,0 +1,141 @@
+"""`nextframe` command line: record, train, rollout, demo.
+
+Each subcommand is a thin shell over the library; errors the user can fix (bad file, bad shape, unknown
+game or action) print as one line `nextframe: <message>` and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(__file__), "default_model")
+DEFAULT_MODEL = os.path.join(DEFAULT_MODEL_DIR, "breakout.safetensors")
+
+
+def sampler_defaults(model_path: str) -> dict:
+    """Sampler settings the model was evaluated with, stored in its file's metadata."""
+    from nextframe.training.checkpoint import model_metadata
+
+    meta = model_metadata(model_path)
+    return {"steps": int(meta.get("default_steps", 4)), "context_noise": float(meta.get("default_context_noise", 0.0))}
+
+
+def cmd_record(args):
+    from nextframe.data.record import record
+
+    paths = record(args.game, args.episodes, args.steps, args.out, args.seed, args.policy)
+    print(json.dumps({"episodes": len(paths), "out": args.out}))
+
+
+def cmd_train(args):
+    import dataclasses
+
+    from nextframe.training.config import load_config
+    from nextframe.training.trainer import Trainer
+
+    model_cfg, train_cfg = load_config(args.config)
+    if args.out_dir:
+        train_cfg = dataclasses.replace(train_cfg, out_dir=args.out_dir)
+    if args.total_steps:
+        train_cfg = dataclasses.replace(train_cfg, total_steps=args.total_steps)
+    trainer = Trainer(model_cfg, train_cfg)
+    if trainer.step:
+        print(f"resuming from step {trainer.step} ({trainer.ckpt_path})", file=sys.stderr)
+    trainer.train()
+    print(json.dumps({"step": trainer.step, "model": os.path.join(train_cfg.out_dir, "model_ema.safetensors")}))
+
+
+def _load(model_path: str):
+    from nextframe.training.checkpoint import load_model
+
+    return load_model(model_path)
+
+
+def cmd_rollout(args):
+    from nextframe.evaluation.rollout import rollout_files
+
+    model = _load(args.model)
+    d = sampler_defaults(args.model)
+    rollout_files(args.episodes, args.out, model, context=args.context, n_steps=args.steps or d["steps"],
+                  context_noise=d["context_noise"] if args.context_noise is None else args.context_noise,
+                  seed=args.seed, video=not args.no_video, model_name=args.model)
+
+
+def cmd_demo(args):
+    """Record a fresh episode (a seed never used in training), roll the model out open-loop, write the video."""
+    from nextframe.data.episode import save_episode
+    from nextframe.data.record import record_episode
+    from nextframe.evaluation.rollout import rollout_episode, write_video
+
+    os.makedirs(args.out, exist_ok=True)
+    model = _load(args.model)
+    d = sampler_defaults(args.model)
+    episode, policy = record_episode(model.cfg.game, args.frames + args.context - 1, args.seed, 0, "tracker")
+    save_episode(os.path.join(args.out, "episode.npz"), episode)
+    t0 = time.perf_counter()
+    pred, metrics = rollout_episode(model, episode, args.context, args.steps or d["steps"], d["context_noise"], args.seed)
+    wall = time.perf_counter() - t0
+    video = os.path.join(args.out, "demo.mp4")
+    write_video(video, episode.frames[args.context :], pred)
+    summary = {"video": video, "frames": len(pred), "policy": policy, "fps_model": metrics["model_fps"],
+               "fps_end_to_end": round(len(pred) / wall, 1), "engine": "pytorch-eager",
+               "n_steps": metrics["n_steps"], "model": metrics["model"]["all"], "copy_baseline": metrics["copy_baseline"]["all"]}
+    print(json.dumps(summary))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nextframe", description="Action-conditioned next-frame world models.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("record", help="record ALE episodes (episode format, docs/formats.md)")
+    r.add_argument("--game", default="Breakout")
+    r.add_argument("--episodes", type=int, default=10)
+    r.add_argument("--steps", type=int, default=1000, help="steps per episode (fewer if the game ends)")
+    r.add_argument("--out", required=True)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--policy", default=None, help="fix the policy (default: a mix chosen per episode from the seed)")
+    r.set_defaults(func=cmd_record)
+
+    t = sub.add_parser("train", help="train a world model from a JSON config (resumes from out_dir)")
+    t.add_argument("config")
+    t.add_argument("--out-dir", default=None)
+    t.add_argument("--total-steps", type=int, default=None)
+    t.set_defaults(func=cmd_train)
+
+    o = sub.add_parser("rollout", help="open-loop rollout of episodes: predictions, videos, metrics (JSON lines)")
+    o.add_argument("episodes", nargs="+")
+    o.add_argument("--out", required=True)
+    o.add_argument("--model", default=DEFAULT_MODEL)
+    o.add_argument("--context", type=int, default=4)
+    o.add_argument("--steps", type=int, default=None, help="denoising steps per frame (default: the model's)")
+    o.add_argument("--context-noise", type=float, default=None)
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--no-video", action="store_true")
+    o.set_defaults(func=cmd_rollout)
+
+    d = sub.add_parser("demo", help="record a fresh episode and roll the default model out on it")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--model", default=DEFAULT_MODEL)
+    d.add_argument("--frames", type=int, default=300)
+    d.add_argument("--context", type=int, default=4)
+    d.add_argument("--steps", type=int, default=None)
+    d.add_argument("--seed", type=int, default=777001)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"nextframe: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""The next-frame transformer: the KV-cached sampler gives the frames of the no-cache reference (max abs
+difference <= 1e-5 in fp32, through a ring wrap-around), keys carry no absolute position (a cache 1,000
+frames in behaves like one 4 frames in), and bad shapes and configs fail with one-line errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import randomized_model, tiny_config
+from nextframe.models.config import ModelConfig
+from nextframe.models.dit import patchify, unpatchify
+from nextframe.models.flow import flow_schedule
+from nextframe.models.sampling import CachedSampler, KvCache, UncachedSampler
+
+TOL = 1e-5  # fp32 CPU, the same ops in a different grouping (concat of cached keys vs one sequence)
+
+
+def test_patchify_round_trip():
+    x = torch.randn(2, 5, 3, 16, 24)
+    p = patchify(x, 8)
+    assert p.shape == (2, 5, 6, 192)
+    assert torch.equal(unpatchify(p, 8, 3, 16, 24), x)
+    assert torch.equal(p[0, 0, 0], x[0, 0, :, :8, :8].reshape(-1))  # first patch is the top-left corner
+
+
+@pytest.mark.parametrize("context_noise", [0.0, 0.1])
+def test_cached_equals_uncached_through_wraparound(context_noise):
+    cfg = tiny_config(context=3)
+    model = randomized_model(cfg)
+    frames = torch.rand(4, 3, 16, 16) * 2 - 1
+    outs = []
+    for cls in (CachedSampler, UncachedSampler):
+        s = cls(model, n_steps=3, context_noise=context_noise, generator=torch.Generator().manual_seed(11))
+        s.reset(frames, [4, 0, 1, 2])
+        outs.append(torch.stack([s.step(a) for a in [0, 1, 2, 3, 3, 2, 1, 0]]))  # 12 frames through 3 slots
+    assert (outs[0] - outs[1]).abs().max().item() <= TOL
+    assert outs[0].std() > 0.05  # the frames carry signal, so the comparison means something
+
+
+def test_ring_slots_and_ages():
+    cfg = tiny_config(context=4)
+    cache = KvCache(randomized_model(cfg))
+    assert cache.ages().tolist() == [0, 0, 0, 0]
+    k = torch.zeros(cfg.depth, 1, cfg.heads, cfg.tokens_per_frame, cfg.head_dim)
+    for _ in range(10):
+        cache.push(k, k)
+    # frames 8, 9 sit in slots 0, 1; frames 6, 7 in slots 2, 3; the next frame is position 10
+    assert cache.slot_pos == [8, 9, 6, 7]
+    assert cache.ages().tolist() == [2, 1, 4, 3]
+
+
+def test_keys_carry_no_absolute_position():
+    """Same cached K/V content at the same ages -> same output, whether 4 or 1,003 frames were pushed."""
+    cfg = tiny_config(context=4)
+    model = randomized_model(cfg)
+    g = torch.Generator().manual_seed(3)
+    per_age = [torch.randn(cfg.depth, 1, cfg.heads, cfg.tokens_per_frame, cfg.head_dim, generator=g) for _ in range(4)]
+    outs = []
+    for n_before in (0, 999):
+        cache = KvCache(model)
+        cache.n_pushed = n_before
+        for age in (4, 3, 2, 1):  # oldest first
+            cache.push(per_age[age - 1], -per_age[age - 1])
+        x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+        v, _, _ = model.step(x, torch.tensor([0.5]), torch.tensor([2]), cache.k, cache.v, cache.ages())
+        outs.append(v)
+    assert cache.slot_pos != [0, 1, 2, 3]  # the long run really sits at other slots
+    assert (outs[0] - outs[1]).abs().max().item() <= TOL
+
+
+def test_output_depends_on_action_and_context():
+    model = randomized_model(tiny_config())
+    x = torch.randn(1, 3, 16, 16)
+    cache = KvCache(model)
+    t = torch.tensor([0.5])
+    v0, _, _ = model.step(x, t, torch.tensor([0]), cache.k, cache.v, cache.ages())
+    v1, _, _ = model.step(x, t, torch.tensor([1]), cache.k, cache.v, cache.ages())
+    assert (v0 - v1).abs().max() > 1e-3
+
+
+def test_flow_schedule():
+    assert flow_schedule(2) == [1.0, 0.5, 0.0]
+    s = flow_schedule(4, shift=3.0)
+    assert s[0] == 1.0 and s[-1] == 0.0 and s[2] == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="schedule: n_steps must be at least 1"):
+        flow_schedule(0)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="model config: resolution 64x60 not divisible by patch 8"):
+        ModelConfig(width=60)
+    with pytest.raises(ValueError, match="model config: dim 100 not divisible by heads 3"):
+        ModelConfig(dim=100)
+    with pytest.raises(ValueError, match=r"model config: unknown keys \['wdith'\]"):
+        ModelConfig.from_dict({"wdith": 3})
+
+
+def test_forward_sequence_rejects_bad_positions():
+    model = randomized_model(tiny_config())
+    clean = torch.zeros(1, 2, 3, 16, 16)
+    with pytest.raises(ValueError, match="forward_sequence: noisy_pos"):
+        model.forward_sequence(clean, torch.zeros(1, 2), torch.zeros(1, 2, dtype=torch.long),
+                               clean[:, :1], torch.zeros(1, 1), torch.zeros(1, 1, dtype=torch.long), [5])

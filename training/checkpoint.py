@@ -1,0 +1,78 @@
+"""Checkpoints as safetensors (never pickle). A model file holds the weights and, in its metadata, the model
+config; a training checkpoint adds the EMA weights, the optimizer moments and the step.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from nextframe.models.config import ModelConfig
+from nextframe.models.dit import NextFrameDiT
+
+FORMAT = "nextframe.model.v1"
+
+
+def _atomic_save(tensors: dict, path: str, metadata: dict) -> None:
+    tmp = f"{path}.tmp"
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+    os.replace(tmp, path)
+
+
+def save_model(model: NextFrameDiT, path: str, extra_metadata: dict | None = None) -> None:
+    meta = {"format": FORMAT, "config": model.cfg.to_json(), **(extra_metadata or {})}
+    _atomic_save(model.state_dict(), path, meta)
+
+
+def load_model(path: str) -> NextFrameDiT:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model: file not found ({path})")
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"model: {path} is not a nextframe model (format {meta.get('format')!r}, expected {FORMAT!r})")
+            cfg = ModelConfig.from_dict(json.loads(meta["config"]))
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (OSError, RuntimeError, SafetensorError) as e:  # a truncated or foreign file
+        raise ValueError(f"model: {path} is not a readable safetensors file ({e})") from None
+    model = NextFrameDiT(cfg)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"model: {path} does not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.eval()
+
+
+def model_metadata(path: str) -> dict:
+    with safe_open(path, framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def save_training_state(path: str, model, ema, optimizer, step: int, extra: dict) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    opt_state = optimizer.state_dict()
+    for pid, st in opt_state["state"].items():
+        for name, val in st.items():
+            tensors[f"opt.{pid}.{name}"] = val if torch.is_tensor(val) else torch.tensor(val)
+    meta = {"format": "nextframe.train.v1", "config": model.cfg.to_json(), "step": str(step),
+            "opt_groups": json.dumps(opt_state["param_groups"]), **{k: str(v) for k, v in extra.items()}}
+    _atomic_save(tensors, path, meta)
+
+
+def load_training_state(path: str, model, ema, optimizer) -> tuple[int, dict]:
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, pid, name = k.split(".", 2)
+            state.setdefault(int(pid), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["opt_groups"])})
+    return int(meta["step"]), meta

@@ -1,0 +1,63 @@
+"""Training configuration files (JSON): {"model": ModelConfig fields, "train": TrainConfig fields}."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from nextframe.models.config import ModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    data: tuple[str, ...] = ("recordings/train",)  # episode files or directories, relative to the config's cwd
+    val_episode: str = ""  # an episode for periodic open-loop rollout metrics ("" = none)
+    out_dir: str = "runs/default"
+    seq_len: int = 8  # frames per training window; every frame after the first is a target
+    batch_size: int = 8
+    lr: float = 5e-4
+    warmup_steps: int = 200
+    total_steps: int = 4000
+    min_lr_ratio: float = 0.1  # cosine decay ends at lr * min_lr_ratio
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    context_noise_max: float = 0.1  # clean context frames get noise level ~ U(0, this)
+    motion_weight: float = 4.0  # extra loss weight on pixels that changed since the previous frame
+    bf16: bool = True  # autocast matmuls to bfloat16 (fast on CPUs with AMX/AVX512-BF16; exact elsewhere)
+    log_every: int = 20
+    eval_every: int = 500
+    eval_frames: int = 60
+    eval_steps: int = 4
+    ckpt_every: int = 200
+    seed: int = 0
+    cache_dir: str = "data_cache"
+
+    def __post_init__(self):
+        if self.seq_len < 2:
+            raise ValueError(f"train config: seq_len must be at least 2 (got {self.seq_len})")
+        for name in ("batch_size", "total_steps", "log_every", "eval_every", "ckpt_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train config: {name} must be positive (got {getattr(self, name)})")
+
+
+def load_config(path: str) -> tuple[ModelConfig, TrainConfig]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"train config: file not found ({path})")
+    with open(path) as f:
+        try:
+            raw = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"train config: {path} is not valid JSON ({e})") from None
+    unknown = sorted(set(raw) - {"model", "train", "comment"})
+    if unknown:
+        raise ValueError(f"train config: {path} has unknown sections {unknown} (expected model, train)")
+    model = ModelConfig.from_dict(raw.get("model", {}))
+    train_raw = dict(raw.get("train", {}))
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    bad = sorted(set(train_raw) - known)
+    if bad:
+        raise ValueError(f"train config: {path} has unknown train keys {bad}")
+    if "data" in train_raw:
+        train_raw["data"] = tuple(train_raw["data"])
+    return model, TrainConfig(**train_raw)

@@ -1,0 +1,160 @@
+"""Teacher-forced training of the next-frame model.
+
+One window of F frames gives F-1 targets in a single pass: the clean frames (noise-augmented at a small
+random level) and a noised copy of every frame share one sequence; noisy frame i sees clean frames
+i-context..i-1 (see NextFrameDiT.forward_sequence). The first frame of a window has no context and is not
+a target. Loss: MSE on the flow velocity, with extra weight on pixels that moved since the previous frame,
+since the paddle and ball are a tiny share of the pixels but all of the game.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nextframe.data.dataset import WindowDataset
+from nextframe.models.config import ModelConfig
+from nextframe.models.dit import NextFrameDiT
+from nextframe.models.flow import add_noise, sample_train_times
+from nextframe.training.checkpoint import load_training_state, save_model, save_training_state
+from nextframe.training.config import TrainConfig
+from nextframe.training.plot import write_loss_svg
+
+
+def motion_weights(x0: torch.Tensor, strength: float) -> torch.Tensor:
+    """x0 [B, F, C, H, W] -> weights [B, F, 1, H, W]: 1 + strength where the frame changed (dilated by 1 px)."""
+    diff = (x0[:, 1:] - x0[:, :-1]).abs().amax(dim=2, keepdim=True)
+    moved = (diff > 0.1).float()
+    b, f = moved.shape[:2]
+    moved = F.max_pool2d(moved.flatten(0, 1), 3, stride=1, padding=1).reshape(b, f, *moved.shape[2:])
+    moved = torch.cat([torch.zeros_like(moved[:, :1]), moved], dim=1)
+    return 1.0 + strength * moved
+
+
+def training_loss(model: NextFrameDiT, frames: torch.Tensor, actions: torch.Tensor, cfg: TrainConfig,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    b, f = frames.shape[:2]
+    clean_t = torch.rand(b, f, generator=generator) * cfg.context_noise_max
+    clean = add_noise(frames, clean_t, torch.randn(frames.shape, generator=generator))
+    t = sample_train_times((b, f), generator=generator)
+    eps = torch.randn(frames.shape, generator=generator)
+    noisy = add_noise(frames, t, eps)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        v = model.forward_sequence(clean, clean_t, actions, noisy, t, actions, torch.arange(f))
+    err = (v.float() - (eps - frames)).square() * motion_weights(frames, cfg.motion_weight)
+    return err[:, 1:].mean()
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    p = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.total_steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+class Trainer:
+    def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, progress: bool = True):
+        self.cfg, self.progress = cfg, progress
+        torch.manual_seed(cfg.seed)
+        self.model = NextFrameDiT(model_cfg)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            (no_decay if p.dim() < 2 or "embed" in name or "distance_bias" in name else decay).append(p)
+        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                      {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
+        self.step = 0
+        self.history: list[tuple[int, float]] = []
+        os.makedirs(cfg.out_dir, exist_ok=True)
+        self.ckpt_path = os.path.join(cfg.out_dir, "train_state.safetensors")
+        self.log_path = os.path.join(cfg.out_dir, "log.jsonl")
+        if os.path.isfile(self.ckpt_path):
+            self.step, _ = load_training_state(self.ckpt_path, self.model, self.ema, self.opt)
+            self.history = self._read_history()
+
+    def _read_history(self):
+        hist = []
+        if os.path.isfile(self.log_path):
+            with open(self.log_path) as f:
+                for line in f:
+                    rec = json.loads(line)
+                    if rec.get("kind") == "train" and rec["step"] <= self.step:
+                        hist.append((rec["step"], rec["loss"]))
+        return hist
+
+    def _log(self, record: dict) -> None:
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    @torch.no_grad()
+    def _update_ema(self):
+        d = self.cfg.ema_decay if self.step > self.cfg.warmup_steps else 0.0
+        for pe, p in zip(self.ema.parameters(), self.model.parameters()):
+            pe.lerp_(p, 1.0 - d)
+
+    def save(self):
+        save_training_state(self.ckpt_path, self.model, self.ema, self.opt, self.step, {})
+        save_model(self.ema, os.path.join(self.cfg.out_dir, "model_ema.safetensors"), {"train_step": str(self.step)})
+
+    def evaluate(self) -> dict | None:
+        if not self.cfg.val_episode:
+            return None
+        from nextframe.data.episode import load_episode
+        from nextframe.evaluation.rollout import rollout_episode
+
+        ep = load_episode(self.cfg.val_episode)
+        _, m = rollout_episode(self.ema, ep, context=4, n_steps=self.cfg.eval_steps, n_predict=self.cfg.eval_frames)
+        return {"model": m["model"]["all"], "copy_baseline": m["copy_baseline"]["all"]}
+
+    def train(self, max_steps: int | None = None) -> list[tuple[int, float]]:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        data = WindowDataset(cfg.data, self.model.cfg.height, self.model.cfg.width, cfg.seq_len,
+                             self.model.cfg.no_action, cfg.cache_dir)
+        rng = np.random.default_rng([cfg.seed, self.step])
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
+        end = cfg.total_steps if max_steps is None else min(cfg.total_steps, self.step + max_steps)
+        bar = tqdm(total=end, initial=self.step, desc="train", unit="step", disable=not self.progress)
+        self.model.train()
+        window_loss, window_t0, window_n = 0.0, time.perf_counter(), 0
+        while self.step < end:
+            for g in self.opt.param_groups:
+                g["lr"] = lr_at(self.step, cfg)
+            frames, actions = data.sample(cfg.batch_size, rng)
+            loss = training_loss(self.model, frames, actions, cfg, gen)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"train: loss is {loss.item()} at step {self.step}; lower lr or check the data")
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.opt.step()
+            self.step += 1
+            self._update_ema()
+            window_loss += loss.item()
+            window_n += 1
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == end:
+                dt = time.perf_counter() - window_t0
+                rec = {"kind": "train", "step": self.step, "loss": window_loss / window_n, "lr": lr_at(self.step - 1, cfg),
+                       "target_frames_per_s": window_n * cfg.batch_size * (cfg.seq_len - 1) / dt, "time": time.time()}
+                self._log(rec)
+                self.history.append((self.step, rec["loss"]))
+                write_loss_svg(os.path.join(cfg.out_dir, "loss.svg"), *zip(*self.history))
+                bar.set_postfix(loss=f"{rec['loss']:.4f}", fps=f"{rec['target_frames_per_s']:.0f}")
+                window_loss, window_t0, window_n = 0.0, time.perf_counter(), 0
+            if self.step % cfg.ckpt_every == 0 or self.step == end:
+                self.save()
+            if self.step % cfg.eval_every == 0 and cfg.val_episode:
+                m = self.evaluate()
+                self._log({"kind": "eval", "step": self.step, **m})
+                bar.write(f"eval step {self.step}: {json.dumps(m)}")
+                window_t0 = time.perf_counter()
+        bar.close()
+        return self.history
