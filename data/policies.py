@@ -103,7 +103,29 @@ class Switching(Policy):
         return self.parts[self.current].act(ram)
 
 
-POLICY_MIX = ("sticky_random", "tracker", "noisy_tracker", "switching")
+class Reactive(Policy):
+    """Chases the ball only while it falls and drifts at random while it rises. Kept out of the training
+    mix: held-out evaluation episodes use it to show behaviour the model never saw recorded."""
+
+    name = "reactive"
+
+    def __init__(self, rng, n_actions):
+        super().__init__(rng, n_actions)
+        self.tracker = BallTracker(rng, n_actions)
+        self.drift = StickyRandom(rng, n_actions)
+        self.last_y = 0
+
+    def act(self, ram):
+        falling = ram[BALL_Y] > self.last_y
+        self.last_y = int(ram[BALL_Y])
+        if ram[BALL_Y] == 0 or falling:
+            return self.tracker.act(ram)
+        a = self.drift.act(ram)
+        return NOOP if a == FIRE else a
+
+
+POLICY_MIX = ("sticky_random", "tracker", "noisy_tracker", "switching")  # what training data is drawn from
+HELD_OUT_POLICIES = ("reactive",)
 
 
 def make_policy(name: str, rng: np.random.Generator, n_actions: int, game: str) -> Policy:
@@ -117,4 +139,7 @@ def make_policy(name: str, rng: np.random.Generator, n_actions: int, game: str) 
         return BallTracker(rng, n_actions, noise=float(rng.uniform(0.05, 0.4)))
     if name == "switching":
         return Switching(rng, n_actions)
-    raise ValueError(f"policies: unknown policy '{name}' (expected one of {', '.join(POLICY_MIX)})")
+    if name == "reactive":
+        return Reactive(rng, n_actions)
+    known = ", ".join(POLICY_MIX + HELD_OUT_POLICIES)
+    raise ValueError(f"policies: unknown policy '{name}' (expected one of {known})")

@@ -1,0 +1,94 @@
+"""Open-loop rollout quality on held-out Breakout episodes, for one or more sampler settings, side by side
+with the copy-last-context-frame baseline; checks the foundation quality bar and prints/writes JSON.
+
+Held-out set: seeds never used in training (training: 1000, validation: 2000) and a policy mix never used in
+training (the `reactive` policy, which is not in the training mix, plus the plain tracker).
+
+    python benchmarks/heldout_quality.py [--model PATH] [--steps 1 2 4] [--context-noise 0 0.05] [--out JSON]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from device_info import cpu_info, versions  # noqa: E402
+
+from nextframe.cli import DEFAULT_MODEL  # noqa: E402
+from nextframe.data.record import make_env, record_episode  # noqa: E402
+from nextframe.evaluation.rollout import rollout_episode  # noqa: E402
+from nextframe.training.checkpoint import load_model  # noqa: E402
+
+HELD_OUT = (("reactive", 5001), ("reactive", 5002), ("reactive", 5003), ("tracker", 5004), ("tracker", 5005), ("tracker", 5006))
+METRICS = ("psnr", "paddle_x_err", "ball_err", "ball_hit_rate")
+
+
+def held_out_episodes(n_steps: int):
+    env = make_env("Breakout")
+    return [(f"{policy}_s{seed}", record_episode("Breakout", n_steps, seed, 0, policy, env)[0]) for policy, seed in HELD_OUT]
+
+
+def mean_over_episodes(results: list[dict], who: str) -> dict:
+    horizons = results[0][who].keys()
+    out = {}
+    for h in horizons:
+        row = {}
+        for m in METRICS:
+            vals = [r[who][h][m] for r in results if h in r[who] and r[who][h][m] is not None]
+            row[m] = round(float(np.mean(vals)), 3) if vals else None
+        out[h] = row
+    return out
+
+
+def quality_bar(model: dict, copy: dict) -> dict:
+    m, c = model["all"], copy["all"]
+    first = model.get("1-10", {})
+    return {
+        "paddle_x_err_at_most_quarter_of_copy": m["paddle_x_err"] <= 0.25 * c["paddle_x_err"],
+        "psnr_above_copy": m["psnr"] > c["psnr"],
+        "ball_tracked_first_10_frames": (first.get("ball_hit_rate") or 0.0) >= 0.5,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--steps", type=int, nargs="+", default=[4])
+    ap.add_argument("--context-noise", type=float, nargs="+", default=[0.0])
+    ap.add_argument("--frames", type=int, default=300, help="open-loop frames per episode")
+    ap.add_argument("--context", type=int, default=4)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+
+    model = load_model(args.model)
+    episodes = held_out_episodes(args.frames + args.context - 1)
+    runs = []
+    for steps in args.steps:
+        for cn in args.context_noise:
+            t0 = time.perf_counter()
+            per_ep = []
+            for name, ep in episodes:
+                _, m = rollout_episode(model, ep, args.context, steps, cn, seed=0)
+                per_ep.append({"episode": name, **m})
+            model_mean, copy_mean = mean_over_episodes(per_ep, "model"), mean_over_episodes(per_ep, "copy_baseline")
+            run = {"n_steps": steps, "context_noise": cn, "model": model_mean, "copy_baseline": copy_mean,
+                   "quality_bar": quality_bar(model_mean, copy_mean),
+                   "torch_eager_fps_p50": round(float(np.median([1000.0 / r["model_ms_per_frame_p50"] for r in per_ep])), 1),
+                   "wall_s": round(time.perf_counter() - t0, 1), "per_episode": per_ep}
+            print(json.dumps({k: v for k, v in run.items() if k != "per_episode"}), flush=True)
+            runs.append(run)
+    result = {"benchmark": "heldout_quality", "model": os.path.abspath(args.model), "device": cpu_info(), "versions": versions(),
+              "episodes": [n for n, _ in episodes], "frames_per_episode": args.frames, "context": args.context, "runs": runs}
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
