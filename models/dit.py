@@ -175,7 +175,8 @@ class NextFrameDiT(nn.Module):
 
         x [B, C, H, W] (noisy frame, or a clean frame whose K/V is wanted), t [B], action [B] (int64);
         cache_k / cache_v [L, B, H, S, N, hd] with S = context slots in any order; ages [S] int64: how many
-        frames back the slot's frame lies (1..context), 0 for an empty slot.
+        frames back the slot's frame lies; only ages 1..context are attended (0 marks an empty slot, and a
+        slot older than the window, kept so a speculative frame can be rolled back, is ignored too).
         Returns (velocity [B, C, H, W], k [L, B, H, N, hd], v [L, B, H, N, hd]) of the current frame.
         """
         cfg = self.cfg
@@ -183,7 +184,7 @@ class NextFrameDiT(nn.Module):
         n, s = cfg.tokens_per_frame, cache_k.shape[3]
         h = self.embed(x)
         c = self.condition(t, action)[:, None, :]  # [B, 1, D]
-        valid = ages > 0
+        valid = (ages > 0) & (ages <= cfg.context)
         new_k, new_v = [], []
         for l, blk in enumerate(self.blocks):
             bias_cache = blk.distance_bias[:, ages.clamp(min=0, max=cfg.context)]

@@ -1,0 +1,94 @@
+"""Write a runtime bundle: a directory with manifest.json and the ONNX graphs, every file checksummed.
+
+The manifest is the single source of what the runtime needs: model shapes, the action set, the KV-cache
+layout, the default sampler (kind, steps, the exact time schedule, context noise) and each graph's inputs
+and outputs. It is written last, into a temp dir renamed into place, so a half-written bundle never exists.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+
+from nextframe.export.check import check_step_parity
+from nextframe.export.onnx import OPSET, export_step, n_slots, step_io_specs
+from nextframe.models.dit import NextFrameDiT
+from nextframe.models.flow import flow_schedule
+
+FORMAT = "nextframe.bundle"
+FORMAT_VERSION = 1
+STEP_FILE = "step.onnx"
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def action_names(game: str, n_actions: int) -> list[str]:
+    try:
+        from nextframe.data.record import make_env
+
+        env = make_env(game)
+        names = list(env.unwrapped.get_action_meanings())
+        env.close()
+    except (ImportError, ValueError):
+        names = []
+    return names if len(names) == n_actions else [f"ACTION_{i}" for i in range(n_actions)]
+
+
+def build_manifest(model: NextFrameDiT, n_steps: int, context_noise: float, shift: float, files: dict) -> dict:
+    from nextframe import __version__
+
+    c = model.cfg
+    inputs, outputs = step_io_specs(model)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "producer": f"nextframe {__version__}",
+        "model": c.to_dict(),
+        "actions": action_names(c.game, c.n_actions),
+        "no_action": c.no_action,
+        "frame": {"channels": c.channels, "height": c.height, "width": c.width, "value_range": [-1.0, 1.0],
+                  "native_height": 210, "native_width": 160},
+        "kv_cache": {"n_layers": c.depth, "n_heads": c.heads, "n_slots": n_slots(model), "window": c.context,
+                     "tokens_per_frame": c.tokens_per_frame, "head_dim": c.head_dim},
+        "sampler": {"kind": "flow_euler", "n_steps": n_steps, "shift": shift, "times": flow_schedule(n_steps, shift),
+                    "context_noise": context_noise},
+        "native_decoder": {"kind": "detail_transfer", "agree_threshold": 20.0},
+        "graphs": {"step": {"file": STEP_FILE, "opset": OPSET, "inputs": inputs, "outputs": outputs}},
+        "files": files,
+    }
+
+
+def export_bundle(model: NextFrameDiT, out_dir: str, n_steps: int = 4, context_noise: float = 0.0,
+                  shift: float = 1.0, check: bool = True) -> dict:
+    """Export, gate on ORT-vs-PyTorch parity, then move the finished bundle to out_dir (replacing it)."""
+    if os.path.exists(out_dir) and not os.path.isfile(os.path.join(out_dir, "manifest.json")) and os.listdir(out_dir):
+        raise ValueError(f"export: {out_dir} exists and is not a bundle; refusing to overwrite it")
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".bundle-", dir=parent)
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be shared
+    try:
+        step_path = os.path.join(tmp, STEP_FILE)
+        export_step(model, step_path)
+        parity = check_step_parity(model, step_path) if check else None
+        files = {STEP_FILE: {"sha256": sha256_file(step_path), "bytes": os.path.getsize(step_path)}}
+        manifest = build_manifest(model, n_steps, context_noise, shift, files)
+        if parity is not None:
+            manifest["export_check"] = {"nmse": parity, "backend": "onnxruntime-cpu"}
+        with open(os.path.join(tmp, "manifest.json"), "w") as f:
+            json.dump(manifest, f, indent=1)
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest

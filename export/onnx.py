@@ -1,0 +1,67 @@
+"""torch -> ONNX for the next-frame model: one `step` graph serves every network call of the frame loop.
+
+The runtime calls it n_steps times per frame to denoise (reading `velocity`), and once more on the finished
+frame at the context-noise level to get that frame's K/V (reading `k_new`, `v_new`), so the runtime owns the
+cache and the graph is stateless. Shapes are fixed (batch 1, n_slots = context + 1: one spare slot lets the
+loop roll a speculative frame back without losing the oldest frame of the window).
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from nextframe.models.dit import NextFrameDiT
+
+OPSET = 17
+STEP_INPUTS = ("x", "t", "action", "cache_k", "cache_v", "ages")
+STEP_OUTPUTS = ("velocity", "k_new", "v_new")
+
+
+class _Step(torch.nn.Module):
+    def __init__(self, model: NextFrameDiT):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, t, action, cache_k, cache_v, ages):
+        return self.model.step(x, t, action, cache_k, cache_v, ages)
+
+
+def n_slots(model: NextFrameDiT) -> int:
+    return model.cfg.context + 1
+
+
+def step_io_specs(model: NextFrameDiT) -> tuple[list[dict], list[dict]]:
+    c = model.cfg
+    cache = [c.depth, 1, c.heads, n_slots(model), c.tokens_per_frame, c.head_dim]
+    kv = [c.depth, 1, c.heads, c.tokens_per_frame, c.head_dim]
+    frame = [1, c.channels, c.height, c.width]
+    inputs = [("x", "float32", frame), ("t", "float32", [1]), ("action", "int64", [1]),
+              ("cache_k", "float32", cache), ("cache_v", "float32", cache), ("ages", "int64", [n_slots(model)])]
+    outputs = [("velocity", "float32", frame), ("k_new", "float32", kv), ("v_new", "float32", kv)]
+    spec = lambda rows: [{"name": n, "dtype": d, "shape": s} for n, d, s in rows]  # noqa: E731
+    return spec(inputs), spec(outputs)
+
+
+def example_step_inputs(model: NextFrameDiT, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """A fixed input with a partly filled ring (one empty slot, one out-of-window slot), for export and parity."""
+    g = torch.Generator().manual_seed(seed)
+    ins, _ = step_io_specs(model)
+    shapes = {s["name"]: s["shape"] for s in ins}
+    s = n_slots(model)
+    ages = torch.tensor([(i % (s + 1)) for i in range(s)], dtype=torch.long)  # 0 (empty) .. context, then s % ..
+    ages[-1] = s  # older than the window: must be ignored
+    return (torch.randn(shapes["x"], generator=g), torch.tensor([0.7]), torch.tensor([min(2, model.cfg.n_actions - 1)]),
+            torch.randn(shapes["cache_k"], generator=g), torch.randn(shapes["cache_v"], generator=g), ages)
+
+
+def export_step(model: NextFrameDiT, path: str) -> None:
+    model = model.eval()
+    with warnings.catch_warnings():
+        # torch 2.13 flags the TorchScript exporter as legacy; it is the one that gives plain, fixed-shape
+        # graphs ORT and TensorRT both take without onnxscript (see docs/runtime.md)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=FutureWarning)
+        warnings.simplefilter("ignore", category=UserWarning)
+        torch.onnx.export(_Step(model), example_step_inputs(model), path, input_names=list(STEP_INPUTS),
+                          output_names=list(STEP_OUTPUTS), opset_version=OPSET, dynamo=False, do_constant_folding=True)
