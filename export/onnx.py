@@ -14,7 +14,7 @@ import torch
 from nextframe.models.dit import NextFrameDiT
 
 OPSET = 17
-STEP_INPUTS = ("x", "t", "action", "cache_k", "cache_v", "ages")
+STEP_INPUTS = ("x", "t", "action", "prev", "cache_k", "cache_v", "ages")
 STEP_OUTPUTS = ("velocity", "k_new", "v_new")
 
 
@@ -23,8 +23,8 @@ class _Step(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x, t, action, cache_k, cache_v, ages):
-        return self.model.step(x, t, action, cache_k, cache_v, ages)
+    def forward(self, x, t, action, prev, cache_k, cache_v, ages):
+        return self.model.step(x, t, action, prev, cache_k, cache_v, ages)
 
 
 def n_slots(model: NextFrameDiT) -> int:
@@ -36,7 +36,7 @@ def step_io_specs(model: NextFrameDiT) -> tuple[list[dict], list[dict]]:
     cache = [c.depth, 1, c.heads, n_slots(model), c.tokens_per_frame, c.head_dim]
     kv = [c.depth, 1, c.heads, c.tokens_per_frame, c.head_dim]
     frame = [1, c.channels, c.height, c.width]
-    inputs = [("x", "float32", frame), ("t", "float32", [1]), ("action", "int64", [1]),
+    inputs = [("x", "float32", frame), ("t", "float32", [1]), ("action", "int64", [1]), ("prev", "float32", frame),
               ("cache_k", "float32", cache), ("cache_v", "float32", cache), ("ages", "int64", [n_slots(model)])]
     outputs = [("velocity", "float32", frame), ("k_new", "float32", kv), ("v_new", "float32", kv)]
     spec = lambda rows: [{"name": n, "dtype": d, "shape": s} for n, d, s in rows]  # noqa: E731
@@ -52,7 +52,7 @@ def example_step_inputs(model: NextFrameDiT, seed: int = 0) -> tuple[torch.Tenso
     ages = torch.tensor([(i % (s + 1)) for i in range(s)], dtype=torch.long)  # 0 (empty) .. context, then s % ..
     ages[-1] = s  # older than the window: must be ignored
     return (torch.randn(shapes["x"], generator=g), torch.tensor([0.7]), torch.tensor([min(2, model.cfg.n_actions - 1)]),
-            torch.randn(shapes["cache_k"], generator=g), torch.randn(shapes["cache_v"], generator=g), ages)
+            torch.randn(shapes["prev"], generator=g), torch.randn(shapes["cache_k"], generator=g), torch.randn(shapes["cache_v"], generator=g), ages)
 
 
 def export_step(model: NextFrameDiT, path: str) -> None:

@@ -18,6 +18,9 @@ class ModelConfig:
     n_actions: int = 4  # the game's minimal action set; index n_actions means "no action" (first frame)
     context: int = 4  # frames kept in the KV cache; the current frame attends to these and itself
     game: str = "Breakout"
+    # the previous frame (as cached) is stacked onto each frame's input channels, DIAMOND-style: copying
+    # what did not move becomes trivial, and attention over the cache is left to model motion
+    prev_frame_input: bool = True
 
     def __post_init__(self):
         for name in ("height", "width", "channels", "patch", "dim", "depth", "heads", "n_actions", "context"):
@@ -31,6 +34,10 @@ class ModelConfig:
     @property
     def tokens_per_frame(self) -> int:
         return (self.height // self.patch) * (self.width // self.patch)
+
+    @property
+    def input_channels(self) -> int:
+        return self.channels * (2 if self.prev_frame_input else 1)
 
     @property
     def head_dim(self) -> int:

@@ -9,7 +9,10 @@ Temporal position never enters a key or a value: each layer learns one bias per 
 they sit in a ring buffer and however long the rollout runs; the caller passes each slot's distance ("age").
 Spatial positions (patch index inside a frame) are a learned embedding on the input tokens.
 
-Conditioning per frame: c = SiLU(time_mlp(t) + action_embedding(a)); adaLN-Zero modulation from c.
+Conditioning per frame: c = SiLU(time_mlp(t) + action_embedding(a)); adaLN-Zero modulation from c. The
+previous frame is stacked on each frame's input channels (config.prev_frame_input): without it a small model
+trained on a CPU budget learned to denoise but not to read the cache (x0 error from pure noise no better
+with context than without after 1,600 steps).
 Clean context frames carry their own (small) noise level t, so noise augmentation is visible to the model.
 """
 from __future__ import annotations
@@ -92,7 +95,7 @@ class NextFrameDiT(nn.Module):
         super().__init__()
         self.cfg = cfg
         d, p, c = cfg.dim, cfg.patch, cfg.channels
-        self.patch_embed = nn.Linear(c * p * p, d)
+        self.patch_embed = nn.Linear(cfg.input_channels * p * p, d)
         self.pos_embed = nn.Parameter(torch.randn(cfg.tokens_per_frame, d) * 0.02)
         self.time_mlp = nn.Sequential(nn.Linear(128, d), nn.SiLU(), nn.Linear(d, d))
         self.action_embed = nn.Embedding(cfg.n_actions + 1, d)
@@ -109,7 +112,9 @@ class NextFrameDiT(nn.Module):
     def condition(self, t: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return F.silu(self.time_mlp(timestep_features(t)) + self.action_embed(action))
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
+        if self.cfg.prev_frame_input:
+            x = torch.cat([x, prev], dim=-3)
         return self.patch_embed(patchify(x, self.cfg.patch)) + self.pos_embed
 
     def output(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -143,7 +148,8 @@ class NextFrameDiT(nn.Module):
 
         frames = torch.cat([clean, noisy], dim=1)
         c = self.condition(torch.cat([clean_t, noisy_t], dim=1), torch.cat([clean_action, noisy_action], dim=1))
-        x = self.embed(frames).reshape(b, nf * n, cfg.dim)
+        prev = torch.cat([torch.zeros_like(clean[:, :1]), clean], dim=1)[:, pos]  # clean frame p-1, zeros at p=0
+        x = self.embed(frames, prev).reshape(b, nf * n, cfg.dim)
 
         def tokens(per_frame):  # [B, F, K] -> [B, F*N, K]
             return per_frame[:, :, None, :].expand(-1, -1, n, -1).reshape(b, nf * n, -1)
@@ -170,10 +176,11 @@ class NextFrameDiT(nn.Module):
         return self.output(h, c[:, fc:, None, :])
 
     # ---- one frame against the KV cache (sampling) --------------------------------------------------
-    def step(self, x, t, action, cache_k, cache_v, ages):
+    def step(self, x, t, action, prev, cache_k, cache_v, ages):
         """One network evaluation for the current frame.
 
         x [B, C, H, W] (noisy frame, or a clean frame whose K/V is wanted), t [B], action [B] (int64);
+        prev [B, C, H, W]: the previous frame as it was cached (zeros before the first frame);
         cache_k / cache_v [L, B, H, S, N, hd] with S = context slots in any order; ages [S] int64: how many
         frames back the slot's frame lies; only ages 1..context are attended (0 marks an empty slot, and a
         slot older than the window, kept so a speculative frame can be rolled back, is ignored too).
@@ -182,7 +189,7 @@ class NextFrameDiT(nn.Module):
         cfg = self.cfg
         b = x.shape[0]
         n, s = cfg.tokens_per_frame, cache_k.shape[3]
-        h = self.embed(x)
+        h = self.embed(x, prev)
         c = self.condition(t, action)[:, None, :]  # [B, 1, D]
         valid = (ages > 0) & (ages <= cfg.context)
         new_k, new_v = [], []

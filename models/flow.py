@@ -14,9 +14,11 @@ def add_noise(x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Ten
     return (1.0 - t) * x0 + t * eps
 
 
-def sample_train_times(shape, generator=None, device=None) -> torch.Tensor:
-    """Logit-normal(0, 1) times (SD3): most weight on mid noise levels, where a frame's content is decided."""
-    return torch.sigmoid(torch.randn(shape, generator=generator, device=device))
+def sample_train_times(shape, generator=None, device=None, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
+    """Logit-normal(mean, std) times (SD3). A next frame is mostly decided by its context, which only the
+    high-noise steps must read (at low noise the frame itself shows it), so world models want mean > 0:
+    with mean 0 a model learns to denoise well while ignoring the context, and fails from pure noise."""
+    return torch.sigmoid(mean + std * torch.randn(shape, generator=generator, device=device))
 
 
 def flow_schedule(n_steps: int, shift: float = 1.0) -> list[float]:

@@ -45,6 +45,11 @@ class CachedSampler:
         self.context_noise = context_noise
         self.generator = generator or torch.Generator().manual_seed(0)
         self.cache = KvCache(model, batch)
+        self.prev = self._zeros()
+
+    def _zeros(self):
+        cfg = self.model.cfg
+        return torch.zeros(self.batch, cfg.channels, cfg.height, cfg.width)
 
     def _noise(self):
         cfg = self.model.cfg
@@ -58,8 +63,10 @@ class CachedSampler:
         """Write a finished (or real context) frame into the cache, with context-noise augmentation."""
         frame = frame.reshape(self.batch, *frame.shape[-3:])
         x = add_noise(frame, self._full(self.context_noise), self._noise())
-        _, k, v = self.model.step(x, self._full(self.context_noise), self._action(action), self.cache.k, self.cache.v, self.cache.ages())
+        _, k, v = self.model.step(x, self._full(self.context_noise), self._action(action), self.prev,
+                                  self.cache.k, self.cache.v, self.cache.ages())
         self.cache.push(k, v)
+        self.prev = x
 
     def _action(self, action):
         return torch.as_tensor(action, dtype=torch.long).reshape(-1).expand(self.batch).contiguous()
@@ -68,6 +75,7 @@ class CachedSampler:
     def reset(self, frames: torch.Tensor, actions) -> None:
         """frames [C, 3, H, W] (or [B, C, ...]) real context; actions [C]: the action leading to each frame."""
         self.cache = KvCache(self.model, self.batch)
+        self.prev = self._zeros()
         if frames.dim() == 4:
             frames = frames[None]
         for i in range(frames.shape[1]):
@@ -79,7 +87,7 @@ class CachedSampler:
         x = self._noise()
         ages = self.cache.ages()
         for t, t_next in zip(self.times[:-1], self.times[1:]):
-            v, _, _ = self.model.step(x, self._full(t), a, self.cache.k, self.cache.v, ages)
+            v, _, _ = self.model.step(x, self._full(t), a, self.prev, self.cache.k, self.cache.v, ages)
             x = euler_update(x, v, t, t_next)
         return x.clamp(-1.0, 1.0)
 

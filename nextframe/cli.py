@@ -1,4 +1,4 @@
-"""`nextframe` command line: record, train, rollout, demo.
+"""`nextframe` command line: record, train, rollout, export, demo.
 
 Each subcommand is a thin shell over the library; errors the user can fix (bad file, bad shape, unknown
 game or action) print as one line `nextframe: <message>` and exit with status 2.
@@ -86,6 +86,15 @@ def cmd_demo(args):
     print(json.dumps(summary))
 
 
+def cmd_export(args):
+    from nextframe.export.bundle import export_bundle
+
+    d = sampler_defaults(args.model)
+    manifest = export_bundle(_load(args.model), args.out, n_steps=args.steps or d["steps"],
+                             context_noise=d["context_noise"] if args.context_noise is None else args.context_noise)
+    print(json.dumps({"bundle": args.out, "files": manifest["files"], "export_check": manifest.get("export_check")}))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nextframe", description="Action-conditioned next-frame world models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -116,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--no-video", action="store_true")
     o.set_defaults(func=cmd_rollout)
 
+    e = sub.add_parser("export", help="export a model to a runtime bundle (manifest.json + ONNX, checksummed)")
+    e.add_argument("model", nargs="?", default=DEFAULT_MODEL)
+    e.add_argument("--out", required=True)
+    e.add_argument("--steps", type=int, default=None, help="denoising steps per frame written to the bundle")
+    e.add_argument("--context-noise", type=float, default=None)
+    e.set_defaults(func=cmd_export)
+
     d = sub.add_parser("demo", help="record a fresh episode and roll the default model out on it")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--model", default=DEFAULT_MODEL)
@@ -131,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"nextframe: {e}", file=sys.stderr)
         return 2
     return 0

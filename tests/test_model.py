@@ -62,7 +62,7 @@ def test_keys_carry_no_absolute_position():
         for age in (4, 3, 2, 1):  # oldest first
             cache.push(per_age[age - 1], -per_age[age - 1])
         x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
-        v, _, _ = model.step(x, torch.tensor([0.5]), torch.tensor([2]), cache.k, cache.v, cache.ages())
+        v, _, _ = model.step(x, torch.tensor([0.5]), torch.tensor([2]), torch.zeros_like(x), cache.k, cache.v, cache.ages())
         outs.append(v)
     assert cache.slot_pos != [0, 1, 2, 3]  # the long run really sits at other slots
     assert (outs[0] - outs[1]).abs().max().item() <= TOL
@@ -73,8 +73,8 @@ def test_output_depends_on_action_and_context():
     x = torch.randn(1, 3, 16, 16)
     cache = KvCache(model)
     t = torch.tensor([0.5])
-    v0, _, _ = model.step(x, t, torch.tensor([0]), cache.k, cache.v, cache.ages())
-    v1, _, _ = model.step(x, t, torch.tensor([1]), cache.k, cache.v, cache.ages())
+    v0, _, _ = model.step(x, t, torch.tensor([0]), x, cache.k, cache.v, cache.ages())
+    v1, _, _ = model.step(x, t, torch.tensor([1]), x, cache.k, cache.v, cache.ages())
     assert (v0 - v1).abs().max() > 1e-3
 
 

@@ -4,7 +4,8 @@ One window of F frames gives F-1 targets in a single pass: the clean frames (noi
 random level) and a noised copy of every frame share one sequence; noisy frame i sees clean frames
 i-context..i-1 (see NextFrameDiT.forward_sequence). The first frame of a window has no context and is not
 a target. Loss: MSE on the flow velocity, with extra weight on pixels that moved since the previous frame,
-since the paddle and ball are a tiny share of the pixels but all of the game.
+since the paddle and ball are a tiny share of the pixels but all of the game; and (by default) weighted to an
+x0 loss over noise levels (see training_loss).
 """
 from __future__ import annotations
 
@@ -42,12 +43,17 @@ def training_loss(model: NextFrameDiT, frames: torch.Tensor, actions: torch.Tens
     b, f = frames.shape[:2]
     clean_t = torch.rand(b, f, generator=generator) * cfg.context_noise_max
     clean = add_noise(frames, clean_t, torch.randn(frames.shape, generator=generator))
-    t = sample_train_times((b, f), generator=generator)
+    t = sample_train_times((b, f), generator=generator, mean=cfg.time_logit_mean, std=cfg.time_logit_std)
     eps = torch.randn(frames.shape, generator=generator)
     noisy = add_noise(frames, t, eps)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
         v = model.forward_sequence(clean, clean_t, actions, noisy, t, actions, torch.arange(f))
     err = (v.float() - (eps - frames)).square() * motion_weights(frames, cfg.motion_weight)
+    if cfg.loss_weighting == "x0":
+        # the x0 error is t * (v error): weigh v by t^2 / (t^2 + (1-t)^2), i.e. an x0 loss (x1..x2), so the
+        # high-noise steps that must read the context are not drowned by the ~1/t^2 v-loss of nearly clean inputs
+        w = t.square() / (t.square() + (1 - t).square())
+        err = err * w[:, :, None, None, None]
     return err[:, 1:].mean()
 
 
@@ -77,6 +83,32 @@ class Trainer:
         if os.path.isfile(self.ckpt_path):
             self.step, _ = load_training_state(self.ckpt_path, self.model, self.ema, self.opt)
             self.history = self._read_history()
+        elif cfg.init_from:
+            self.warm_start(cfg.init_from)
+
+    @torch.no_grad()
+    def warm_start(self, path: str) -> None:
+        """Copy weights from a model file. A layer that grew input features (e.g. the patch embedding when the
+        previous frame is added to the input) keeps the old weights on the old features and zeros elsewhere,
+        so the warm-started model computes exactly what the old one did."""
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            old = {k: f.get_tensor(k) for k in f.keys()}
+        for name, p in self.model.state_dict().items():
+            if name not in old:
+                continue
+            src = old[name]
+            if src.shape == p.shape:
+                p.copy_(src)
+            elif src.dim() == p.dim() == 2 and src.shape[0] == p.shape[0] and src.shape[1] < p.shape[1]:
+                p.zero_()
+                in_old = src.shape[1]
+                # patchify orders features (channel, py, px): old channels come first
+                p[:, :in_old].copy_(src)
+            else:
+                raise ValueError(f"train: cannot warm-start {name} from {path} (shape {tuple(src.shape)} vs {tuple(p.shape)})")
+        self.ema.load_state_dict(self.model.state_dict())
 
     def _read_history(self):
         hist = []
