@@ -58,7 +58,7 @@ def build_manifest(model: NextFrameDiT, n_steps: int, context_noise: float, shif
                   "native_height": 210, "native_width": 160},
         "kv_cache": {"n_layers": c.depth, "n_heads": c.heads, "n_slots": n_slots(model), "window": c.context,
                      "tokens_per_frame": c.tokens_per_frame, "head_dim": c.head_dim},
-        "sampler": {"kind": "flow_euler", "n_steps": n_steps, "shift": shift, "times": flow_schedule(n_steps, shift),
+        "sampler": {"kind": "flow_euler_x0", "n_steps": n_steps, "shift": shift, "times": flow_schedule(n_steps, shift),
                     "context_noise": context_noise},
         "native_decoder": {"kind": "detail_transfer", "agree_threshold": 20.0},
         "graphs": {"step": {"file": STEP_FILE, "opset": OPSET, "inputs": inputs, "outputs": outputs}},

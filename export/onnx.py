@@ -1,6 +1,6 @@
 """torch -> ONNX for the next-frame model: one `step` graph serves every network call of the frame loop.
 
-The runtime calls it n_steps times per frame to denoise (reading `velocity`), and once more on the finished
+The runtime calls it n_steps times per frame to denoise (reading `denoised`, the predicted clean frame), and once more on the finished
 frame at the context-noise level to get that frame's K/V (reading `k_new`, `v_new`), so the runtime owns the
 cache and the graph is stateless. Shapes are fixed (batch 1, n_slots = context + 1: one spare slot lets the
 loop roll a speculative frame back without losing the oldest frame of the window).
@@ -15,7 +15,7 @@ from nextframe.models.dit import NextFrameDiT
 
 OPSET = 17
 STEP_INPUTS = ("x", "t", "action", "prev", "cache_k", "cache_v", "ages")
-STEP_OUTPUTS = ("velocity", "k_new", "v_new")
+STEP_OUTPUTS = ("denoised", "k_new", "v_new")
 
 
 class _Step(torch.nn.Module):
@@ -38,7 +38,7 @@ def step_io_specs(model: NextFrameDiT) -> tuple[list[dict], list[dict]]:
     frame = [1, c.channels, c.height, c.width]
     inputs = [("x", "float32", frame), ("t", "float32", [1]), ("action", "int64", [1]), ("prev", "float32", frame),
               ("cache_k", "float32", cache), ("cache_v", "float32", cache), ("ages", "int64", [n_slots(model)])]
-    outputs = [("velocity", "float32", frame), ("k_new", "float32", kv), ("v_new", "float32", kv)]
+    outputs = [("denoised", "float32", frame), ("k_new", "float32", kv), ("v_new", "float32", kv)]
     spec = lambda rows: [{"name": n, "dtype": d, "shape": s} for n, d, s in rows]  # noqa: E731
     return spec(inputs), spec(outputs)
 

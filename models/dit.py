@@ -125,13 +125,13 @@ class NextFrameDiT(nn.Module):
 
     # ---- many frames at once (training and the no-cache reference) ----------------------------------
     def forward_sequence(self, clean, clean_t, clean_action, noisy, noisy_t, noisy_action, noisy_pos):
-        """Predict the velocity of each noisy frame from the clean frames before it.
+        """Predict the clean version ("denoised") of each noisy frame from the clean frames before it.
 
         clean [B, Fc, C, H, W] sit at positions 0..Fc-1 (noise augmentation already applied, level clean_t);
         noisy [B, Fn, C, H, W] sit at positions noisy_pos [Fn] (ints in 0..Fc). Every frame at position p
         sees the clean frames p-context .. p-1 and itself (a noisy frame never sees its clean twin).
         Attention is computed per frame over that window, so cost grows linearly with the frame count.
-        Returns the velocity [B, Fn, C, H, W].
+        Returns denoised frames [B, Fn, C, H, W].
         """
         cfg = self.cfg
         b, fc = clean.shape[:2]
@@ -184,7 +184,7 @@ class NextFrameDiT(nn.Module):
         cache_k / cache_v [L, B, H, S, N, hd] with S = context slots in any order; ages [S] int64: how many
         frames back the slot's frame lies; only ages 1..context are attended (0 marks an empty slot, and a
         slot older than the window, kept so a speculative frame can be rolled back, is ignored too).
-        Returns (velocity [B, C, H, W], k [L, B, H, N, hd], v [L, B, H, N, hd]) of the current frame.
+        Returns (denoised [B, C, H, W], k [L, B, H, N, hd], v [L, B, H, N, hd]) of the current frame.
         """
         cfg = self.cfg
         b = x.shape[0]

@@ -87,8 +87,8 @@ class CachedSampler:
         x = self._noise()
         ages = self.cache.ages()
         for t, t_next in zip(self.times[:-1], self.times[1:]):
-            v, _, _ = self.model.step(x, self._full(t), a, self.prev, self.cache.k, self.cache.v, ages)
-            x = euler_update(x, v, t, t_next)
+            denoised, _, _ = self.model.step(x, self._full(t), a, self.prev, self.cache.k, self.cache.v, ages)
+            x = euler_update(x, denoised, t, t_next)
         return x.clamp(-1.0, 1.0)
 
     @torch.no_grad()
@@ -125,6 +125,6 @@ class UncachedSampler(CachedSampler):
         clean_a = torch.stack(self.history_actions, dim=1)
         pos = [clean.shape[1]]
         for t, t_next in zip(self.times[:-1], self.times[1:]):
-            v = self.model.forward_sequence(clean, clean_t, clean_a, x[:, None], self._full(t)[:, None], a[:, None], pos)[:, 0]
-            x = euler_update(x, v, t, t_next)
+            denoised = self.model.forward_sequence(clean, clean_t, clean_a, x[:, None], self._full(t)[:, None], a[:, None], pos)[:, 0]
+            x = euler_update(x, denoised, t, t_next)
         return x.clamp(-1.0, 1.0)

@@ -25,7 +25,6 @@ class TrainConfig:
     context_noise_max: float = 0.1  # clean context frames get noise level ~ U(0, this)
     time_logit_mean: float = 0.0  # noise levels t ~ sigmoid(N(mean, std)); see models/flow.sample_train_times
     time_logit_std: float = 1.0
-    loss_weighting: str = "x0"  # "x0": x0-space error (few-step sampling); "v": plain velocity MSE
     motion_weight: float = 4.0  # extra loss weight on pixels that changed since the previous frame
     bf16: bool = True  # autocast matmuls to bfloat16 (fast on CPUs with AMX/AVX512-BF16; exact elsewhere)
     log_every: int = 20
@@ -40,8 +39,6 @@ class TrainConfig:
     def __post_init__(self):
         if self.seq_len < 2:
             raise ValueError(f"train config: seq_len must be at least 2 (got {self.seq_len})")
-        if self.loss_weighting not in ("x0", "v"):
-            raise ValueError(f"train config: loss_weighting must be 'x0' or 'v' (got {self.loss_weighting!r})")
         for name in ("batch_size", "total_steps", "log_every", "eval_every", "ckpt_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train config: {name} must be positive (got {getattr(self, name)})")

@@ -3,9 +3,8 @@
 One window of F frames gives F-1 targets in a single pass: the clean frames (noise-augmented at a small
 random level) and a noised copy of every frame share one sequence; noisy frame i sees clean frames
 i-context..i-1 (see NextFrameDiT.forward_sequence). The first frame of a window has no context and is not
-a target. Loss: MSE on the flow velocity, with extra weight on pixels that moved since the previous frame,
-since the paddle and ball are a tiny share of the pixels but all of the game; and (by default) weighted to an
-x0 loss over noise levels (see training_loss).
+a target. Loss: MSE of the denoised frame, with extra weight on pixels that moved since the previous frame,
+since the paddle and ball are a tiny share of the pixels but all of the game.
 """
 from __future__ import annotations
 
@@ -44,17 +43,14 @@ def training_loss(model: NextFrameDiT, frames: torch.Tensor, actions: torch.Tens
     clean_t = torch.rand(b, f, generator=generator) * cfg.context_noise_max
     clean = add_noise(frames, clean_t, torch.randn(frames.shape, generator=generator))
     t = sample_train_times((b, f), generator=generator, mean=cfg.time_logit_mean, std=cfg.time_logit_std)
-    eps = torch.randn(frames.shape, generator=generator)
-    noisy = add_noise(frames, t, eps)
+    noisy = add_noise(frames, t, torch.randn(frames.shape, generator=generator))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
-        v = model.forward_sequence(clean, clean_t, actions, noisy, t, actions, torch.arange(f))
-    err = (v.float() - (eps - frames)).square() * motion_weights(frames, cfg.motion_weight)
-    if cfg.loss_weighting == "x0":
-        # the x0 error is t * (v error): weigh v by t^2 / (t^2 + (1-t)^2), i.e. an x0 loss (x1..x2), so the
-        # high-noise steps that must read the context are not drowned by the ~1/t^2 v-loss of nearly clean inputs
-        w = t.square() / (t.square() + (1 - t).square())
-        err = err * w[:, :, None, None, None]
-    return err[:, 1:].mean()
+        denoised = model.forward_sequence(clean, clean_t, actions, noisy, t, actions, torch.arange(f))
+    err = (denoised.float() - frames).square() * motion_weights(frames, cfg.motion_weight)
+    # x0 error scaled by 1 / (t^2 + (1-t)^2) (1..2, the velocity's scale): the rectified-flow v loss without
+    # its ~1/t^2 weight on nearly clean inputs, which would drown the high-noise steps that read the context
+    w = 1.0 / (t.square() + (1 - t).square())
+    return (err * w[:, :, None, None, None])[:, 1:].mean()
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
