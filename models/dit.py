@@ -10,9 +10,9 @@ they sit in a ring buffer and however long the rollout runs; the caller passes e
 Spatial positions (patch index inside a frame) are a learned embedding on the input tokens.
 
 Conditioning per frame: c = SiLU(time_mlp(t) + action_embedding(a)); adaLN-Zero modulation from c. The
-previous frame is stacked on each frame's input channels (config.prev_frame_input): without it a small model
-trained on a CPU budget learned to denoise but not to read the cache (x0 error from pure noise no better
-with context than without after 1,600 steps).
+previous frame is stacked on each frame's input channels and the output is the change from it
+(config.prev_frame_input): without it a small model trained on a CPU budget learned to denoise but not to
+read the cache (x0 error from pure noise no better with context than without after 1,600 steps).
 Clean context frames carry their own (small) noise level t, so noise augmentation is visible to the model.
 """
 from __future__ import annotations
@@ -117,11 +117,14 @@ class NextFrameDiT(nn.Module):
             x = torch.cat([x, prev], dim=-3)
         return self.patch_embed(patchify(x, self.cfg.patch)) + self.pos_embed
 
-    def output(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def output(self, h: torch.Tensor, c: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
+        """The denoised frame. With the previous frame as input the head predicts the change from it: an
+        untrained head already gives the copy-last-frame prediction, and training only has to learn what moves."""
         shift, scale = self.final_modulation(c).chunk(2, dim=-1)
         out = self.head(modulate(self.final_norm(h), shift, scale))
         cfg = self.cfg
-        return unpatchify(out, cfg.patch, cfg.channels, cfg.height, cfg.width)
+        out = unpatchify(out, cfg.patch, cfg.channels, cfg.height, cfg.width)
+        return out + prev if cfg.prev_frame_input else out
 
     # ---- many frames at once (training and the no-cache reference) ----------------------------------
     def forward_sequence(self, clean, clean_t, clean_action, noisy, noisy_t, noisy_action, noisy_pos):
@@ -173,7 +176,7 @@ class NextFrameDiT(nn.Module):
 
             x, _, _ = blk(x, tokens(blk.modulation(c)), attend)
         h = x.reshape(b, nf, n, cfg.dim)[:, fc:]
-        return self.output(h, c[:, fc:, None, :])
+        return self.output(h, c[:, fc:, None, :], prev[:, fc:])
 
     # ---- one frame against the KV cache (sampling) --------------------------------------------------
     def step(self, x, t, action, prev, cache_k, cache_v, ages):
@@ -209,4 +212,4 @@ class NextFrameDiT(nn.Module):
             h, k, v = blk(h, blk.modulation(c), attend)
             new_k.append(k)
             new_v.append(v)
-        return self.output(h, c), torch.stack(new_k), torch.stack(new_v)
+        return self.output(h, c, prev), torch.stack(new_k), torch.stack(new_v)
