@@ -1,11 +1,99 @@
 // The only file that includes pybind11 (STYLE.md section 1). It does no catching of its own:
 // nf::InvalidArgument arrives as ValueError and nf::RuntimeError as RuntimeError through
-// pybind11's built-in translation of their std base classes.
+// pybind11's built-in translation of their std base classes. Calls that run the engine or read bundle
+// files release the GIL; they never call back into Python.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <cstring>
+
+#include "bundle.h"
+#include "common.h"
+#include "engine.h"
+#include "frame_loop.h"
+#include "kv_cache.h"
+#include "schedule.h"
+#include "sha256.h"
 #include "version.h"
 
 namespace py = pybind11;
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style>;
+using IntArray = py::array_t<std::int64_t, py::array::c_style>;
+
+std::string shape_of(const py::array& a) {
+    nf::Shape s(a.shape(), a.shape() + a.ndim());
+    return nf::shape_str(s);
+}
+
+py::dict spec_dict(const nf::TensorSpec& s) {
+    py::dict d;
+    d["name"] = s.name;
+    d["dtype"] = nf::dtype_name(s.dtype);
+    d["shape"] = s.shape;
+    return d;
+}
+
+py::list spec_list(const std::vector<nf::TensorSpec>& specs) {
+    py::list l;
+    for (const auto& s : specs) l.append(spec_dict(s));
+    return l;
+}
+
+nf::EngineParams engine_params(const std::string& backend, std::int64_t threads, const std::string& ort_lib) {
+    nf::EngineParams p;
+    p.backend = nf::parse_backend(backend);
+    p.threads = threads;
+    p.ort_lib = ort_lib;
+    return p;
+}
+
+// Holds an engine for direct runs (tests, inspection). Each run copies in and out: not for the hot path.
+struct PyEngine {
+    std::unique_ptr<nf::Engine> engine;
+};
+
+py::dict engine_run(PyEngine& self, const py::dict& feeds) {
+    nf::Engine& e = *self.engine;
+    std::vector<nf::HostTensor> ins, outs;
+    for (const auto& spec : e.inputs()) {
+        NF_CHECK_ARG(feeds.contains(spec.name), "engine: input '" + spec.name + "' not given");
+        py::array a = py::array::ensure(feeds[spec.name.c_str()]);
+        NF_CHECK_ARG(a, "engine: input '" + spec.name + "' is not an array");
+        const bool dtype_ok = spec.dtype == nf::DType::F32 ? a.dtype().is(py::dtype::of<float>())
+                                                           : a.dtype().is(py::dtype::of<std::int64_t>());
+        NF_CHECK_ARG(dtype_ok, "engine: input '" + spec.name + "' dtype " + std::string(py::str(a.dtype())) +
+                                   " (expected " + nf::dtype_name(spec.dtype) + ")");
+        NF_CHECK_ARG(nf::Shape(a.shape(), a.shape() + a.ndim()) == spec.shape,
+                     "engine: input '" + spec.name + "' shape " + shape_of(a) + " (expected " + nf::shape_str(spec.shape) + ")");
+        nf::HostTensor t(spec.dtype, spec.shape);
+        py::array c = py::array::ensure(a, py::array::c_style);
+        std::memcpy(t.raw(), c.data(), t.nbytes());
+        ins.push_back(std::move(t));
+    }
+    for (const auto& spec : e.outputs()) outs.emplace_back(spec.dtype, spec.shape);
+    nf::Bindings b;
+    for (auto& t : ins) b.inputs.push_back(&t);
+    for (auto& t : outs) b.outputs.push_back(&t);
+    {
+        py::gil_scoped_release release;
+        e.run(b);
+    }
+    py::dict result;
+    for (std::size_t i = 0; i < outs.size(); ++i) {
+        const auto& spec = e.outputs()[i];
+        py::array a = spec.dtype == nf::DType::F32 ? py::array(py::dtype::of<float>(), spec.shape)
+                                                   : py::array(py::dtype::of<std::int64_t>(), spec.shape);
+        std::memcpy(a.mutable_data(), outs[i].raw(), outs[i].nbytes());
+        result[spec.name.c_str()] = a;
+    }
+    return result;
+}
+
+}  // namespace
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "nextframe C++ core (nf_core) bindings.";
@@ -19,4 +107,214 @@ PYBIND11_MODULE(_core, m) {
     m.def("ring_slot", &nf::ring_slot, py::arg("pos"), py::arg("n_slots"),
           "Ring slot of logical frame index pos: pos mod n_slots, in [0, n_slots).\n\n"
           "Raises ValueError if n_slots <= 0 or pos < 0.");
+
+    m.def("sha256_hex", [](const py::bytes& data) {
+              const std::string s = data;
+              return nf::sha256_hex(s.data(), s.size());
+          },
+          py::arg("data"), "SHA-256 of data as 64 lower-case hex digits.");
+    m.def("flow_schedule", &nf::flow_schedule, py::arg("n_steps"), py::arg("shift") = 1.0,
+          "Flow times from 1 to 0 (n_steps + 1 values), identical to nextframe.models.flow.flow_schedule.");
+    m.def("disa_steps",
+          [](std::int64_t frame_index, std::int64_t n_max, std::int64_t n_min, std::int64_t n_anneal_frames,
+             const std::string& kind) {
+              return nf::disa_steps(frame_index, n_max, n_min, n_anneal_frames, nf::parse_disa_kind(kind));
+          },
+          py::arg("frame_index"), py::arg("n_max"), py::arg("n_min"), py::arg("n_anneal_frames"), py::arg("kind") = "linear",
+          "Denoising steps of the frame_index-th generated frame under DiSA annealing (linear | cosine).");
+
+    m.def("ort_library_info",
+          [](const std::string& ort_lib) {
+              const nf::OrtLibraryInfo info = nf::ort_library_info(ort_lib);
+              py::dict d;
+              d["path"] = info.path;
+              d["version"] = info.version;
+              d["providers"] = info.providers;
+              return d;
+          },
+          py::arg("ort_lib") = "",
+          "Load libonnxruntime if needed (NEXTFRAME_ORT_LIB, then ort_lib, then default names) and return "
+          "{path, version, providers}. RuntimeError if none loads.");
+
+    py::class_<nf::Bundle>(m, "Bundle", "A validated bundle directory (manifest parsed, every file's sha256 checked).")
+        .def_static("open", &nf::Bundle::open, py::arg("dir"), py::call_guard<py::gil_scoped_release>(),
+                    "Open and verify a bundle. ValueError (\"bundle: ...\") for anything wrong with it.")
+        .def_readonly("dir", &nf::Bundle::dir)
+        .def_readonly("game", &nf::Bundle::game)
+        .def_readonly("n_actions", &nf::Bundle::n_actions)
+        .def_readonly("no_action", &nf::Bundle::no_action)
+        .def_readonly("actions", &nf::Bundle::actions)
+        .def_property_readonly("frame", [](const nf::Bundle& b) {
+            py::dict d;
+            d["channels"] = b.frame.channels;
+            d["height"] = b.frame.height;
+            d["width"] = b.frame.width;
+            d["native_height"] = b.frame.native_height;
+            d["native_width"] = b.frame.native_width;
+            return d;
+        })
+        .def_property_readonly("kv_cache", [](const nf::Bundle& b) {
+            py::dict d;
+            d["n_layers"] = b.kv_cache.n_layers;
+            d["n_heads"] = b.kv_cache.n_heads;
+            d["n_slots"] = b.kv_cache.n_slots;
+            d["window"] = b.kv_cache.window;
+            d["tokens_per_frame"] = b.kv_cache.tokens_per_frame;
+            d["head_dim"] = b.kv_cache.head_dim;
+            return d;
+        })
+        .def_property_readonly("sampler", [](const nf::Bundle& b) {
+            py::dict d;
+            d["kind"] = b.sampler.kind;
+            d["n_steps"] = b.sampler.n_steps;
+            d["shift"] = b.sampler.shift;
+            d["times"] = b.sampler.times;
+            d["context_noise"] = b.sampler.context_noise;
+            return d;
+        })
+        .def_property_readonly("step_inputs", [](const nf::Bundle& b) { return spec_list(b.step.inputs); })
+        .def_property_readonly("step_outputs", [](const nf::Bundle& b) { return spec_list(b.step.outputs); })
+        .def_property_readonly("step_graph_path", &nf::Bundle::step_graph_path);
+
+    py::class_<PyEngine>(m, "Engine",
+                         "The bundle's step graph on a backend, run directly (copies in and out: tests and inspection).")
+        .def(py::init([](const nf::Bundle& b, const std::string& backend, std::int64_t threads, const std::string& ort_lib) {
+                 return PyEngine{nf::make_engine(b, engine_params(backend, threads, ort_lib))};
+             }),
+             py::arg("bundle"), py::arg("backend") = "auto", py::arg("threads") = 2, py::arg("ort_lib") = "",
+             py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("backend", [](const PyEngine& e) { return e.engine->name(); })
+        .def_property_readonly("note", [](const PyEngine& e) { return e.engine->note(); })
+        .def_property_readonly("inputs", [](const PyEngine& e) { return spec_list(e.engine->inputs()); })
+        .def_property_readonly("outputs", [](const PyEngine& e) { return spec_list(e.engine->outputs()); })
+        .def("run", &engine_run, py::arg("feeds"),
+             "feeds: {input name: array of the spec's dtype and shape}; returns {output name: array}. "
+             "Releases the GIL while the graph runs.");
+
+    py::class_<nf::KvCache>(m, "KvCache", "The K/V ring (for tests of its indexing against runtime/reference.py).")
+        .def(py::init([](std::int64_t n_layers, std::int64_t n_heads, std::int64_t n_slots, std::int64_t window,
+                         std::int64_t tokens_per_frame, std::int64_t head_dim) {
+                 nf::KvCacheLayout l;
+                 l.n_layers = n_layers;
+                 l.n_heads = n_heads;
+                 l.n_slots = n_slots;
+                 l.window = window;
+                 l.tokens_per_frame = tokens_per_frame;
+                 l.head_dim = head_dim;
+                 return std::make_unique<nf::KvCache>(l);
+             }),
+             py::arg("n_layers"), py::arg("n_heads"), py::arg("n_slots"), py::arg("window"), py::arg("tokens_per_frame"),
+             py::arg("head_dim"))
+        .def("push", [](nf::KvCache& c, const FloatArray& k, const FloatArray& v) {
+                 const auto want = c.layout().frame_kv_shape();
+                 NF_CHECK_ARG(nf::Shape(k.shape(), k.shape() + k.ndim()) == want && nf::Shape(v.shape(), v.shape() + v.ndim()) == want,
+                              "kv_cache: k/v shape " + shape_of(k) + " (expected " + nf::shape_str(want) + ")");
+                 c.push(k.data(), v.data());
+             },
+             py::arg("k"), py::arg("v"))
+        .def("rewind", &nf::KvCache::rewind, py::arg("n"))
+        .def("clear", &nf::KvCache::clear)
+        .def("ages", [](const nf::KvCache& c) {
+            std::vector<std::int64_t> a(std::size_t(c.layout().n_slots));
+            c.ages(a.data());
+            return a;
+        })
+        .def_property_readonly("slot_pos", &nf::KvCache::slot_pos)
+        .def_property_readonly("pos", &nf::KvCache::pos)
+        .def_property_readonly("n_rewindable", &nf::KvCache::n_rewindable);
+
+    py::class_<nf::FrameLoop>(m, "FrameLoop",
+                              "step(action) -> frame over a bundle's step graph: the C++ twin of "
+                              "nextframe.models.sampling.CachedSampler, with optional speculation.")
+        .def(py::init([](const nf::Bundle& b, const std::string& backend, std::int64_t threads, const std::string& ort_lib,
+                         std::uint64_t seed, bool speculate, std::int64_t n_steps, const std::string& sampler,
+                         std::int64_t disa_n_max, std::int64_t disa_n_min, std::int64_t disa_n_anneal_frames,
+                         const std::string& disa_kind, std::int64_t n_warmup_frames) {
+                 nf::FrameLoopParams p;
+                 p.seed = seed;
+                 p.speculate = speculate;
+                 p.n_steps = n_steps;
+                 p.sampler = nf::parse_sampler_kind(sampler);
+                 p.n_warmup_frames = n_warmup_frames;
+                 if (disa_n_max > 0) {
+                     p.disa.enabled = true;
+                     p.disa.n_max = disa_n_max;
+                     p.disa.n_min = disa_n_min;
+                     p.disa.n_anneal_frames = disa_n_anneal_frames;
+                     p.disa.kind = nf::parse_disa_kind(disa_kind);
+                 }
+                 auto engine = nf::make_engine(b, engine_params(backend, threads, ort_lib));
+                 return std::make_unique<nf::FrameLoop>(b, std::move(engine), p);
+             }),
+             py::arg("bundle"), py::arg("backend") = "auto", py::arg("threads") = 2, py::arg("ort_lib") = "",
+             py::arg("seed") = 0, py::arg("speculate") = false, py::arg("n_steps") = 0, py::arg("sampler") = "euler",
+             py::arg("disa_n_max") = 0, py::arg("disa_n_min") = 1, py::arg("disa_n_anneal_frames") = 0,
+             py::arg("disa_kind") = "linear", py::arg("n_warmup_frames") = 2, py::call_guard<py::gil_scoped_release>(),
+             "n_steps 0: the manifest's schedule. disa_n_max > 0 turns on DiSA (n_steps is then unused).")
+        .def("reset",
+             [](nf::FrameLoop& l, const FloatArray& frames, const IntArray& actions) {
+                 const std::int64_t numel = l.frame_numel();
+                 NF_CHECK_ARG(frames.ndim() == 4 && frames.shape(1) * frames.shape(2) * frames.shape(3) == numel,
+                              "frame_loop: frames shape " + shape_of(frames) + " (expected [n, C, H, W] with C*H*W = " +
+                                  std::to_string(numel) + ")");
+                 NF_CHECK_ARG(actions.ndim() == 1 && actions.shape(0) == frames.shape(0),
+                              "frame_loop: actions shape " + shape_of(actions) + " (expected [" +
+                                  std::to_string(frames.shape(0)) + "])");
+                 const float* f = frames.data();
+                 const std::int64_t* a = actions.data();
+                 const std::int64_t n = frames.shape(0);
+                 py::gil_scoped_release release;
+                 l.reset(f, n, a);
+             },
+             py::arg("frames"), py::arg("actions"),
+             "frames float32 [n, C, H, W] in [-1, 1]; actions int64 [n] in 0..no_action. Clears the ring, pushes each.")
+        .def("push_frame",
+             [](nf::FrameLoop& l, const FloatArray& frame, std::int64_t action) {
+                 NF_CHECK_ARG(frame.size() == l.frame_numel(), "frame_loop: frame shape " + shape_of(frame) +
+                                                                    " (expected C*H*W = " + std::to_string(l.frame_numel()) + " values)");
+                 const float* f = frame.data();
+                 py::gil_scoped_release release;
+                 l.push_frame(f, action);
+             },
+             py::arg("frame"), py::arg("action"))
+        .def("step",
+             [](nf::FrameLoop& l, std::int64_t action) {
+                 FloatArray out(std::vector<py::ssize_t>{l.frame_numel()});
+                 float* p = out.mutable_data();
+                 {
+                     py::gil_scoped_release release;
+                     l.step(action, p);
+                 }
+                 return out;
+             },
+             py::arg("action"), "The next frame for action, float32 flat [C*H*W] in [-1, 1].")
+        .def("feed_noise",
+             [](nf::FrameLoop& l, const FloatArray& values) {
+                 const float* p = values.data();
+                 const std::int64_t n = values.size();
+                 py::gil_scoped_release release;
+                 l.feed_noise(p, n);
+             },
+             py::arg("values"), "Switch to fed noise (standard normal values, any shape, consumed in C order).")
+        .def("stats_json", &nf::FrameLoop::stats_json, py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("pos", [](nf::FrameLoop& l) {
+            py::gil_scoped_release release;
+            return l.pos();
+        })
+        .def_property_readonly("slot_pos", [](nf::FrameLoop& l) {
+            py::gil_scoped_release release;
+            return l.slot_pos();
+        })
+        .def_property_readonly("speculation_pending", [](nf::FrameLoop& l) {
+            py::gil_scoped_release release;
+            return l.speculation_pending();
+        })
+        .def_property_readonly("n_noise_queued", [](nf::FrameLoop& l) {
+            py::gil_scoped_release release;
+            return l.n_noise_queued();
+        })
+        .def_property_readonly("fed_noise", &nf::FrameLoop::fed_noise)
+        .def_property_readonly("frame_numel", &nf::FrameLoop::frame_numel)
+        .def_property_readonly("backend", [](const nf::FrameLoop& l) { return l.engine().name(); })
+        .def_property_readonly("backend_note", [](const nf::FrameLoop& l) { return l.engine().note(); });
 }

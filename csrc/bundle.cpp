@@ -1,0 +1,305 @@
+#include "bundle.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "common.h"
+#include "sampler.h"
+#include "sha256.h"
+
+namespace nf {
+
+namespace {
+
+// Typed access to manifest keys with "bundle: manifest key 'a.b' ..." messages.
+class Reader {
+public:
+    Reader(const Json& j, std::string path) : j_(j), path_(std::move(path)) {}
+
+    const Json& get(const std::string& key) const {
+        const Json* v = j_.find(key);
+        NF_CHECK_ARG(v != nullptr, "bundle: manifest key '" + name(key) + "' missing");
+        return *v;
+    }
+    const Json* find(const std::string& key) const { return j_.find(key); }
+
+    Reader object(const std::string& key) const {
+        const Json& v = get(key);
+        expect(v.is_object(), key, "an object");
+        return Reader(v, name(key));
+    }
+    std::int64_t integer(const std::string& key) const {
+        const Json& v = get(key);
+        expect(v.is_int(), key, "an integer");
+        return v.as_int();
+    }
+    std::int64_t positive(const std::string& key) const {
+        const std::int64_t n = integer(key);
+        NF_CHECK_ARG(n > 0, "bundle: manifest key '" + name(key) + "' must be positive (got " +
+                                std::to_string(n) + ")");
+        return n;
+    }
+    double number(const std::string& key) const {
+        const Json& v = get(key);
+        expect(v.is_number(), key, "a number");
+        return v.as_double();
+    }
+    const std::string& string(const std::string& key) const {
+        const Json& v = get(key);
+        expect(v.is_string(), key, "a string");
+        return v.as_string();
+    }
+    const std::vector<Json>& array(const std::string& key) const {
+        const Json& v = get(key);
+        expect(v.is_array(), key, "an array");
+        return v.as_array();
+    }
+    std::string name(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+
+private:
+    void expect(bool ok, const std::string& key, const char* what) const {
+        NF_CHECK_ARG(ok, "bundle: manifest key '" + name(key) + "' must be " + what + " (got " +
+                             Json::kind_name(get(key).kind()) + ")");
+    }
+    const Json& j_;
+    std::string path_;
+};
+
+std::vector<TensorSpec> parse_specs(const Reader& graph, const std::string& key) {
+    std::vector<TensorSpec> specs;
+    const auto& items = graph.array(key);
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        const std::string where = key + "[" + std::to_string(i) + "]";
+        NF_CHECK_ARG(items[i].is_object(), "bundle: manifest key '" + graph.name(where) + "' must be an object");
+        const Reader r(items[i], graph.name(where));
+        TensorSpec s;
+        s.name = r.string("name");
+        try {
+            s.dtype = parse_dtype(r.string("dtype"));
+        } catch (const InvalidArgument& e) {
+            throw InvalidArgument("bundle: manifest key '" + r.name("dtype") + "': " + e.what());
+        }
+        for (const auto& d : r.array("shape")) {
+            NF_CHECK_ARG(d.is_int() && d.as_int() > 0,
+                         "bundle: manifest key '" + r.name("shape") + "' must hold positive integers");
+            s.shape.push_back(d.as_int());
+        }
+        specs.push_back(std::move(s));
+    }
+    return specs;
+}
+
+// What the frame loop binds, derived from the frame and kv_cache sections. "prev" is optional.
+void check_step_io(const Bundle& b) {
+    const auto& f = b.frame;
+    const auto& kv = b.kv_cache;
+    const Shape frame = {1, f.channels, f.height, f.width};
+    struct Expect {
+        const char* name;
+        DType dtype;
+        Shape shape;
+        const char* source;
+        bool required;
+    };
+    const std::vector<Expect> inputs = {
+        {"x", DType::F32, frame, "frame", true},
+        {"t", DType::F32, {1}, "a scalar time", true},
+        {"action", DType::I64, {1}, "a single action", true},
+        {"prev", DType::F32, frame, "frame", false},
+        {"cache_k", DType::F32, kv.cache_shape(), "kv_cache", true},
+        {"cache_v", DType::F32, kv.cache_shape(), "kv_cache", true},
+        {"ages", DType::I64, {kv.n_slots}, "kv_cache.n_slots", true},
+    };
+    const std::vector<Expect> outputs = {
+        {prediction_output_name(prediction_of_kind(b.sampler.kind)), DType::F32, frame, "frame", true},
+        {"k_new", DType::F32, kv.frame_kv_shape(), "kv_cache", true},
+        {"v_new", DType::F32, kv.frame_kv_shape(), "kv_cache", true},
+    };
+    auto check = [&b](const std::vector<TensorSpec>& got, const std::vector<Expect>& want, const char* kind) {
+        for (const auto& g : got) {
+            const Expect* e = nullptr;
+            for (const auto& w : want)
+                if (g.name == w.name) e = &w;
+            NF_CHECK_ARG(e != nullptr, std::string("bundle: step graph ") + kind + " '" + g.name + "' not known to the runtime" +
+                                           (std::string(kind) == "output" ? " (sampler kind " + b.sampler.kind + ")" : ""));
+            NF_CHECK_ARG(g.dtype == e->dtype, std::string("bundle: step graph ") + kind + " '" + g.name + "' dtype " +
+                                                  dtype_name(g.dtype) + " (expected " + dtype_name(e->dtype) + ")");
+            NF_CHECK_ARG(g.shape == e->shape, std::string("bundle: step graph ") + kind + " '" + g.name + "' shape " +
+                                                  shape_str(g.shape) + " does not match " + e->source +
+                                                  " (expected " + shape_str(e->shape) + ")");
+        }
+        for (const auto& w : want) {
+            if (!w.required) continue;
+            bool found = false;
+            for (const auto& g : got) found = found || g.name == w.name;
+            NF_CHECK_ARG(found, std::string("bundle: step graph ") + kind + " '" + w.name + "' missing");
+        }
+        for (std::size_t i = 0; i < got.size(); ++i)
+            for (std::size_t j = i + 1; j < got.size(); ++j)
+                NF_CHECK_ARG(got[i].name != got[j].name,
+                             std::string("bundle: step graph ") + kind + " '" + got[i].name + "' listed twice");
+    };
+    check(b.step.inputs, inputs, "input");
+    check(b.step.outputs, outputs, "output");
+}
+
+bool is_hex64(const std::string& s) {
+    if (s.size() != 64) return false;
+    for (const char c : s)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return true;
+}
+
+}  // namespace
+
+bool path_escapes(const std::string& relative) {
+    if (relative.empty() || relative[0] == '/' || relative[0] == '\\') return true;
+    std::size_t start = 0;
+    for (;;) {
+        const std::size_t end = relative.find_first_of("/\\", start);
+        const std::string part = relative.substr(start, end == std::string::npos ? std::string::npos : end - start);
+        if (part == "..") return true;
+        if (end == std::string::npos) return false;
+        start = end + 1;
+    }
+}
+
+const TensorSpec* Bundle::find_step_input(const std::string& name) const {
+    for (const auto& s : step.inputs)
+        if (s.name == name) return &s;
+    return nullptr;
+}
+
+Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
+    Bundle b;
+    b.dir = dir;
+    try {
+        b.manifest = Json::parse(manifest_text);
+    } catch (const InvalidArgument& e) {
+        throw InvalidArgument(std::string("bundle: manifest.json is not valid JSON (") + e.what() + ")");
+    }
+    NF_CHECK_ARG(b.manifest.is_object(), "bundle: manifest.json must hold an object");
+    const Reader root(b.manifest, "");
+
+    const std::string& format = root.string("format");
+    NF_CHECK_ARG(format == "nextframe.bundle", "bundle: format '" + format + "' not supported (expected nextframe.bundle)");
+    const Json& fv = root.get("format_version");
+    NF_CHECK_ARG(fv.is_int(), "bundle: manifest key 'format_version' must be an integer");
+    NF_CHECK_ARG(fv.as_int() == kFormatVersion, "bundle: format_version " + std::to_string(fv.as_int()) +
+                                                    " not supported (expected " + std::to_string(kFormatVersion) + ")");
+
+    const Reader model = root.object("model");
+    b.n_actions = model.positive("n_actions");
+    if (const Json* g = model.find("game"); g != nullptr && g->is_string()) b.game = g->as_string();
+    for (const auto& a : root.array("actions")) {
+        NF_CHECK_ARG(a.is_string(), "bundle: manifest key 'actions' must hold strings");
+        b.actions.push_back(a.as_string());
+    }
+    NF_CHECK_ARG(std::int64_t(b.actions.size()) == b.n_actions,
+                 "bundle: manifest lists " + std::to_string(b.actions.size()) + " actions (expected model.n_actions " +
+                     std::to_string(b.n_actions) + ")");
+    b.no_action = root.integer("no_action");
+    NF_CHECK_ARG(b.no_action == b.n_actions, "bundle: no_action " + std::to_string(b.no_action) +
+                                                 " (expected n_actions " + std::to_string(b.n_actions) + ")");
+
+    const Reader frame = root.object("frame");
+    b.frame.channels = frame.positive("channels");
+    b.frame.height = frame.positive("height");
+    b.frame.width = frame.positive("width");
+    if (frame.find("native_height") != nullptr) b.frame.native_height = frame.positive("native_height");
+    if (frame.find("native_width") != nullptr) b.frame.native_width = frame.positive("native_width");
+
+    const Reader kv = root.object("kv_cache");
+    b.kv_cache.n_layers = kv.positive("n_layers");
+    b.kv_cache.n_heads = kv.positive("n_heads");
+    b.kv_cache.n_slots = kv.positive("n_slots");
+    b.kv_cache.window = kv.positive("window");
+    b.kv_cache.tokens_per_frame = kv.positive("tokens_per_frame");
+    b.kv_cache.head_dim = kv.positive("head_dim");
+    NF_CHECK_ARG(b.kv_cache.n_slots > b.kv_cache.window,
+                 "bundle: kv_cache.n_slots " + std::to_string(b.kv_cache.n_slots) + " must exceed window (expected >= " +
+                     std::to_string(b.kv_cache.window + 1) + ")");
+
+    const Reader sampler = root.object("sampler");
+    b.sampler.kind = sampler.string("kind");
+    NF_CHECK_ARG(b.sampler.kind == "flow_euler" || b.sampler.kind == "flow_euler_x0",
+                 "bundle: sampler kind '" + b.sampler.kind + "' not supported (expected flow_euler, flow_euler_x0)");
+    b.sampler.n_steps = sampler.positive("n_steps");
+    b.sampler.shift = sampler.number("shift");
+    NF_CHECK_ARG(b.sampler.shift > 0 && std::isfinite(b.sampler.shift), "bundle: sampler.shift must be positive");
+    b.sampler.context_noise = sampler.number("context_noise");
+    NF_CHECK_ARG(b.sampler.context_noise >= 0.0 && b.sampler.context_noise <= 1.0,
+                 "bundle: sampler.context_noise " + std::to_string(b.sampler.context_noise) + " (expected 0..1)");
+    for (const auto& t : sampler.array("times")) {
+        NF_CHECK_ARG(t.is_number(), "bundle: manifest key 'sampler.times' must hold numbers");
+        b.sampler.times.push_back(t.as_double());
+    }
+    NF_CHECK_ARG(std::int64_t(b.sampler.times.size()) == b.sampler.n_steps + 1,
+                 "bundle: sampler.times has " + std::to_string(b.sampler.times.size()) + " entries (expected n_steps + 1 = " +
+                     std::to_string(b.sampler.n_steps + 1) + ")");
+    for (std::size_t i = 0; i < b.sampler.times.size(); ++i) {
+        const double t = b.sampler.times[i];
+        NF_CHECK_ARG(t >= 0.0 && t <= 1.0, "bundle: sampler.times[" + std::to_string(i) + "] = " + std::to_string(t) +
+                                               " (expected 0..1)");
+        NF_CHECK_ARG(i == 0 || t <= b.sampler.times[i - 1], "bundle: sampler.times must not increase");
+    }
+
+    const Reader graphs = root.object("graphs");
+    const Reader step = graphs.object("step");
+    b.step.file = step.string("file");
+    b.step.opset = step.positive("opset");
+    b.step.inputs = parse_specs(step, "inputs");
+    b.step.outputs = parse_specs(step, "outputs");
+
+    const Json& files = root.get("files");
+    NF_CHECK_ARG(files.is_object(), "bundle: manifest key 'files' must be an object");
+    for (const auto& m : files.as_object()) {
+        NF_CHECK_ARG(!path_escapes(m.first), "bundle: file path '" + m.first + "' escapes the bundle");
+        NF_CHECK_ARG(m.second.is_object(), "bundle: manifest key 'files." + m.first + "' must be an object");
+        const Reader r(m.second, "files." + m.first);
+        FileEntry e;
+        e.path = m.first;
+        e.sha256 = r.string("sha256");
+        NF_CHECK_ARG(is_hex64(e.sha256), "bundle: files." + m.first + ".sha256 is not 64 lower-case hex digits");
+        const std::int64_t n = r.integer("bytes");
+        NF_CHECK_ARG(n >= 0, "bundle: files." + m.first + ".bytes is negative");
+        e.bytes = std::uint64_t(n);
+        b.files.push_back(std::move(e));
+    }
+    NF_CHECK_ARG(!path_escapes(b.step.file), "bundle: file path '" + b.step.file + "' escapes the bundle");
+    bool listed = false;
+    for (const auto& f : b.files) listed = listed || f.path == b.step.file;
+    NF_CHECK_ARG(listed, "bundle: graph file '" + b.step.file + "' not listed in files");
+
+    check_step_io(b);
+    return b;
+}
+
+void Bundle::verify_files() const {
+    for (const auto& f : files) {
+        const std::string p = path_of(f.path);
+        std::ifstream probe(p, std::ios::binary);
+        NF_CHECK_ARG(probe.good(), "bundle: file '" + f.path + "' is missing (" + p + ")");
+        probe.close();
+        std::uint64_t n = 0;
+        const std::string got = sha256_file_hex(p, &n);
+        NF_CHECK_ARG(n == f.bytes, "bundle: file '" + f.path + "' has " + std::to_string(n) + " bytes (expected " +
+                                       std::to_string(f.bytes) + ")");
+        NF_CHECK_ARG(got == f.sha256, "bundle: file '" + f.path + "' sha256 mismatch (got " + got + ", expected " +
+                                          f.sha256 + ")");
+    }
+}
+
+Bundle Bundle::open(const std::string& dir) {
+    const std::string manifest_path = dir + "/manifest.json";
+    std::ifstream in(manifest_path, std::ios::binary);
+    NF_CHECK_ARG(in.good(), "bundle: no manifest.json in '" + dir + "'");
+    std::ostringstream text;
+    text << in.rdbuf();
+    Bundle b = parse(text.str(), dir);
+    b.verify_files();
+    return b;
+}
+
+}  // namespace nf

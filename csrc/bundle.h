@@ -1,0 +1,78 @@
+// A bundle: a directory with manifest.json and the ONNX graphs it lists, each with sha256 and size.
+//
+// Bundle::open(dir) parses the manifest, validates it (format, format_version, the sections the runtime
+// reads, the step graph's io specs against the frame and kv_cache sections, file paths that stay inside
+// the bundle) and then checks every listed file's size and sha256. All problems are nf::InvalidArgument
+// ("bundle: ..."): a bad bundle is something the caller can fix by re-exporting it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "json.h"
+#include "kv_cache.h"
+#include "tensor.h"
+
+namespace nf {
+
+struct FrameInfo {
+    std::int64_t channels = 0;
+    std::int64_t height = 0;
+    std::int64_t width = 0;
+    std::int64_t native_height = 0;  // 0 when the manifest does not say
+    std::int64_t native_width = 0;
+};
+
+struct SamplerInfo {
+    std::string kind;          // "flow_euler"
+    std::int64_t n_steps = 0;
+    double shift = 1.0;
+    std::vector<double> times;  // n_steps + 1 values, 1 -> 0
+    double context_noise = 0.0;
+};
+
+struct GraphInfo {
+    std::string file;  // relative to the bundle dir, listed in files
+    std::int64_t opset = 0;
+    std::vector<TensorSpec> inputs;
+    std::vector<TensorSpec> outputs;
+};
+
+struct FileEntry {
+    std::string path;  // relative, never absolute, no ".." component
+    std::string sha256;
+    std::uint64_t bytes = 0;
+};
+
+struct Bundle {
+    static constexpr std::int64_t kFormatVersion = 1;
+
+    // Parse, validate and verify every file. dir must contain manifest.json.
+    static Bundle open(const std::string& dir);
+    // Parse and validate manifest text only; no file is read (verify_files() does that).
+    static Bundle parse(const std::string& manifest_text, const std::string& dir);
+    // Size, then sha256, of every listed file.
+    void verify_files() const;
+
+    std::string path_of(const std::string& relative) const { return dir + "/" + relative; }
+    std::string step_graph_path() const { return path_of(step.file); }
+    const TensorSpec* find_step_input(const std::string& name) const;
+
+    std::string dir;
+    Json manifest;  // the whole document, for fields the runtime does not interpret
+    std::string game;
+    std::int64_t n_actions = 0;
+    std::int64_t no_action = 0;  // == n_actions: the action of a frame with no preceding action
+    std::vector<std::string> actions;
+    FrameInfo frame;
+    KvCacheLayout kv_cache;
+    SamplerInfo sampler;
+    GraphInfo step;
+    std::vector<FileEntry> files;
+};
+
+// True when the relative path would leave the bundle dir (absolute, or a ".." component).
+bool path_escapes(const std::string& relative);
+
+}  // namespace nf

@@ -1,0 +1,76 @@
+#include "engine.h"
+
+#include "bundle.h"
+#include "common.h"
+
+namespace nf {
+
+// engine_ort.cpp
+std::unique_ptr<Engine> make_ort_engine(const Bundle& bundle, const EngineParams& params);
+
+Backend parse_backend(const std::string& s) {
+    if (s == "auto") return Backend::Auto;
+    if (s == "ort-cpu") return Backend::OrtCpu;
+    if (s == "ort-cuda") return Backend::OrtCuda;
+    throw InvalidArgument("engine: unknown backend '" + s + "' (expected auto, ort-cpu, ort-cuda)");
+}
+
+const char* backend_name(Backend b) {
+    switch (b) {
+        case Backend::Auto: return "auto";
+        case Backend::OrtCpu: return "ort-cpu";
+        case Backend::OrtCuda: return "ort-cuda";
+    }
+    return "?";
+}
+
+Engine::Engine(std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs, std::string name)
+    : inputs_(std::move(inputs)), outputs_(std::move(outputs)), name_(std::move(name)) {}
+
+bool Engine::same_as_bound(const Bindings& b) const {
+    if (bound_.size() != b.inputs.size() + b.outputs.size()) return false;
+    std::size_t k = 0;
+    for (const HostTensor* t : b.inputs)
+        if (t == nullptr || bound_[k++] != t->raw()) return false;
+    for (const HostTensor* t : b.outputs)
+        if (t == nullptr || bound_[k++] != t->raw()) return false;
+    return true;
+}
+
+void Engine::run(const Bindings& b) {
+    if (!same_as_bound(b)) {
+        auto check = [](const std::vector<HostTensor*>& got, const std::vector<TensorSpec>& want, const char* kind) {
+            NF_CHECK_ARG(got.size() == want.size(), std::string("engine: ") + std::to_string(got.size()) + " " + kind +
+                                                        " buffers bound (expected " + std::to_string(want.size()) + ")");
+            for (std::size_t i = 0; i < got.size(); ++i) {
+                NF_CHECK_ARG(got[i] != nullptr && !got[i]->empty(),
+                             std::string("engine: ") + kind + " '" + want[i].name + "' has no buffer");
+                NF_CHECK_ARG(got[i]->dtype() == want[i].dtype && got[i]->shape() == want[i].shape,
+                             std::string("engine: ") + kind + " '" + want[i].name + "' bound to " +
+                                 dtype_name(got[i]->dtype()) + shape_str(got[i]->shape()) + " (expected " +
+                                 dtype_name(want[i].dtype) + shape_str(want[i].shape) + ")");
+            }
+        };
+        check(b.inputs, inputs_, "input");
+        check(b.outputs, outputs_, "output");
+        bind(b);
+        bound_.clear();
+        for (const HostTensor* t : b.inputs) bound_.push_back(t->raw());
+        for (const HostTensor* t : b.outputs) bound_.push_back(t->raw());
+        ++n_binds_;
+    }
+    execute();
+}
+
+std::unique_ptr<Engine> make_engine(const Bundle& bundle, const EngineParams& params) {
+    NF_CHECK_ARG(params.threads >= 1, "engine: threads must be at least 1 (got " + std::to_string(params.threads) + ")");
+    switch (params.backend) {
+        case Backend::Auto:
+        case Backend::OrtCpu:
+        case Backend::OrtCuda:
+            return make_ort_engine(bundle, params);
+    }
+    throw InvalidArgument("engine: unknown backend");
+}
+
+}  // namespace nf

@@ -1,0 +1,84 @@
+// Engine: one loaded graph (the bundle's step graph) behind a backend-neutral interface. No ORT or TRT
+// type appears here; backends live in engine_<backend>.cpp and are chosen only by make_engine().
+//
+// The caller owns every buffer. run(bindings) validates and binds them on the first call (and again only if
+// a buffer changes, counted by n_binds()), so a frame loop that keeps its buffers binds once and each
+// later run allocates nothing on our side.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tensor.h"
+
+namespace nf {
+
+struct Bundle;
+
+enum class Backend { Auto, OrtCpu, OrtCuda };
+
+// "auto" | "ort-cpu" | "ort-cuda"; anything else is nf::InvalidArgument.
+Backend parse_backend(const std::string& s);
+const char* backend_name(Backend b);
+
+struct EngineParams {
+    Backend backend = Backend::Auto;
+    std::int64_t threads = 2;  // intra-op threads (inter-op is 1: the graph runs sequentially)
+    std::string ort_lib;       // libonnxruntime path; empty: NEXTFRAME_ORT_LIB, then default names
+    std::int64_t device_id = 0;
+};
+
+// Buffers for a graph's inputs and outputs, in the order of Engine::inputs() / outputs().
+struct Bindings {
+    std::vector<HostTensor*> inputs;
+    std::vector<HostTensor*> outputs;
+};
+
+class Engine {
+public:
+    virtual ~Engine() = default;
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    const std::vector<TensorSpec>& inputs() const { return inputs_; }
+    const std::vector<TensorSpec>& outputs() const { return outputs_; }
+    // The backend actually running: "ort-cpu", "ort-cuda", "fake", ...
+    const std::string& name() const { return name_; }
+    // Why "auto" chose what it chose (empty when nothing to say).
+    const std::string& note() const { return note_; }
+    std::int64_t n_binds() const { return n_binds_; }
+
+    // Runs the graph once. Not thread-safe: one caller at a time.
+    void run(const Bindings& b);
+
+protected:
+    Engine(std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs, std::string name);
+    void set_note(std::string note) { note_ = std::move(note); }
+    // Called when the bound buffers change; b matches the specs (checked).
+    virtual void bind(const Bindings& b) = 0;
+    virtual void execute() = 0;
+
+private:
+    bool same_as_bound(const Bindings& b) const;
+    std::vector<TensorSpec> inputs_, outputs_;
+    std::string name_, note_;
+    std::vector<const void*> bound_;  // data pointers of the last bind: inputs then outputs
+    std::int64_t n_binds_ = 0;
+};
+
+// The ONNX Runtime library the ORT backend uses (loading it if not yet loaded: see ort_api.h for the
+// search order). Throws nf::RuntimeError "ort_api: ..." when none loads. Defined in ort_api.cpp.
+struct OrtLibraryInfo {
+    std::string path;
+    std::string version;
+    std::vector<std::string> providers;  // e.g. {"CPUExecutionProvider"}
+};
+OrtLibraryInfo ort_library_info(const std::string& ort_lib = "");
+
+// The only place backends are chosen. Auto: ORT with CUDA when the loaded library has the CUDA provider
+// and a session can be made on the device, else ORT CPU (note() says why).
+std::unique_ptr<Engine> make_engine(const Bundle& bundle, const EngineParams& params);
+
+}  // namespace nf

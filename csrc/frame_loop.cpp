@@ -1,0 +1,378 @@
+#include "frame_loop.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "common.h"
+
+namespace nf {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+Schedule make_schedule(const Bundle& b, const FrameLoopParams& p) {
+    if (p.disa.enabled) return Schedule(p.disa, b.sampler.shift);
+    NF_CHECK_ARG(p.n_steps >= 0, "frame_loop: n_steps must be non-negative (got " + std::to_string(p.n_steps) + ")");
+    if (p.n_steps == 0 || p.n_steps == b.sampler.n_steps) return Schedule(b.sampler.times);
+    return Schedule(flow_schedule(p.n_steps, b.sampler.shift));
+}
+
+}  // namespace
+
+// The sampler's view of the engine: copy x into the graph input, set t, run, return the prediction.
+class FrameLoop::Model final : public ModelFn {
+public:
+    explicit Model(FrameLoop& loop) : loop_(loop) {}
+    const float* predict(const float* x, double t) override {
+        float* xin = loop_.x_in_.data<float>();
+        if (x != xin) std::memcpy(xin, x, sizeof(float) * std::size_t(loop_.numel_));
+        loop_.t_in_.data<float>()[0] = float(t);
+        loop_.run_engine();
+        return loop_.prediction_.data<float>();
+    }
+
+private:
+    FrameLoop& loop_;
+};
+
+FrameLoop::FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const FrameLoopParams& params)
+    : channels_(bundle.frame.channels),
+      height_(bundle.frame.height),
+      width_(bundle.frame.width),
+      numel_(channels_ * height_ * width_),
+      n_actions_(bundle.n_actions),
+      no_action_(bundle.no_action),
+      context_noise_(float(bundle.sampler.context_noise)),
+      engine_(std::move(engine)),
+      kv_(bundle.kv_cache),
+      schedule_(make_schedule(bundle, params)),
+      sampler_(params.sampler, prediction_of_kind(bundle.sampler.kind), numel_),
+      stats_(params.n_warmup_frames),
+      params_(params),
+      seeded_(params.seed) {
+    NF_CHECK_ARG(engine_ != nullptr, "frame_loop: no engine");
+    const Shape frame = {1, channels_, height_, width_};
+    x_in_ = HostTensor(DType::F32, frame);
+    t_in_ = HostTensor(DType::F32, {1});
+    action_in_ = HostTensor(DType::I64, {1});
+    prev_in_ = HostTensor(DType::F32, frame);
+    ages_in_ = HostTensor(DType::I64, {kv_.layout().n_slots});
+    prediction_ = HostTensor(DType::F32, frame);
+    k_new_ = HostTensor(DType::F32, kv_.layout().frame_kv_shape());
+    v_new_ = HostTensor(DType::F32, kv_.layout().frame_kv_shape());
+    x_state_ = HostTensor(DType::F32, {numel_});
+    carry_ = HostTensor(DType::F32, {kCarry, numel_});
+    spec_frame_ = HostTensor(DType::F32, {numel_});
+    spec_noise_ = HostTensor(DType::F32, {2, numel_});
+    prev_saved_ = HostTensor(DType::F32, {numel_});
+
+    for (const auto& s : engine_->inputs()) {
+        HostTensor* t = nullptr;
+        if (s.name == "x") t = &x_in_;
+        else if (s.name == "t") t = &t_in_;
+        else if (s.name == "action") t = &action_in_;
+        else if (s.name == "prev") t = &prev_in_, has_prev_ = true;
+        else if (s.name == "cache_k") t = &kv_.k();
+        else if (s.name == "cache_v") t = &kv_.v();
+        else if (s.name == "ages") t = &ages_in_;
+        NF_CHECK_ARG(t != nullptr, "frame_loop: step graph input '" + s.name + "' not understood");
+        bindings_.inputs.push_back(t);
+    }
+    for (const auto& s : engine_->outputs()) {
+        HostTensor* t = nullptr;
+        if (s.name == prediction_output_name(sampler_.prediction())) t = &prediction_;
+        else if (s.name == "k_new") t = &k_new_;
+        else if (s.name == "v_new") t = &v_new_;
+        NF_CHECK_ARG(t != nullptr, "frame_loop: step graph output '" + s.name + "' not understood");
+        bindings_.outputs.push_back(t);
+    }
+    for (const char* name : {"x", "t", "action", "cache_k", "cache_v", "ages"}) {
+        const bool found = std::any_of(engine_->inputs().begin(), engine_->inputs().end(),
+                                       [&](const TensorSpec& s) { return s.name == name; });
+        NF_CHECK_ARG(found, std::string("frame_loop: step graph has no input '") + name + "'");
+    }
+    for (const char* name : {prediction_output_name(sampler_.prediction()), "k_new", "v_new"}) {
+        const bool found = std::any_of(engine_->outputs().begin(), engine_->outputs().end(),
+                                       [&](const TensorSpec& s) { return s.name == name; });
+        NF_CHECK_ARG(found, std::string("frame_loop: step graph has no output '") + name + "'");
+    }
+    model_fn_ = std::make_unique<Model>(*this);
+    if (params_.speculate) worker_ = std::thread([this] { worker_main(); });
+}
+
+FrameLoop::~FrameLoop() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    if (worker_.joinable()) worker_.join();
+}
+
+// ---- worker ------------------------------------------------------------------------------------------
+
+void FrameLoop::worker_main() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+        cv_.wait(lock, [this] { return stop_ || worker_busy_; });
+        if (stop_) return;
+        const std::int64_t action = task_action_;
+        lock.unlock();
+        std::exception_ptr error;
+        try {
+            speculate(action);
+        } catch (...) {
+            error = std::current_exception();
+        }
+        lock.lock();
+        worker_error_ = error;
+        worker_busy_ = false;
+        cv_.notify_all();
+    }
+}
+
+void FrameLoop::wait_worker_locked() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return !worker_busy_; });
+    if (worker_error_) {
+        std::exception_ptr e = worker_error_;
+        worker_error_ = nullptr;
+        std::rethrow_exception(e);
+    }
+}
+
+void FrameLoop::speculate(std::int64_t action) {
+    engine_ms_accum_ = 0;
+    if (has_prev_) std::memcpy(prev_saved_.raw(), prev_in_.raw(), prev_in_.nbytes());
+    float* noise = spec_noise_.data<float>();
+    draw(noise);
+    draw(noise + numel_);
+    try {
+        std::memcpy(spec_frame_.raw(), noise, sizeof(float) * std::size_t(numel_));
+        compute_frame(action, spec_frame_.data<float>(), noise + numel_);
+    } catch (...) {
+        // compute_frame pushes last, so the ring is untouched; give the noise back for the next draws.
+        unread(noise + numel_);
+        unread(noise);
+        throw;
+    }
+    spec_action_ = action;
+    spec_pending_ = true;
+    stats_.record_background_engine(engine_ms_accum_);
+}
+
+// ---- noise -------------------------------------------------------------------------------------------
+
+void FrameLoop::draw(float* dst) {
+    if (n_carried_ > 0) {
+        std::memcpy(dst, carry_.data<float>() + carry_head_ * numel_, sizeof(float) * std::size_t(numel_));
+        carry_head_ = (carry_head_ + 1) % kCarry;
+        --n_carried_;
+        return;
+    }
+    if (fed_mode_) fed_.fill(dst, numel_);
+    else seeded_.fill(dst, numel_);
+}
+
+void FrameLoop::unread(const float* chunk) {
+    NF_CHECK(n_carried_ < kCarry, "frame_loop: internal error: noise carry full");
+    carry_head_ = (carry_head_ - 1 + kCarry) % kCarry;
+    std::memcpy(carry_.data<float>() + carry_head_ * numel_, chunk, sizeof(float) * std::size_t(numel_));
+    ++n_carried_;
+}
+
+bool FrameLoop::noise_available(std::int64_t n_draws) const {
+    if (!fed_mode_) return true;
+    return n_carried_ * numel_ + fed_.n_available() >= n_draws * numel_;
+}
+
+void FrameLoop::require_noise(std::int64_t n_draws) const {
+    NF_CHECK_ARG(noise_available(n_draws), "noise: fed noise exhausted (need " + std::to_string(n_draws * numel_) +
+                                               " values, " + std::to_string(n_carried_ * numel_ + fed_.n_available()) +
+                                               " queued); call feed_noise first");
+}
+
+// ---- frame computation -------------------------------------------------------------------------------
+
+void FrameLoop::run_engine() {
+    const auto t0 = Clock::now();
+    engine_->run(bindings_);
+    engine_ms_accum_ += ms_since(t0);
+    stats_.record_engine_run();
+}
+
+void FrameLoop::compute_ages() { kv_.ages(ages_in_.data<std::int64_t>()); }
+
+void FrameLoop::push_locked(const float* frame, std::int64_t action, const float* ctx_noise) {
+    float* x = x_in_.data<float>();
+    const float cn = context_noise_;
+    const float keep = 1.0f - cn;
+    for (std::int64_t i = 0; i < numel_; ++i) {
+        const float a = keep * frame[i];
+        const float b = cn * ctx_noise[i];
+        x[i] = a + b;
+    }
+    t_in_.data<float>()[0] = cn;
+    action_in_.data<std::int64_t>()[0] = action;
+    compute_ages();
+    run_engine();
+    kv_.push(k_new_.data<float>(), v_new_.data<float>());
+    if (has_prev_) std::memcpy(prev_in_.raw(), x_in_.raw(), x_in_.nbytes());
+}
+
+void FrameLoop::compute_frame(std::int64_t action, float* x, const float* ctx_noise) {
+    action_in_.data<std::int64_t>()[0] = action;
+    compute_ages();
+    sampler_.run(x, schedule_.times_for(n_generated_), *model_fn_);
+    for (std::int64_t i = 0; i < numel_; ++i) x[i] = std::min(1.0f, std::max(-1.0f, x[i]));
+    push_locked(x, action, ctx_noise);
+    ++n_generated_;
+}
+
+void FrameLoop::roll_back_speculation(bool keep_noise) {
+    if (!spec_pending_) return;
+    spec_pending_ = false;
+    kv_.rewind(1);
+    if (has_prev_) std::memcpy(prev_in_.raw(), prev_saved_.raw(), prev_in_.nbytes());
+    --n_generated_;
+    if (keep_noise) {
+        const float* noise = spec_noise_.data<float>();
+        unread(noise + numel_);
+        unread(noise);
+    }
+}
+
+// ---- public ------------------------------------------------------------------------------------------
+
+void FrameLoop::validate_action(std::int64_t action, bool allow_no_action, const char* what) const {
+    const std::int64_t hi = allow_no_action ? no_action_ : n_actions_ - 1;
+    NF_CHECK_ARG(action >= 0 && action <= hi, std::string("frame_loop: ") + what + " " + std::to_string(action) +
+                                                  " out of range (expected 0.." + std::to_string(hi) + ")");
+}
+
+void FrameLoop::reset(const float* frames, std::int64_t n_frames, const std::int64_t* actions) {
+    std::lock_guard<std::mutex> api(api_mu_);
+    NF_CHECK_ARG(n_frames >= 0, "frame_loop: n_frames must be non-negative (got " + std::to_string(n_frames) + ")");
+    for (std::int64_t i = 0; i < n_frames; ++i) validate_action(actions[i], true, "context action");
+    wait_worker_locked();
+    roll_back_speculation(true);
+    require_noise(n_frames);
+    kv_.clear();
+    prev_in_.zero();
+    n_generated_ = 0;
+    for (std::int64_t i = 0; i < n_frames; ++i) {
+        float* noise = spec_noise_.data<float>();  // free while no speculation is pending
+        draw(noise);
+        push_locked(frames + i * numel_, actions[i], noise);
+    }
+}
+
+void FrameLoop::push_frame(const float* frame, std::int64_t action) {
+    std::lock_guard<std::mutex> api(api_mu_);
+    validate_action(action, true, "action");
+    wait_worker_locked();
+    roll_back_speculation(true);
+    require_noise(1);
+    float* noise = spec_noise_.data<float>();
+    draw(noise);
+    push_locked(frame, action, noise);
+}
+
+void FrameLoop::step(std::int64_t action, float* out) {
+    const auto t0 = Clock::now();
+    std::lock_guard<std::mutex> api(api_mu_);
+    validate_action(action, false, "action");
+    wait_worker_locked();
+    engine_ms_accum_ = 0;
+    bool hit = false;
+    if (spec_pending_) {
+        hit = action == spec_action_;
+        stats_.record_speculation(hit);
+        if (hit) {
+            spec_pending_ = false;
+            std::memcpy(out, spec_frame_.raw(), sizeof(float) * std::size_t(numel_));
+        } else {
+            roll_back_speculation(true);
+        }
+    }
+    if (!hit) {
+        require_noise(2);
+        float* x = x_state_.data<float>();
+        float* ctx = spec_noise_.data<float>() + numel_;  // free: no speculation is pending now
+        draw(x);
+        draw(ctx);
+        compute_frame(action, x, ctx);
+        std::memcpy(out, x, sizeof(float) * std::size_t(numel_));
+    }
+    const double engine_ms = engine_ms_accum_;
+    if (params_.speculate) {
+        if (noise_available(2)) {
+            std::lock_guard<std::mutex> lock(mu_);
+            task_action_ = action;
+            worker_busy_ = true;
+            cv_.notify_all();
+        } else {
+            stats_.record_speculation_skipped();
+        }
+    }
+    stats_.record_frame(ms_since(t0), engine_ms);
+}
+
+void FrameLoop::feed_noise(const float* values, std::int64_t n) {
+    std::lock_guard<std::mutex> api(api_mu_);
+    wait_worker_locked();
+    if (!fed_mode_) {
+        // Drawn-ahead noise came from the seeded stream: drop it with the speculation that drew it.
+        roll_back_speculation(false);
+        n_carried_ = 0;
+        carry_head_ = 0;
+        fed_mode_ = true;
+    }
+    fed_.feed(values, n);
+}
+
+std::int64_t FrameLoop::n_noise_queued() {
+    std::lock_guard<std::mutex> api(api_mu_);
+    wait_worker_locked();
+    return fed_mode_ ? fed_.n_available() + n_carried_ * numel_ : 0;
+}
+
+std::int64_t FrameLoop::pos() {
+    std::lock_guard<std::mutex> api(api_mu_);
+    wait_worker_locked();
+    return kv_.pos();
+}
+
+std::vector<std::int64_t> FrameLoop::slot_pos() {
+    std::lock_guard<std::mutex> api(api_mu_);
+    wait_worker_locked();
+    return kv_.slot_pos();
+}
+
+bool FrameLoop::speculation_pending() {
+    std::lock_guard<std::mutex> api(api_mu_);
+    wait_worker_locked();
+    return spec_pending_;
+}
+
+StatsSummary FrameLoop::stats() {
+    std::lock_guard<std::mutex> api(api_mu_);
+    wait_worker_locked();
+    stats_.set_reallocations(engine_->n_binds() > 0 ? engine_->n_binds() - 1 : 0);
+    return stats_.summary();
+}
+
+std::string FrameLoop::stats_json() {
+    std::lock_guard<std::mutex> api(api_mu_);
+    wait_worker_locked();
+    stats_.set_reallocations(engine_->n_binds() > 0 ? engine_->n_binds() - 1 : 0);
+    return stats_.to_json();
+}
+
+}  // namespace nf

@@ -1,0 +1,145 @@
+// The frame loop: step(action) -> frame, from schedule x sampler x engine x kv_cache. It mirrors
+// nextframe.models.sampling.CachedSampler exactly (same arithmetic order, same noise order):
+//
+//   push_frame(frame, a): e ~ N(0,1); x = (1 - cn) frame + cn e (cn = sampler.context_noise);
+//       run step(x, t = cn, a, prev, cache, ages); write k_new/v_new into slot pos % n_slots; prev = x.
+//   reset(frames, actions): clear the ring, prev = 0, push each frame.
+//   step(a): x = e ~ N(0,1); integrate with the sampler over the frame's schedule (each evaluation runs the
+//       graph with the ring's current ages; the graph predicts the velocity or the clean frame, as the
+//       manifest's sampler kind says, see sampler.h); clamp to [-1, 1]; push_frame(x, a); return x.
+//
+// Speculation (params.speculate): after step(a) returns, a background worker computes the next frame for
+// a (the predicted action) including its push. The next step(a2) returns it at once if a2 == a; otherwise
+// the ring is rewound by one (the slot it overwrote held a frame outside the window, see kv_cache.h), prev
+// is restored and the frame is recomputed. The speculative frame's noise is taken back on a rollback and
+// drawn again by the recomputation, so frames equal, bit for bit, those of the plain loop for the same
+// noise and actions, hit or miss.
+//
+// Buffers are sized at construction; step/reset/push_frame allocate nothing. Every public method may be
+// called from any thread (calls are serialized); each first waits for a running speculation and rethrows
+// its error, if it failed.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bundle.h"
+#include "engine.h"
+#include "kv_cache.h"
+#include "noise.h"
+#include "sampler.h"
+#include "schedule.h"
+#include "stats.h"
+
+namespace nf {
+
+struct FrameLoopParams {
+    std::int64_t n_steps = 0;  // 0: the manifest's sampler (its n_steps and exact times); else flow_schedule
+    SamplerKind sampler = SamplerKind::Euler;
+    DisaParams disa;           // enabled: per-frame step count annealed n_max -> n_min (n_steps is then unused)
+    std::uint64_t seed = 0;    // SeededNoise until feed_noise() switches to fed noise
+    bool speculate = false;
+    std::int64_t n_warmup_frames = 2;  // steps left out of the latency statistics
+};
+
+class FrameLoop {
+public:
+    // The engine must run bundle's step graph (its io specs are matched by name to the loop's buffers).
+    FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const FrameLoopParams& params);
+    ~FrameLoop();  // stops and joins the speculation worker
+    FrameLoop(const FrameLoop&) = delete;
+    FrameLoop& operator=(const FrameLoop&) = delete;
+
+    // frames [n, C, H, W] in [-1, 1]; actions [n], each in 0..no_action (the action that led to the frame).
+    void reset(const float* frames, std::int64_t n_frames, const std::int64_t* actions);
+    // Pushes one real frame [C, H, W] (action in 0..no_action) after the current ones, without generating.
+    void push_frame(const float* frame, std::int64_t action);
+    // Generates the next frame for action (0..n_actions-1) into out [C, H, W].
+    void step(std::int64_t action, float* out);
+    // Switches to fed noise (the first call drops the seeded stream and any drawn-ahead noise) and appends
+    // n values, consumed in order by later draws.
+    void feed_noise(const float* values, std::int64_t n);
+
+    std::int64_t frame_numel() const { return numel_; }
+    std::int64_t n_actions() const { return n_actions_; }
+    std::int64_t no_action() const { return no_action_; }
+    std::int64_t n_noise_queued();
+    bool fed_noise() const { return fed_mode_; }
+    // The ring as it is: a pending speculative frame (speculation_pending()) is included.
+    std::int64_t pos();
+    std::vector<std::int64_t> slot_pos();
+    bool speculation_pending();
+    const Engine& engine() const { return *engine_; }
+    StatsSummary stats();
+    std::string stats_json();
+
+private:
+    class Model;
+    friend class Model;
+
+    // Callers hold api_mu_ and the worker is idle.
+    void wait_worker_locked();
+    void validate_action(std::int64_t action, bool allow_no_action, const char* what) const;
+    void draw(float* dst);
+    void unread(const float* chunk);  // puts one frame of noise back in front of the stream
+    void run_engine();
+    void compute_ages();
+    void push_locked(const float* frame, std::int64_t action, const float* ctx_noise);
+    void compute_frame(std::int64_t action, float* x, const float* ctx_noise);
+    void roll_back_speculation(bool keep_noise);
+    bool noise_available(std::int64_t n_draws) const;  // n_draws frames of noise
+    void require_noise(std::int64_t n_draws) const;
+    void speculate(std::int64_t action);  // worker thread
+    void worker_main();
+
+    // shape
+    std::int64_t channels_, height_, width_, numel_;
+    std::int64_t n_actions_, no_action_;
+    float context_noise_;
+    bool has_prev_ = false;
+
+    std::unique_ptr<Engine> engine_;
+    KvCache kv_;
+    Schedule schedule_;
+    Sampler sampler_;
+    Stats stats_;
+    FrameLoopParams params_;
+
+    // engine io (bound once)
+    HostTensor x_in_, t_in_, action_in_, prev_in_, ages_in_;
+    HostTensor prediction_, k_new_, v_new_;  // prediction_: the "velocity" or "denoised" output
+    Bindings bindings_;
+    std::unique_ptr<Model> model_fn_;
+
+    // loop state
+    HostTensor x_state_;           // frame being denoised by the foreground step
+    std::int64_t n_generated_ = 0;  // frames generated since reset (DiSA's frame index)
+    SeededNoise seeded_;
+    FedNoise fed_;
+    bool fed_mode_ = false;
+    HostTensor carry_;             // [kCarry, numel] FIFO of drawn-ahead noise, consumed before the source
+    static constexpr std::int64_t kCarry = 4;
+    std::int64_t carry_head_ = 0, n_carried_ = 0;
+
+    // speculation (touched by the worker only while worker_busy_)
+    HostTensor spec_frame_, spec_noise_, prev_saved_;
+    bool spec_pending_ = false;
+    std::int64_t spec_action_ = -1;
+    double engine_ms_accum_ = 0;  // engine time since the current step()/speculation began
+
+    std::mutex api_mu_;  // serializes public calls
+    std::mutex mu_;      // guards the worker hand-off below
+    std::condition_variable cv_;
+    bool stop_ = false, worker_busy_ = false;
+    std::int64_t task_action_ = -1;
+    std::exception_ptr worker_error_;
+    std::thread worker_;
+};
+
+}  // namespace nf

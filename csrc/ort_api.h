@@ -1,0 +1,60 @@
+// ONNX Runtime, loaded at run time. nf_core is compiled against the 1.21 headers with
+// ORT_API_MANUAL_INIT; ort_api() dlopens libonnxruntime once per process, takes OrtGetApiBase with dlsym
+// and asks for API version ORT_API_VERSION (21). Any newer library (the pip wheel ships 1.32) serves it.
+// Only ort_api.cpp and engine_ort.cpp include this header; engine.h stays free of ORT types.
+//
+// Search order: $NEXTFRAME_ORT_LIB (an error if set but unloadable), then lib_path (Python passes the
+// wheel's onnxruntime/capi/libonnxruntime.so.*), then a libonnxruntime already loaded in the process,
+// then the default names libonnxruntime.so.1 and libonnxruntime.so. The library stays loaded for the
+// life of the process (the API table it returns must outlive every session).
+#pragma once
+
+#ifndef ORT_API_MANUAL_INIT
+#define ORT_API_MANUAL_INIT
+#endif
+#include <onnxruntime_cxx_api.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace nf {
+
+// Loads on the first call (later calls ignore lib_path and return the same table). Throws
+// nf::RuntimeError "ort_api: ..." when no library loads or it lacks API version ORT_API_VERSION.
+const OrtApi& ort_api(const std::string& lib_path = "");
+// Path of the loaded library and its version string; empty before the first successful ort_api().
+std::string ort_lib_path();
+std::string ort_version();
+
+// Throws nf::RuntimeError "<what>: <ORT message>" (one line) when status is not null; releases it.
+void ort_check(OrtStatus* status, const std::string& what);
+
+// Providers compiled into the loaded library, e.g. {"CPUExecutionProvider"}.
+std::vector<std::string> ort_available_providers();
+
+// One deleter per handle type; every ORT handle has exactly one owner.
+struct OrtDeleter {
+    void operator()(OrtEnv* p) const { Ort::GetApi().ReleaseEnv(p); }
+    void operator()(OrtSessionOptions* p) const { Ort::GetApi().ReleaseSessionOptions(p); }
+    void operator()(OrtSession* p) const { Ort::GetApi().ReleaseSession(p); }
+    void operator()(OrtValue* p) const { Ort::GetApi().ReleaseValue(p); }
+    void operator()(OrtMemoryInfo* p) const { Ort::GetApi().ReleaseMemoryInfo(p); }
+    void operator()(OrtTypeInfo* p) const { Ort::GetApi().ReleaseTypeInfo(p); }
+    void operator()(OrtStatus* p) const { Ort::GetApi().ReleaseStatus(p); }
+    void operator()(OrtCUDAProviderOptionsV2* p) const { Ort::GetApi().ReleaseCUDAProviderOptions(p); }
+};
+
+using OrtEnvPtr = std::unique_ptr<OrtEnv, OrtDeleter>;
+using OrtSessionOptionsPtr = std::unique_ptr<OrtSessionOptions, OrtDeleter>;
+using OrtSessionPtr = std::unique_ptr<OrtSession, OrtDeleter>;
+using OrtValuePtr = std::unique_ptr<OrtValue, OrtDeleter>;
+using OrtMemoryInfoPtr = std::unique_ptr<OrtMemoryInfo, OrtDeleter>;
+using OrtTypeInfoPtr = std::unique_ptr<OrtTypeInfo, OrtDeleter>;
+using OrtStatusPtr = std::unique_ptr<OrtStatus, OrtDeleter>;
+using OrtCudaOptionsPtr = std::unique_ptr<OrtCUDAProviderOptionsV2, OrtDeleter>;
+
+// The process-wide environment (created on first use, shared by every session).
+std::shared_ptr<OrtEnv> ort_env();
+
+}  // namespace nf
