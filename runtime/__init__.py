@@ -1,10 +1,12 @@
 """nextframe.runtime: the Python API of the C++ core (``nextframe._core``).
 
-It will hold Bundle, Session, FrameLoop and Stats (re-exported from ``_core`` with thin Python sugar),
-the NumPy reference used by the parity tests, and the play loop; the export+runtime issue fills it in.
-For now it re-exports only the core's version, as ``core_version``.
+``Session`` opens a bundle and runs the C++ frame loop (``step(action) -> frame``); ``Bundle`` and
+``FrameLoop`` are the core's classes; ``reference`` is the NumPy specification the parity tests check the
+core against (tests only, never on the hot path).
 """
 
+from nextframe._core import Bundle, FrameLoop
 from nextframe._core import version as core_version
+from nextframe.runtime.session import Session, find_ort_lib
 
-__all__ = ["core_version"]
+__all__ = ["Bundle", "FrameLoop", "Session", "core_version", "find_ort_lib"]

@@ -1,0 +1,191 @@
+"""Session: open a bundle, pick a backend, run the C++ frame loop (``nextframe._core.FrameLoop``).
+
+    with Session("runs/bundle") as s:
+        s.reset(context_frames_uint8, context_actions)   # [n, H, W, 3] uint8 at model resolution
+        frame = s.step("RIGHT")                           # uint8 [H, W, 3]
+        print(s.stats()["latency_p50_ms"])
+
+Arguments are checked here with one-line ValueErrors ("session: ..."); errors from the core arrive as
+ValueError (bundle, shapes, actions) or RuntimeError (ONNX Runtime, execution) unchanged. The native-
+resolution decoder stays in Python for now (nextframe.models.native_decoder).
+"""
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+
+from nextframe import _core
+
+BACKENDS = ("auto", "ort-cpu", "ort-cuda")
+SAMPLERS = ("euler", "heun")
+
+
+def find_ort_lib() -> str:
+    """Path of the onnxruntime wheel's libonnxruntime.so.* ('' if the wheel is not installed). The package is
+    located without importing it, so its Python bindings (a second copy of ORT) are not loaded."""
+    spec = importlib.util.find_spec("onnxruntime")
+    if spec is None or spec.origin is None:
+        return ""
+    libs = sorted(glob.glob(os.path.join(os.path.dirname(spec.origin), "capi", "libonnxruntime.so*")))
+    return libs[0] if libs else ""
+
+
+def _int(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"session: {name} must be an int (got {type(value).__name__})")
+    if value < low:
+        raise ValueError(f"session: {name} must be at least {low} (got {value})")
+    return int(value)
+
+
+class Session:
+    def __init__(self, bundle_dir: str, backend: str = "auto", seed: int = 0, speculate: bool = False,
+                 n_steps: int | None = None, threads: int = 2, sampler: str = "euler", disa: dict | None = None,
+                 n_warmup_frames: int = 2, ort_lib: str | None = None):
+        """backend: auto | ort-cpu | ort-cuda. n_steps: None keeps the manifest's schedule. sampler: euler | heun.
+        disa: {"n_max", "n_min", "n_anneal_frames", "kind": linear | cosine} anneals the step count per frame
+        (n_steps is then unused). ort_lib: libonnxruntime path (default: the onnxruntime wheel's;
+        $NEXTFRAME_ORT_LIB wins over both)."""
+        if backend not in BACKENDS:
+            raise ValueError(f"session: unknown backend '{backend}' (expected {', '.join(BACKENDS)})")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"session: unknown sampler '{sampler}' (expected {', '.join(SAMPLERS)})")
+        seed = _int("seed", seed, 0)
+        threads = _int("threads", threads, 1)
+        n_warmup_frames = _int("n_warmup_frames", n_warmup_frames, 0)
+        n_steps = 0 if n_steps is None else _int("n_steps", n_steps, 1)
+        d = {"n_max": 0, "n_min": 1, "n_anneal_frames": 0, "kind": "linear"}
+        if disa is not None:
+            unknown = sorted(set(disa) - set(d))
+            if unknown or not {"n_max", "n_min", "n_anneal_frames"} <= set(disa):
+                raise ValueError(f"session: disa needs keys n_max, n_min, n_anneal_frames[, kind] (got {sorted(disa)})")
+            d.update(disa)
+            _int("disa n_max", d["n_max"], 1)
+        self.bundle = _core.Bundle.open(str(bundle_dir))
+        self._loop = _core.FrameLoop(
+            self.bundle, backend=backend, threads=threads, ort_lib=find_ort_lib() if ort_lib is None else ort_lib,
+            seed=seed, speculate=bool(speculate), n_steps=n_steps, sampler=sampler, disa_n_max=d["n_max"],
+            disa_n_min=d["n_min"], disa_n_anneal_frames=d["n_anneal_frames"], disa_kind=d["kind"],
+            n_warmup_frames=n_warmup_frames)
+        f = self.bundle.frame
+        self.height, self.width, self.channels = f["height"], f["width"], f["channels"]
+
+    # ---- info -----------------------------------------------------------------------------------------
+    @property
+    def actions(self) -> list[str]:
+        return list(self.bundle.actions)
+
+    @property
+    def n_actions(self) -> int:
+        return self.bundle.n_actions
+
+    @property
+    def no_action(self) -> int:
+        return self.bundle.no_action
+
+    @property
+    def backend(self) -> str:
+        return self.loop.backend
+
+    @property
+    def backend_note(self) -> str:
+        return self.loop.backend_note
+
+    @property
+    def loop(self) -> "_core.FrameLoop":
+        if self._loop is None:
+            raise ValueError("session: closed")
+        return self._loop
+
+    # ---- frames -----------------------------------------------------------------------------------------
+    def _action(self, action, allow_no_action: bool) -> int:
+        if isinstance(action, str):
+            if action not in self.bundle.actions:
+                raise ValueError(f"session: unknown action '{action}' (expected one of {', '.join(self.bundle.actions)})")
+            return self.bundle.actions.index(action)
+        if isinstance(action, bool) or not isinstance(action, (int, np.integer)):
+            raise ValueError(f"session: action must be an int or an action name (got {type(action).__name__})")
+        hi = self.no_action if allow_no_action else self.n_actions - 1
+        if not 0 <= action <= hi:
+            raise ValueError(f"session: unknown action {int(action)} (expected 0..{hi})")
+        return int(action)
+
+    def _frames(self, frames) -> np.ndarray:
+        """uint8 [n, H, W, 3] or float [n, 3, H, W] in [-1, 1] -> float32 [n, 3, H, W], C-contiguous."""
+        a = np.asarray(frames)
+        h, w, c = self.height, self.width, self.channels
+        expected = f"expected uint8 [n, {h}, {w}, {c}] or float [n, {c}, {h}, {w}] in [-1, 1]"
+        if a.dtype == np.uint8:
+            if a.ndim != 4 or a.shape[1:] != (h, w, c):
+                raise ValueError(f"session: frames shape {list(a.shape)} ({expected})")
+            x = a.astype(np.float32) / np.float32(127.5) - np.float32(1.0)  # float32 ops, as the dataset does
+            return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        if a.dtype in (np.float32, np.float64):
+            if a.ndim != 4 or a.shape[1:] != (c, h, w):
+                raise ValueError(f"session: frames shape {list(a.shape)} ({expected})")
+            x = np.ascontiguousarray(a, dtype=np.float32)
+            if x.size and not np.isfinite(x).all():
+                raise ValueError("session: float frames must lie in [-1, 1] (got non-finite values)")
+            if x.size and not (x.min() >= -1.0 and x.max() <= 1.0):
+                raise ValueError(f"session: float frames must lie in [-1, 1] (got {float(x.min()):.4g}..{float(x.max()):.4g})")
+            return x
+        raise ValueError(f"session: frames dtype {a.dtype} not supported ({expected})")
+
+    def reset(self, frames, actions: Sequence) -> None:
+        """Context frames and the action that led to each (no_action for a frame with none)."""
+        x = self._frames(frames)
+        acts = list(actions)
+        if len(acts) != x.shape[0]:
+            raise ValueError(f"session: {len(acts)} actions for {x.shape[0]} frames (expected one per frame)")
+        a = np.array([self._action(v, allow_no_action=True) for v in acts], dtype=np.int64)
+        self.loop.reset(x, a)
+
+    def step_raw(self, action) -> np.ndarray:
+        """The next frame as the model sees it: float32 [3, H, W] in [-1, 1]."""
+        out = self.loop.step(self._action(action, allow_no_action=False))
+        return out.reshape(self.channels, self.height, self.width)
+
+    def step(self, action) -> np.ndarray:
+        """The next frame at model resolution: uint8 [H, W, 3]."""
+        x = self.step_raw(action)
+        return np.clip(np.round((x.transpose(1, 2, 0) + np.float32(1.0)) * np.float32(127.5)), 0, 255).astype(np.uint8)
+
+    def feed_noise(self, values) -> None:
+        """Switch to fed noise: standard normal values consumed in order (C order within an array). Per
+        context frame one [3, H, W] draw; per generated frame the initial noise, then its context noise."""
+        a = np.asarray(values)
+        if a.dtype not in (np.float32, np.float64):
+            raise ValueError(f"session: noise dtype {a.dtype} not supported (expected float32)")
+        a = np.ascontiguousarray(a, dtype=np.float32).reshape(-1)
+        if not np.isfinite(a).all():
+            raise ValueError("session: noise must be finite")
+        self.loop.feed_noise(a)
+
+    # ---- state ------------------------------------------------------------------------------------------
+    @property
+    def pos(self) -> int:
+        return self.loop.pos
+
+    @property
+    def slot_pos(self) -> list[int]:
+        return self.loop.slot_pos
+
+    def stats(self) -> dict:
+        s = json.loads(self.loop.stats_json())
+        s["backend"] = self.backend
+        return s
+
+    def close(self) -> None:
+        """Stops the speculation worker and releases the engine. Later calls raise ValueError."""
+        self._loop = None
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
