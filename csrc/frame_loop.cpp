@@ -310,7 +310,8 @@ void FrameLoop::step(std::int64_t action, float* out) {
         compute_frame(action, x, ctx);
         std::memcpy(out, x, sizeof(float) * std::size_t(numel_));
     }
-    const double engine_ms = engine_ms_accum_;
+    // Recorded before the worker starts: from here on it owns the loop state (stats_ included).
+    stats_.record_frame(ms_since(t0), engine_ms_accum_);
     if (params_.speculate) {
         if (noise_available(2)) {
             std::lock_guard<std::mutex> lock(mu_);
@@ -321,7 +322,6 @@ void FrameLoop::step(std::int64_t action, float* out) {
             stats_.record_speculation_skipped();
         }
     }
-    stats_.record_frame(ms_since(t0), engine_ms);
 }
 
 void FrameLoop::feed_noise(const float* values, std::int64_t n) {

@@ -95,13 +95,16 @@ def _ort_step_fn(threads: int = 1):
     return step
 
 
-@pytest.mark.parametrize("sampler, disa", [("euler", None),
-                                           ("heun", {"n_max": 4, "n_min": 1, "n_anneal_frames": 6, "kind": "cosine"})])
-def test_rollout_matches_numpy_reference_bit_for_bit(sampler, disa):
+@pytest.mark.parametrize("sampler, n_steps, disa", [
+    ("euler", None, None),  # the manifest's times
+    ("euler", 5, None),     # flow_schedule(5, shift) computed by the core
+    ("heun", None, {"n_max": 4, "n_min": 1, "n_anneal_frames": 6, "kind": "cosine"}),
+])
+def test_rollout_matches_numpy_reference_bit_for_bit(sampler, n_steps, disa):
     bundle, _ = tiny_bundle()
     noise = _noise(seed=5)
-    got = _cpp_rollout(noise, sampler=sampler, disa=disa)
-    loop = ref.ReferenceLoop(read_manifest(bundle), _ort_step_fn(), noise, sampler=sampler, disa=disa)
+    got = _cpp_rollout(noise, sampler=sampler, n_steps=n_steps, disa=disa)
+    loop = ref.ReferenceLoop(read_manifest(bundle), _ort_step_fn(), noise, sampler=sampler, n_steps=n_steps, disa=disa)
     loop.reset(_context(), CONTEXT_ACTIONS)
     want = np.stack([loop.step(a) for a in ACTIONS])
     assert loop.ring.slot_pos == [12, 13, 14, 15]
@@ -139,3 +142,12 @@ def test_session_uint8_io_and_stats():
     assert 0 < stats["latency_p50_ms"] <= stats["latency_p99_ms"] <= stats["latency_max_ms"]
     assert 0 < stats["engine_fraction"] <= 1.0
     assert stats["backend"] == "ort-cpu"
+
+
+def test_auto_backend_falls_back_to_cpu_and_says_why():
+    bundle, _ = tiny_bundle()
+    with Session(bundle, threads=1) as s:
+        if "CUDAExecutionProvider" in _core.ort_library_info()["providers"]:
+            pytest.skip("this onnxruntime has the CUDA provider")
+        assert s.backend == "ort-cpu"
+        assert s.backend_note.startswith("auto: onnxruntime ") and s.backend_note.endswith("has no CUDAExecutionProvider")
