@@ -2,6 +2,7 @@
 the PyTorch model it came from, a CachedSampler that consumes fed noise, and NMSE."""
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import shutil
@@ -24,7 +25,9 @@ def tiny_bundle() -> tuple[str, torch.nn.Module]:
     from nextframe.export.bundle import export_bundle
 
     model = randomized_model(tiny_config())
-    out = Path(tempfile.mkdtemp(prefix="nf_runtime_tests_")) / "bundle"
+    root = tempfile.mkdtemp(prefix="nf_runtime_tests_")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    out = Path(root) / "bundle"
     export_bundle(model, str(out), n_steps=N_STEPS, context_noise=CONTEXT_NOISE)
     return str(out), model
 
