@@ -1,0 +1,181 @@
+"""Frame-loop latency, side by side in one process on one bundle: the C++ runtime (ONNX Runtime CPU), a Python
+loop over ONNX Runtime (runtime/reference.py), the PyTorch eager loop with KV cache, and PyTorch without a
+cache. Parity is checked first (C++ vs PyTorch on fed noise), then time. Prints one JSON object and writes it.
+
+    python benchmarks/bench_frame_loop.py [--model M | --bundle DIR] [--frames 200] [--out JSON]
+
+What the user feels is `step(action) -> frame` (timed around the Python call); the C++ core also reports the
+share of its frame time spent inside engine calls. "fps_with_decode" adds the native-resolution decoder.
+The no-cache loop is timed as its history grows (4..64 frames) against the cached loop's constant cost.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from device_info import cpu_info, versions  # noqa: E402
+
+from nextframe.cli import DEFAULT_MODEL, sampler_defaults  # noqa: E402
+from nextframe.data.dataset import to_model_resolution  # noqa: E402
+from nextframe.data.record import record_episode  # noqa: E402
+from nextframe.export.bundle import export_bundle, sha256_file  # noqa: E402
+from nextframe.models.native_decoder import DetailTransferDecoder  # noqa: E402
+from nextframe.models.sampling import CachedSampler, UncachedSampler  # noqa: E402
+from nextframe.training.checkpoint import load_model  # noqa: E402
+
+
+def summary(ms: list[float]) -> dict:
+    a = np.asarray(ms)
+    return {"n_frames": int(a.size), "latency_p50_ms": round(float(np.percentile(a, 50)), 3),
+            "latency_p90_ms": round(float(np.percentile(a, 90)), 3), "latency_p99_ms": round(float(np.percentile(a, 99)), 3),
+            "latency_mean_ms": round(float(a.mean()), 3), "latency_max_ms": round(float(a.max()), 3),
+            "fps": round(1000.0 / float(a.mean()), 1)}
+
+
+def timed(step, actions, warmup: int) -> tuple[list[float], list]:
+    out, ms = [], []
+    for i, a in enumerate(actions):
+        t0 = time.perf_counter()
+        f = step(int(a))
+        dt = (time.perf_counter() - t0) * 1000.0
+        if i >= warmup:
+            ms.append(dt)
+        out.append(f)
+    return ms, out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--bundle", default=None, help="an exported bundle (default: export --model to a temp dir)")
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from nextframe.runtime import Session
+    from nextframe.runtime.reference import ReferenceLoop
+    import onnxruntime as ort
+
+    model = load_model(args.model)
+    d = sampler_defaults(args.model)
+    tmp = None
+    bundle = args.bundle
+    if bundle is None:
+        tmp = tempfile.mkdtemp(prefix="nf-bench-")
+        bundle = os.path.join(tmp, "bundle")
+        export_bundle(model, bundle, n_steps=d["steps"], context_noise=d["context_noise"])
+    with open(os.path.join(bundle, "manifest.json")) as f:
+        manifest = json.load(f)
+    n_steps, cn = manifest["sampler"]["n_steps"], manifest["sampler"]["context_noise"]
+    cfg = model.cfg
+
+    # inputs: a real episode's first frames as context, then a scripted action sequence (same for every loop)
+    ep, _ = record_episode(cfg.game, cfg.context + 8, 4242, 0, "tracker")
+    low = to_model_resolution(ep.frames, cfg.height, cfg.width)
+    ctx = low[: cfg.context]
+    leading = [cfg.no_action] + ep.actions[: cfg.context - 1].tolist()
+    rng = np.random.default_rng(args.seed)
+    actions = np.repeat(rng.integers(0, cfg.n_actions, args.frames // 5 + 1), 5)[: args.frames]
+    ctx_float = torch.from_numpy(ctx).float().div(127.5).sub(1.0)
+
+    # ---- parity first: C++ vs PyTorch on the same fed noise ---------------------------------------
+    n_par = 6
+    g = np.random.default_rng(1)
+    noise = [g.standard_normal((cfg.channels, cfg.height, cfg.width)).astype(np.float32) for _ in range(cfg.context + 2 * n_par)]
+    s = Session(bundle, backend="ort-cpu", threads=args.threads, seed=args.seed)
+    s.feed_noise(np.stack(noise))
+    s.reset(ctx.transpose(0, 2, 3, 1), leading)
+    cpp_frames = [s.step_raw(int(a)) for a in actions[:n_par]]
+    ref = ReferenceLoop(manifest, lambda *xs: tuple(torch_step(model, *xs)), noise)
+    ref.reset(ctx_float.numpy(), leading)
+    torch_frames = [ref.step(int(a)) for a in actions[:n_par]]
+    nmse = max(float(np.mean((c - t) ** 2) / max(np.mean(t**2), 1e-30)) for c, t in zip(cpp_frames, torch_frames))
+    s.close()
+
+    results = {}
+    # ---- C++ runtime -------------------------------------------------------------------------------
+    s = Session(bundle, backend="ort-cpu", threads=args.threads, seed=args.seed, n_warmup_frames=args.warmup)
+    s.reset(ctx.transpose(0, 2, 3, 1), leading)
+    ms, frames = timed(s.step, actions, args.warmup)
+    core = s.stats()
+    results["cpp_runtime"] = {**summary(ms), "core_stats": core}
+    decode = DetailTransferDecoder(ep.frames[cfg.context - 1], low[cfg.context - 1])
+    t0 = time.perf_counter()
+    for f in frames[: min(50, len(frames))]:
+        decode(f.transpose(2, 0, 1)[None])
+    decode_ms = (time.perf_counter() - t0) * 1000.0 / min(50, len(frames))
+    s.close()
+
+    # ---- Python loop over ONNX Runtime -------------------------------------------------------------
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = args.threads, 1
+    sess = ort.InferenceSession(os.path.join(bundle, manifest["graphs"]["step"]["file"]), so, providers=["CPUExecutionProvider"])
+    names = [i["name"] for i in manifest["graphs"]["step"]["inputs"]]
+
+    def ort_step(*xs):
+        return sess.run(None, dict(zip(names, xs)))
+
+    ng = np.random.default_rng(2)
+    loop = ReferenceLoop(manifest, ort_step, [ng.standard_normal(cfg.channels * cfg.height * cfg.width).astype(np.float32)
+                                               for _ in range(cfg.context + 2 * args.frames)])
+    loop.reset(ctx_float.numpy(), leading)
+    ms, _ = timed(loop.step, actions, args.warmup)
+    results["python_ort_loop"] = summary(ms)
+
+    # ---- PyTorch eager, KV-cached and uncached -----------------------------------------------------
+    for name, cls, n in (("torch_eager_cached", CachedSampler, args.frames), ("torch_eager_no_cache", UncachedSampler, 64 + args.warmup)):
+        sm = cls(model, n_steps=n_steps, context_noise=cn, generator=torch.Generator().manual_seed(args.seed))
+        sm.reset(ctx_float, leading)
+        ms, _ = timed(sm.step, actions[:n], args.warmup)
+        results[name] = summary(ms)
+        if cls is UncachedSampler:  # latency against history length (context frames + generated ones)
+            hist = np.arange(len(ms)) + cfg.context + args.warmup
+            results[name]["latency_ms_by_history"] = {str(h): round(float(ms[i]), 2) for i, h in enumerate(hist) if h in (4, 8, 16, 32, 64)}
+
+    cpp, torch_c = results["cpp_runtime"], results["torch_eager_cached"]
+    by_hist = results["torch_eager_no_cache"]["latency_ms_by_history"]
+    frame_ms = core["latency_mean_ms"]
+    out = {
+        "benchmark": "frame_loop", "device": cpu_info(), "versions": {**versions(), "onnxruntime": ort.__version__},
+        "bundle_sha256": sha256_file(os.path.join(bundle, "manifest.json")), "precision": "fp32",
+        "n_steps": n_steps, "resolution": [cfg.height, cfg.width], "tokens_per_frame": cfg.tokens_per_frame,
+        "warmup_frames": args.warmup, "n_frames": args.frames, "threads": args.threads,
+        "parity_cpp_vs_torch_max_nmse": nmse,
+        "runtime_fps": cpp["fps"], "torch_fps": torch_c["fps"],
+        "speedup_cpp_vs_torch_eager": round(cpp["fps"] / torch_c["fps"], 2),
+        "speedup_cpp_vs_python_ort": round(cpp["fps"] / results["python_ort_loop"]["fps"], 2),
+        "cpp_runtime_overhead_fraction": round(1.0 - core["engine_fraction"], 4) if frame_ms else None,
+        "native_decode_ms": round(decode_ms, 3),
+        "fps_with_decode": round(1000.0 / (cpp["latency_mean_ms"] + decode_ms), 1),
+        "no_cache_vs_cached_latency_at_64_frames": (round(by_hist["64"] / torch_c["latency_p50_ms"], 2) if "64" in by_hist else None),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "loops": results,
+    }
+    print(json.dumps(out))
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+@torch.no_grad()
+def torch_step(model, x, t, action, prev, k, v, ages):
+    outs = model.step(*(torch.from_numpy(np.asarray(a)) for a in (x, t, action, prev, k, v, ages)))
+    return [o.numpy() for o in outs]
+
+
+if __name__ == "__main__":
+    main()
