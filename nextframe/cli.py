@@ -1,4 +1,4 @@
-"""`nextframe` command line: record, train, rollout, export, demo.
+"""`nextframe` command line: record, train, rollout, export, play, demo.
 
 Each subcommand is a thin shell over the library; errors the user can fix (bad file, bad shape, unknown
 game or action) print as one line `nextframe: <message>` and exit with status 2.
@@ -95,6 +95,37 @@ def cmd_export(args):
     print(json.dumps({"bundle": args.out, "files": manifest["files"], "export_check": manifest.get("export_check")}))
 
 
+def default_bundle() -> str:
+    """The shipped model exported once into a per-user cache, keyed by the model file's sha256."""
+    from nextframe.export.bundle import export_bundle, sha256_file
+
+    key = sha256_file(DEFAULT_MODEL)[:16]
+    root = os.environ.get("NEXTFRAME_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "nextframe"))
+    path = os.path.join(root, f"default_bundle_{key}")
+    if not os.path.isfile(os.path.join(path, "manifest.json")):
+        d = sampler_defaults(DEFAULT_MODEL)
+        print(f"exporting the default model to {path} (once)", file=sys.stderr)
+        export_bundle(_load(DEFAULT_MODEL), path, n_steps=d["steps"], context_noise=d["context_noise"])
+    return path
+
+
+def cmd_play(args):
+    from nextframe.runtime.play import play
+
+    if args.frames is not None and args.headless:
+        os.environ["SDL_VIDEODRIVER"] = "dummy"
+    script = None
+    if args.headless:
+        import numpy as np
+
+        rng = np.random.default_rng(args.seed)
+        plan = np.repeat(rng.integers(0, 4, 1000), 6)
+        script = lambda i: int(plan[i % len(plan)])  # noqa: E731
+    result = play(args.bundle or default_bundle(), scale=args.scale, record=args.record, max_frames=args.frames,
+                  seed=args.seed, script=script)
+    print(json.dumps(result))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nextframe", description="Action-conditioned next-frame world models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -131,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, default=None, help="denoising steps per frame written to the bundle")
     e.add_argument("--context-noise", type=float, default=None)
     e.set_defaults(func=cmd_export)
+
+    pl = sub.add_parser("play", help="play the generated game in a window (C++ runtime; needs the [play] extra)")
+    pl.add_argument("bundle", nargs="?", default=None, help="a bundle dir (default: the shipped model, exported once)")
+    pl.add_argument("--scale", type=int, default=3)
+    pl.add_argument("--record", default=None, help="write what was shown to this .mp4")
+    pl.add_argument("--frames", type=int, default=None, help="stop after N frames")
+    pl.add_argument("--headless", action="store_true", help="no window, scripted actions (needs --frames)")
+    pl.add_argument("--seed", type=int, default=0)
+    pl.set_defaults(func=cmd_play)
 
     d = sub.add_parser("demo", help="record a fresh episode and roll the default model out on it")
     d.add_argument("--out", default="runs/demo")
