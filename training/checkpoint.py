@@ -19,6 +19,7 @@ FORMAT = "nextframe.model.v1"
 def _atomic_save(tensors: dict, path: str, metadata: dict) -> None:
     tmp = f"{path}.tmp"
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 

@@ -25,6 +25,7 @@ class TrainConfig:
     context_noise_max: float = 0.1  # clean context frames get noise level ~ U(0, this)
     time_logit_mean: float = 0.0  # noise levels t ~ sigmoid(N(mean, std)); see models/flow.sample_train_times
     time_logit_std: float = 1.0
+    own_context_prob: float = 0.0  # share of batches whose context is the model's own predictions (trainer.own_predictions)
     motion_weight: float = 4.0  # extra loss weight on pixels that changed since the previous frame
     bf16: bool = True  # autocast matmuls to bfloat16 (fast on CPUs with AMX/AVX512-BF16; exact elsewhere)
     log_every: int = 20
