@@ -46,12 +46,39 @@ def predict_lowres(model: NextFrameDiT, frames_lowres: np.ndarray, actions: np.n
 
 def rollout_episode(model: NextFrameDiT, episode: Episode, context: int = 4, n_steps: int = 4,
                     context_noise: float = 0.0, seed: int = 0, n_predict: int | None = None):
-    """Returns (pred uint8 [N, 210, 160, 3], metrics dict)."""
+    """PyTorch eager loop. Returns (pred uint8 [N, 210, 160, 3], metrics dict)."""
     cfg = model.cfg
     if episode.game != cfg.game:
         raise ValueError(f"rollout: episode is {episode.game}, the model was trained on {cfg.game}")
     lowres = to_model_resolution(episode.frames, cfg.height, cfg.width)
     pred_low, times = predict_lowres(model, lowres, episode.actions, context, n_steps, context_noise, seed, n_predict)
+    return score_rollout(episode, lowres, context, pred_low, times, n_steps)
+
+
+def rollout_episode_runtime(bundle_dir: str, episode: Episode, context: int = 4, seed: int = 0, backend: str = "auto"):
+    """The same rollout through the C++ runtime (nextframe.runtime.Session) on an exported bundle."""
+    from nextframe.runtime import Session
+
+    with Session(bundle_dir, backend=backend, seed=seed) as s:
+        if episode.game != s.bundle.game:
+            raise ValueError(f"rollout: episode is {episode.game}, the bundle was trained on {s.bundle.game}")
+        total = len(episode.frames)
+        if not 1 <= context < total:
+            raise ValueError(f"rollout: context must be in 1..{total - 1} for an episode of {total} frames (got {context})")
+        lowres = to_model_resolution(episode.frames, s.height, s.width)
+        leading = [s.no_action] + episode.actions.tolist()
+        s.reset(lowres[:context].transpose(0, 2, 3, 1), leading[:context])
+        out, times = [], []
+        for j in range(context, total):
+            t0 = time.perf_counter()
+            frame = s.step(int(leading[j]))
+            times.append(time.perf_counter() - t0)
+            out.append(frame.transpose(2, 0, 1))
+        n_steps = s.bundle.sampler["n_steps"]
+    return score_rollout(episode, lowres, context, np.stack(out), times, n_steps)
+
+
+def score_rollout(episode: Episode, lowres: np.ndarray, context: int, pred_low: np.ndarray, times: list[float], n_steps: int):
     decode = DetailTransferDecoder(episode.frames[context - 1], lowres[context - 1])
     pred = decode(pred_low)
     real = episode.frames[context : context + len(pred)]

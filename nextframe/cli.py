@@ -65,10 +65,11 @@ def cmd_rollout(args):
 
 
 def cmd_demo(args):
-    """Record a fresh episode (a seed never used in training), roll the model out open-loop, write the video."""
+    """Record a fresh episode (a seed never used in training), roll the model out open-loop, write the video.
+    The default engine is the C++ runtime on the exported bundle; --engine torch runs the PyTorch loop."""
     from nextframe.data.episode import save_episode
     from nextframe.data.record import record_episode
-    from nextframe.evaluation.rollout import rollout_episode, write_video
+    from nextframe.evaluation.rollout import rollout_episode, rollout_episode_runtime, write_video
 
     os.makedirs(args.out, exist_ok=True)
     model = _load(args.model)
@@ -76,13 +77,26 @@ def cmd_demo(args):
     episode, policy = record_episode(model.cfg.game, args.frames + args.context - 1, args.seed, 0, "tracker")
     save_episode(os.path.join(args.out, "episode.npz"), episode)
     t0 = time.perf_counter()
-    pred, metrics = rollout_episode(model, episode, args.context, args.steps or d["steps"], d["context_noise"], args.seed)
+    if args.engine == "cpp":
+        if args.model == DEFAULT_MODEL and args.steps is None:
+            bundle = default_bundle()
+        else:
+            from nextframe.export.bundle import export_bundle
+
+            bundle = os.path.join(args.out, "bundle")
+            export_bundle(model, bundle, n_steps=args.steps or d["steps"], context_noise=d["context_noise"])
+        t0 = time.perf_counter()
+        pred, metrics = rollout_episode_runtime(bundle, episode, args.context, args.seed)
+        engine = "cpp-runtime (onnxruntime)"
+    else:
+        pred, metrics = rollout_episode(model, episode, args.context, args.steps or d["steps"], d["context_noise"], args.seed)
+        engine = "pytorch-eager"
     wall = time.perf_counter() - t0
     video = os.path.join(args.out, "demo.mp4")
     write_video(video, episode.frames[args.context :], pred)
-    summary = {"video": video, "frames": len(pred), "policy": policy, "fps_model": metrics["model_fps"],
-               "fps_end_to_end": round(len(pred) / wall, 1), "engine": "pytorch-eager",
-               "n_steps": metrics["n_steps"], "model": metrics["model"]["all"], "copy_baseline": metrics["copy_baseline"]["all"]}
+    summary = {"video": video, "frames": len(pred), "policy": policy, "engine": engine, "fps_model": metrics["model_fps"],
+               "fps_end_to_end": round(len(pred) / wall, 1), "n_steps": metrics["n_steps"],
+               "model": metrics["model"]["all"], "copy_baseline": metrics["copy_baseline"]["all"]}
     print(json.dumps(summary))
 
 
@@ -179,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--context", type=int, default=4)
     d.add_argument("--steps", type=int, default=None)
     d.add_argument("--seed", type=int, default=777001)
+    d.add_argument("--engine", choices=("cpp", "torch"), default="cpp")
     d.set_defaults(func=cmd_demo)
     return p
 

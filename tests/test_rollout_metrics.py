@@ -111,3 +111,19 @@ def test_rollout_refuses_short_context(tmp_path):
 
     with pytest.raises(ValueError, match="rollout: context must be in 1..6"):
         rollout_episode(randomized_model(tiny_config()), square_episode(6, 0), context=7)
+
+
+def test_runtime_rollout_writes_the_same_format(tmp_path):
+    """The C++ runtime path of rollout and demo writes the same prediction format and metrics (frame-level
+    parity of the runtime with PyTorch is pinned in test_runtime_parity.py)."""
+    from nextframe.evaluation.rollout import rollout_episode_runtime
+    from nextframe.export.bundle import export_bundle
+
+    ep = square_episode(9, 0)
+    bundle = str(tmp_path / "b")
+    export_bundle(randomized_model(tiny_config(context=3)), bundle, n_steps=2)
+    pred, metrics = rollout_episode_runtime(bundle, ep, context=4)
+    assert pred.shape == (6, 210, 160, 3) and pred.dtype == np.uint8
+    assert metrics["n_steps"] == 2 and metrics["model"]["all"]["n_frames"] == 6
+    with pytest.raises(ValueError, match="rollout: context must be in 1..9"):
+        rollout_episode_runtime(bundle, ep, context=10)
