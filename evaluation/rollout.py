@@ -21,13 +21,22 @@ from nextframe.models.native_decoder import DetailTransferDecoder
 from nextframe.models.sampling import CachedSampler
 
 
+def check_context(total: int, context: int) -> None:
+    if not 1 <= context < total:
+        raise ValueError(f"rollout: context must be in 1..{total - 1} for an episode of {total} frames (got {context})")
+
+
+def check_game(episode: Episode, game: str, source: str) -> None:
+    if episode.game != game:
+        raise ValueError(f"rollout: episode is {episode.game}, the {source} was trained on {game}")
+
+
 def predict_lowres(model: NextFrameDiT, frames_lowres: np.ndarray, actions: np.ndarray, context: int,
                    n_steps: int, context_noise: float, seed: int, n_predict: int | None = None):
     """frames_lowres uint8 [T+1, 3, h, w]; actions int64 [T]. Returns (uint8 [N, 3, h, w], seconds per frame list)."""
     cfg = model.cfg
     total = len(frames_lowres)
-    if not 1 <= context < total:
-        raise ValueError(f"rollout: context must be in 1..{total - 1} for an episode of {total} frames (got {context})")
+    check_context(total, context)
     if actions.size and int(actions.max()) >= cfg.n_actions:
         raise ValueError(f"rollout: action index {int(actions.max())} out of range for the model's {cfg.n_actions} actions")
     n_predict = total - context if n_predict is None else min(n_predict, total - context)
@@ -48,8 +57,7 @@ def rollout_episode(model: NextFrameDiT, episode: Episode, context: int = 4, n_s
                     context_noise: float = 0.0, seed: int = 0, n_predict: int | None = None):
     """PyTorch eager loop. Returns (pred uint8 [N, 210, 160, 3], metrics dict)."""
     cfg = model.cfg
-    if episode.game != cfg.game:
-        raise ValueError(f"rollout: episode is {episode.game}, the model was trained on {cfg.game}")
+    check_game(episode, cfg.game, "model")
     lowres = to_model_resolution(episode.frames, cfg.height, cfg.width)
     pred_low, times = predict_lowres(model, lowres, episode.actions, context, n_steps, context_noise, seed, n_predict)
     return score_rollout(episode, lowres, context, pred_low, times, n_steps)
@@ -60,11 +68,9 @@ def rollout_episode_runtime(bundle_dir: str, episode: Episode, context: int = 4,
     from nextframe.runtime import Session
 
     with Session(bundle_dir, backend=backend, seed=seed) as s:
-        if episode.game != s.bundle.game:
-            raise ValueError(f"rollout: episode is {episode.game}, the bundle was trained on {s.bundle.game}")
+        check_game(episode, s.bundle.game, "bundle")
         total = len(episode.frames)
-        if not 1 <= context < total:
-            raise ValueError(f"rollout: context must be in 1..{total - 1} for an episode of {total} frames (got {context})")
+        check_context(total, context)
         lowres = to_model_resolution(episode.frames, s.height, s.width)
         leading = [s.no_action] + episode.actions.tolist()
         s.reset(lowres[:context].transpose(0, 2, 3, 1), leading[:context])

@@ -76,7 +76,6 @@ def cmd_demo(args):
     d = sampler_defaults(args.model)
     episode, policy = record_episode(model.cfg.game, args.frames + args.context - 1, args.seed, 0, "tracker")
     save_episode(os.path.join(args.out, "episode.npz"), episode)
-    t0 = time.perf_counter()
     if args.engine == "cpp":
         if args.model == DEFAULT_MODEL and args.steps is None:
             bundle = default_bundle()
@@ -89,6 +88,7 @@ def cmd_demo(args):
         pred, metrics = rollout_episode_runtime(bundle, episode, args.context, args.seed)
         engine = "cpp-runtime (onnxruntime)"
     else:
+        t0 = time.perf_counter()
         pred, metrics = rollout_episode(model, episode, args.context, args.steps or d["steps"], d["context_noise"], args.seed)
         engine = "pytorch-eager"
     wall = time.perf_counter() - t0
