@@ -172,8 +172,8 @@ def main():
 
 
 @torch.no_grad()
-def torch_step(model, x, t, action, prev, k, v, ages):
-    outs = model.step(*(torch.from_numpy(np.asarray(a)) for a in (x, t, action, prev, k, v, ages)))
+def torch_step(model, *inputs):
+    outs = model.step(*(torch.from_numpy(np.asarray(a)) for a in inputs))
     return [o.numpy() for o in outs]
 
 

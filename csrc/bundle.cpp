@@ -110,6 +110,7 @@ void check_step_io(const Bundle& b) {
         {"cache_k", DType::F32, kv.cache_shape(), "kv_cache", true},
         {"cache_v", DType::F32, kv.cache_shape(), "kv_cache", true},
         {"ages", DType::I64, {kv.n_slots}, "kv_cache.n_slots", true},
+        {"prev_action", DType::I64, {1}, "a single action", false},
     };
     const std::vector<Expect> outputs = {
         {prediction_output_name(prediction_of_kind(b.sampler.kind)), DType::F32, frame, "frame", true},

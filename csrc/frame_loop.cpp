@@ -62,6 +62,8 @@ FrameLoop::FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const
     t_in_ = HostTensor(DType::F32, {1});
     action_in_ = HostTensor(DType::I64, {1});
     prev_in_ = HostTensor(DType::F32, frame);
+    prev_action_in_ = HostTensor(DType::I64, {1});
+    prev_action_in_.data<std::int64_t>()[0] = no_action_;
     ages_in_ = HostTensor(DType::I64, {kv_.layout().n_slots});
     prediction_ = HostTensor(DType::F32, frame);
     k_new_ = HostTensor(DType::F32, kv_.layout().frame_kv_shape());
@@ -78,6 +80,7 @@ FrameLoop::FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const
         else if (s.name == "t") t = &t_in_;
         else if (s.name == "action") t = &action_in_;
         else if (s.name == "prev") t = &prev_in_, has_prev_ = true;
+        else if (s.name == "prev_action") t = &prev_action_in_;
         else if (s.name == "cache_k") t = &kv_.k();
         else if (s.name == "cache_v") t = &kv_.v();
         else if (s.name == "ages") t = &ages_in_;
@@ -150,6 +153,7 @@ void FrameLoop::wait_worker_locked() {
 void FrameLoop::speculate(std::int64_t action) {
     engine_ms_accum_ = 0;
     if (has_prev_) std::memcpy(prev_saved_.raw(), prev_in_.raw(), prev_in_.nbytes());
+    prev_action_saved_ = prev_action_in_.data<std::int64_t>()[0];
     float* noise = spec_noise_.data<float>();
     draw(noise);
     draw(noise + numel_);
@@ -224,6 +228,7 @@ void FrameLoop::push_locked(const float* frame, std::int64_t action, const float
     run_engine();
     kv_.push(k_new_.data<float>(), v_new_.data<float>());
     if (has_prev_) std::memcpy(prev_in_.raw(), x_in_.raw(), x_in_.nbytes());
+    prev_action_in_.data<std::int64_t>()[0] = action;  // read only by graphs with a prev_action input
 }
 
 void FrameLoop::compute_frame(std::int64_t action, float* x, const float* ctx_noise) {
@@ -240,6 +245,7 @@ void FrameLoop::roll_back_speculation(bool keep_noise) {
     spec_pending_ = false;
     kv_.rewind(1);
     if (has_prev_) std::memcpy(prev_in_.raw(), prev_saved_.raw(), prev_in_.nbytes());
+    prev_action_in_.data<std::int64_t>()[0] = prev_action_saved_;
     --n_generated_;
     if (keep_noise) {
         const float* noise = spec_noise_.data<float>();
@@ -265,6 +271,7 @@ void FrameLoop::reset(const float* frames, std::int64_t n_frames, const std::int
     require_noise(n_frames);
     kv_.clear();
     prev_in_.zero();
+    prev_action_in_.data<std::int64_t>()[0] = no_action_;
     n_generated_ = 0;
     for (std::int64_t i = 0; i < n_frames; ++i) {
         float* noise = spec_noise_.data<float>();  // free while no speculation is pending

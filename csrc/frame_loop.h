@@ -2,7 +2,8 @@
 // nextframe.models.sampling.CachedSampler exactly (same arithmetic order, same noise order):
 //
 //   push_frame(frame, a): e ~ N(0,1); x = (1 - cn) frame + cn e (cn = sampler.context_noise);
-//       run step(x, t = cn, a, prev, cache, ages); write k_new/v_new into slot pos % n_slots; prev = x.
+//       run step(x, t = cn, a, prev, cache, ages[, prev_action]); write k_new/v_new into slot pos % n_slots;
+//       prev = x, prev_action = a.
 //   reset(frames, actions): clear the ring, prev = 0, push each frame.
 //   step(a): x = e ~ N(0,1); integrate with the sampler over the frame's schedule (each evaluation runs the
 //       graph with the ring's current ages; the graph predicts the velocity or the clean frame, as the
@@ -113,6 +114,8 @@ private:
 
     // engine io (bound once)
     HostTensor x_in_, t_in_, action_in_, prev_in_, ages_in_;
+    HostTensor prev_action_in_;  // the action that led to prev_in_ (graphs of prev_action_input models)
+    std::int64_t prev_action_saved_ = 0;
     HostTensor prediction_, k_new_, v_new_;  // prediction_: the "velocity" or "denoised" output
     Bindings bindings_;
     std::unique_ptr<Model> model_fn_;

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nextframe.export.onnx import STEP_INPUTS, STEP_OUTPUTS, example_step_inputs
+from nextframe.export.onnx import STEP_OUTPUTS, example_step_inputs, step_input_names
 from nextframe.models.dit import NextFrameDiT
 
 NMSE_BOUND = 1e-7
@@ -26,7 +26,7 @@ def check_step_parity(model: NextFrameDiT, onnx_path: str, seed: int = 0) -> dic
     with torch.no_grad():
         ref = [r.numpy() for r in model.eval().step(*ins)]
     sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-    got = sess.run(list(STEP_OUTPUTS), {n: t.numpy() for n, t in zip(STEP_INPUTS, ins)})
+    got = sess.run(list(STEP_OUTPUTS), {n: t.numpy() for n, t in zip(step_input_names(model), ins)})
     errors = {name: nmse(g, r) for name, g, r in zip(STEP_OUTPUTS, got, ref)}
     bad = {k: v for k, v in errors.items() if not v <= NMSE_BOUND}
     if bad:

@@ -15,7 +15,12 @@ from nextframe.models.dit import NextFrameDiT
 
 OPSET = 17
 STEP_INPUTS = ("x", "t", "action", "prev", "cache_k", "cache_v", "ages")
+PREV_ACTION_INPUT = "prev_action"  # appended for models with prev_action_input
 STEP_OUTPUTS = ("denoised", "k_new", "v_new")
+
+
+def step_input_names(model: NextFrameDiT) -> tuple[str, ...]:
+    return STEP_INPUTS + ((PREV_ACTION_INPUT,) if model.cfg.prev_action_input else ())
 
 
 class _Step(torch.nn.Module):
@@ -23,8 +28,8 @@ class _Step(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x, t, action, prev, cache_k, cache_v, ages):
-        return self.model.step(x, t, action, prev, cache_k, cache_v, ages)
+    def forward(self, x, t, action, prev, cache_k, cache_v, ages, prev_action=None):
+        return self.model.step(x, t, action, prev, cache_k, cache_v, ages, prev_action)
 
 
 def n_slots(model: NextFrameDiT) -> int:
@@ -38,6 +43,8 @@ def step_io_specs(model: NextFrameDiT) -> tuple[list[dict], list[dict]]:
     frame = [1, c.channels, c.height, c.width]
     inputs = [("x", "float32", frame), ("t", "float32", [1]), ("action", "int64", [1]), ("prev", "float32", frame),
               ("cache_k", "float32", cache), ("cache_v", "float32", cache), ("ages", "int64", [n_slots(model)])]
+    if c.prev_action_input:
+        inputs.append((PREV_ACTION_INPUT, "int64", [1]))
     outputs = [("denoised", "float32", frame), ("k_new", "float32", kv), ("v_new", "float32", kv)]
     spec = lambda rows: [{"name": n, "dtype": d, "shape": s} for n, d, s in rows]  # noqa: E731
     return spec(inputs), spec(outputs)
@@ -51,8 +58,9 @@ def example_step_inputs(model: NextFrameDiT, seed: int = 0) -> tuple[torch.Tenso
     s = n_slots(model)
     ages = torch.tensor([(i % (s + 1)) for i in range(s)], dtype=torch.long)  # 0 (empty) .. context, then s % ..
     ages[-1] = s  # older than the window: must be ignored
-    return (torch.randn(shapes["x"], generator=g), torch.tensor([0.7]), torch.tensor([min(2, model.cfg.n_actions - 1)]),
-            torch.randn(shapes["prev"], generator=g), torch.randn(shapes["cache_k"], generator=g), torch.randn(shapes["cache_v"], generator=g), ages)
+    ins = (torch.randn(shapes["x"], generator=g), torch.tensor([0.7]), torch.tensor([min(2, model.cfg.n_actions - 1)]),
+           torch.randn(shapes["prev"], generator=g), torch.randn(shapes["cache_k"], generator=g), torch.randn(shapes["cache_v"], generator=g), ages)
+    return ins + ((torch.tensor([min(1, model.cfg.n_actions - 1)]),) if model.cfg.prev_action_input else ())
 
 
 def export_step(model: NextFrameDiT, path: str) -> None:
@@ -63,5 +71,5 @@ def export_step(model: NextFrameDiT, path: str) -> None:
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.simplefilter("ignore", category=UserWarning)
-        torch.onnx.export(_Step(model), example_step_inputs(model), path, input_names=list(STEP_INPUTS),
+        torch.onnx.export(_Step(model), example_step_inputs(model), path, input_names=list(step_input_names(model)),
                           output_names=list(STEP_OUTPUTS), opset_version=OPSET, dynamo=False, do_constant_folding=True)

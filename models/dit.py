@@ -100,6 +100,10 @@ class NextFrameDiT(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(128, d), nn.SiLU(), nn.Linear(d, d))
         self.action_embed = nn.Embedding(cfg.n_actions + 1, d)
         nn.init.normal_(self.action_embed.weight, std=0.02)
+        if cfg.prev_action_input:
+            # zero init: a warm start from a model without it computes exactly what that model did
+            self.prev_action_embed = nn.Embedding(cfg.n_actions + 1, d)
+            nn.init.zeros_(self.prev_action_embed.weight)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.final_modulation = nn.Linear(d, 2 * d)
@@ -109,8 +113,13 @@ class NextFrameDiT(nn.Module):
             nn.init.zeros_(m.bias)
 
     # ---- shared pieces -------------------------------------------------------------------------------
-    def condition(self, t: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return F.silu(self.time_mlp(timestep_features(t)) + self.action_embed(action))
+    def condition(self, t: torch.Tensor, action: torch.Tensor, prev_action: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.time_mlp(timestep_features(t)) + self.action_embed(action)
+        if self.cfg.prev_action_input:
+            if prev_action is None:
+                raise ValueError("NextFrameDiT: this model is conditioned on the previous action; pass prev_action")
+            c = c + self.prev_action_embed(prev_action)
+        return F.silu(c)
 
     def embed(self, x: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
         if self.cfg.prev_frame_input:
@@ -150,7 +159,10 @@ class NextFrameDiT(nn.Module):
         valid = (window >= w)  # [nf, w]
 
         frames = torch.cat([clean, noisy], dim=1)
-        c = self.condition(torch.cat([clean_t, noisy_t], dim=1), torch.cat([clean_action, noisy_action], dim=1))
+        # the action that led to clean frame p-1 ("no action" at p=0, as after a runtime reset)
+        prev_action = torch.cat([torch.full_like(clean_action[:, :1], cfg.no_action), clean_action], dim=1)[:, pos]
+        c = self.condition(torch.cat([clean_t, noisy_t], dim=1), torch.cat([clean_action, noisy_action], dim=1),
+                           prev_action)
         prev = torch.cat([torch.zeros_like(clean[:, :1]), clean], dim=1)[:, pos]  # clean frame p-1, zeros at p=0
         x = self.embed(frames, prev).reshape(b, nf * n, cfg.dim)
 
@@ -179,21 +191,23 @@ class NextFrameDiT(nn.Module):
         return self.output(h, c[:, fc:, None, :], prev[:, fc:])
 
     # ---- one frame against the KV cache (sampling) --------------------------------------------------
-    def step(self, x, t, action, prev, cache_k, cache_v, ages):
+    def step(self, x, t, action, prev, cache_k, cache_v, ages, prev_action=None):
         """One network evaluation for the current frame.
 
         x [B, C, H, W] (noisy frame, or a clean frame whose K/V is wanted), t [B], action [B] (int64);
         prev [B, C, H, W]: the previous frame as it was cached (zeros before the first frame);
         cache_k / cache_v [L, B, H, S, N, hd] with S = context slots in any order; ages [S] int64: how many
         frames back the slot's frame lies; only ages 1..context are attended (0 marks an empty slot, and a
-        slot older than the window, kept so a speculative frame can be rolled back, is ignored too).
+        slot older than the window, kept so a speculative frame can be rolled back, is ignored too);
+        prev_action [B] int64 (models with prev_action_input): the action that led to `prev` (no_action before
+        the first frame).
         Returns (denoised [B, C, H, W], k [L, B, H, N, hd], v [L, B, H, N, hd]) of the current frame.
         """
         cfg = self.cfg
         b = x.shape[0]
         n, s = cfg.tokens_per_frame, cache_k.shape[3]
         h = self.embed(x, prev)
-        c = self.condition(t, action)[:, None, :]  # [B, 1, D]
+        c = self.condition(t, action, prev_action)[:, None, :]  # [B, 1, D]
         valid = (ages > 0) & (ages <= cfg.context)
         new_k, new_v = [], []
         for l, blk in enumerate(self.blocks):

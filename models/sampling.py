@@ -46,6 +46,7 @@ class CachedSampler:
         self.generator = generator or torch.Generator().manual_seed(0)
         self.cache = KvCache(model, batch)
         self.prev = self._zeros()
+        self.prev_action = self._action(model.cfg.no_action)
 
     def _zeros(self):
         cfg = self.model.cfg
@@ -63,10 +64,11 @@ class CachedSampler:
         """Write a finished (or real context) frame into the cache, with context-noise augmentation."""
         frame = frame.reshape(self.batch, *frame.shape[-3:])
         x = add_noise(frame, self._full(self.context_noise), self._noise())
-        _, k, v = self.model.step(x, self._full(self.context_noise), self._action(action), self.prev,
-                                  self.cache.k, self.cache.v, self.cache.ages())
+        a = self._action(action)
+        _, k, v = self.model.step(x, self._full(self.context_noise), a, self.prev,
+                                  self.cache.k, self.cache.v, self.cache.ages(), self.prev_action)
         self.cache.push(k, v)
-        self.prev = x
+        self.prev, self.prev_action = x, a
 
     def _action(self, action):
         return torch.as_tensor(action, dtype=torch.long).reshape(-1).expand(self.batch).contiguous()
@@ -76,6 +78,7 @@ class CachedSampler:
         """frames [C, 3, H, W] (or [B, C, ...]) real context; actions [C]: the action leading to each frame."""
         self.cache = KvCache(self.model, self.batch)
         self.prev = self._zeros()
+        self.prev_action = self._action(self.model.cfg.no_action)
         if frames.dim() == 4:
             frames = frames[None]
         for i in range(frames.shape[1]):
@@ -87,7 +90,8 @@ class CachedSampler:
         x = self._noise()
         ages = self.cache.ages()
         for t, t_next in zip(self.times[:-1], self.times[1:]):
-            denoised, _, _ = self.model.step(x, self._full(t), a, self.prev, self.cache.k, self.cache.v, ages)
+            denoised, _, _ = self.model.step(x, self._full(t), a, self.prev, self.cache.k, self.cache.v, ages,
+                                             self.prev_action)
             x = euler_update(x, denoised, t, t_next)
         return x.clamp(-1.0, 1.0)
 

@@ -109,7 +109,7 @@ def integrate(x: np.ndarray, times: list[float], predict: Callable[[np.ndarray, 
 
 
 # ---- one frame of the loop ----------------------------------------------------------------------------
-StepFn = Callable[..., tuple]  # (x, t, action, prev, cache_k, cache_v, ages) -> (out, k_new, v_new)
+StepFn = Callable[..., tuple]  # (x, t, action, prev, cache_k, cache_v, ages[, prev_action]) -> (out, k_new, v_new)
 
 
 class ReferenceLoop:
@@ -129,6 +129,10 @@ class ReferenceLoop:
         self.k, self.v = np.zeros(cache, F32), np.zeros(cache, F32)
         self.ring = Ring(kv["n_slots"], kv["window"])
         self.prev = np.zeros(self.shape, F32)
+        # graphs with a prev_action input get the action that led to `prev` (no_action after a reset)
+        self.no_action = int(manifest["no_action"])
+        self.uses_prev_action = any(i["name"] == "prev_action" for i in manifest["graphs"]["step"]["inputs"])
+        self.prev_action = self.no_action
         self.n_generated = 0
 
     def _draw(self) -> np.ndarray:
@@ -136,7 +140,8 @@ class ReferenceLoop:
 
     def _run(self, x, t, action):
         ages = np.array(self.ring.ages(), np.int64)
-        return self.step_fn(x, np.array([t], F32), np.array([action], np.int64), self.prev, self.k, self.v, ages)
+        extra = (np.array([self.prev_action], np.int64),) if self.uses_prev_action else ()
+        return self.step_fn(x, np.array([t], F32), np.array([action], np.int64), self.prev, self.k, self.v, ages, *extra)
 
     def push_frame(self, frame: np.ndarray, action: int) -> None:
         e = self._draw()
@@ -144,11 +149,12 @@ class ReferenceLoop:
         _, k_new, v_new = self._run(x, self.cn, action)
         slot = self.ring.push()
         self.k[:, :, :, slot], self.v[:, :, :, slot] = k_new, v_new
-        self.prev = x
+        self.prev, self.prev_action = x, action
 
     def reset(self, frames: np.ndarray, actions) -> None:
         self.ring = Ring(self.ring.n_slots, self.ring.window)
         self.prev = np.zeros(self.shape, F32)
+        self.prev_action = self.no_action
         self.n_generated = 0
         for f, a in zip(frames, actions):
             self.push_frame(f, int(a))

@@ -23,9 +23,9 @@ def test_patchify_round_trip():
     assert torch.equal(p[0, 0, 0], x[0, 0, :, :8, :8].reshape(-1))  # first patch is the top-left corner
 
 
-@pytest.mark.parametrize("context_noise", [0.0, 0.1])
-def test_cached_equals_uncached_through_wraparound(context_noise):
-    cfg = tiny_config(context=3)
+@pytest.mark.parametrize("context_noise, prev_action", [(0.0, False), (0.1, False), (0.1, True)])
+def test_cached_equals_uncached_through_wraparound(context_noise, prev_action):
+    cfg = tiny_config(context=3, prev_action_input=prev_action)
     model = randomized_model(cfg)
     frames = torch.rand(4, 3, 16, 16) * 2 - 1
     outs = []
@@ -76,6 +76,18 @@ def test_output_depends_on_action_and_context():
     v0, _, _ = model.step(x, t, torch.tensor([0]), x, cache.k, cache.v, cache.ages())
     v1, _, _ = model.step(x, t, torch.tensor([1]), x, cache.k, cache.v, cache.ages())
     assert (v0 - v1).abs().max() > 1e-3
+
+
+def test_previous_action_conditions_the_frame_and_is_required():
+    model = randomized_model(tiny_config(prev_action_input=True))
+    x = torch.randn(1, 3, 16, 16)
+    cache = KvCache(model)
+    t, a = torch.tensor([0.5]), torch.tensor([2])
+    v0, _, _ = model.step(x, t, a, x, cache.k, cache.v, cache.ages(), torch.tensor([0]))
+    v1, _, _ = model.step(x, t, a, x, cache.k, cache.v, cache.ages(), torch.tensor([3]))
+    assert (v0 - v1).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="prev_action"):
+        model.step(x, t, a, x, cache.k, cache.v, cache.ages())
 
 
 def test_flow_schedule():

@@ -37,8 +37,8 @@ def _context(seed: int = 3) -> np.ndarray:
     return (torch.rand(N_CONTEXT, 3, 16, 16, generator=g) * 2 - 1).numpy()
 
 
-def _cpp_rollout(noise: list[np.ndarray], **kwargs) -> np.ndarray:
-    bundle, _ = tiny_bundle()
+def _cpp_rollout(noise: list[np.ndarray], prev_action: bool = False, **kwargs) -> np.ndarray:
+    bundle, _ = tiny_bundle(prev_action)
     with Session(bundle, backend="ort-cpu", threads=1, **kwargs) as s:
         s.feed_noise(np.concatenate([n.reshape(-1) for n in noise]))
         s.reset(_context(), CONTEXT_ACTIONS)
@@ -48,8 +48,8 @@ def _cpp_rollout(noise: list[np.ndarray], **kwargs) -> np.ndarray:
     return frames
 
 
-def _torch_rollout(noise: list[np.ndarray]) -> np.ndarray:
-    _, model = tiny_bundle()
+def _torch_rollout(noise: list[np.ndarray], prev_action: bool = False) -> np.ndarray:
+    _, model = tiny_bundle(prev_action)
     s = FedCachedSampler(model, noise, n_steps=N_STEPS, context_noise=CONTEXT_NOISE)
     s.reset(torch.from_numpy(_context()), CONTEXT_ACTIONS)
     return np.stack([s.step(a)[0].numpy() for a in ACTIONS])
@@ -59,9 +59,10 @@ def _noise(seed: int = 11) -> list[np.ndarray]:
     return noise_draws(N_CONTEXT + 2 * len(ACTIONS), (3, 16, 16), seed)
 
 
-def test_rollout_matches_pytorch_cached_sampler():
+@pytest.mark.parametrize("prev_action", [False, True])
+def test_rollout_matches_pytorch_cached_sampler(prev_action):
     noise = _noise()
-    got, want = _cpp_rollout(noise), _torch_rollout(noise)
+    got, want = _cpp_rollout(noise, prev_action), _torch_rollout(noise, prev_action)
     errors = [nmse(g, w) for g, w in zip(got, want)]
     print(f"\nC++ vs PyTorch NMSE per frame: max {max(errors):.3g}, " + " ".join(f"{e:.2g}" for e in errors))
     assert max(errors) <= NMSE_BOUND_TORCH
@@ -79,8 +80,8 @@ def test_a_wrong_noise_order_is_caught():
     assert max(nmse(g, w) for g, w in zip(got, want)) > 1e-3
 
 
-def _ort_step_fn(threads: int = 1):
-    bundle, _ = tiny_bundle()
+def _ort_step_fn(threads: int = 1, prev_action: bool = False):
+    bundle, _ = tiny_bundle(prev_action)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -95,16 +96,18 @@ def _ort_step_fn(threads: int = 1):
     return step
 
 
-@pytest.mark.parametrize("sampler, n_steps, disa", [
-    ("euler", None, None),  # the manifest's times
-    ("euler", 5, None),     # flow_schedule(5, shift) computed by the core
-    ("heun", None, {"n_max": 4, "n_min": 1, "n_anneal_frames": 6, "kind": "cosine"}),
+@pytest.mark.parametrize("sampler, n_steps, disa, prev_action", [
+    ("euler", None, None, False),  # the manifest's times
+    ("euler", 5, None, False),     # flow_schedule(5, shift) computed by the core
+    ("heun", None, {"n_max": 4, "n_min": 1, "n_anneal_frames": 6, "kind": "cosine"}, False),
+    ("euler", None, None, True),   # a graph with the prev_action input
 ])
-def test_rollout_matches_numpy_reference_bit_for_bit(sampler, n_steps, disa):
-    bundle, _ = tiny_bundle()
+def test_rollout_matches_numpy_reference_bit_for_bit(sampler, n_steps, disa, prev_action):
+    bundle, _ = tiny_bundle(prev_action)
     noise = _noise(seed=5)
-    got = _cpp_rollout(noise, sampler=sampler, n_steps=n_steps, disa=disa)
-    loop = ref.ReferenceLoop(read_manifest(bundle), _ort_step_fn(), noise, sampler=sampler, n_steps=n_steps, disa=disa)
+    got = _cpp_rollout(noise, prev_action, sampler=sampler, n_steps=n_steps, disa=disa)
+    loop = ref.ReferenceLoop(read_manifest(bundle), _ort_step_fn(prev_action=prev_action), noise, sampler=sampler,
+                             n_steps=n_steps, disa=disa)
     loop.reset(_context(), CONTEXT_ACTIONS)
     want = np.stack([loop.step(a) for a in ACTIONS])
     assert loop.ring.slot_pos == [12, 13, 14, 15]

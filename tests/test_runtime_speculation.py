@@ -5,6 +5,7 @@ after switching to fed noise. Hits and misses are both exercised, and counted in
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from nextframe.runtime import Session
 from runtime_helpers import tiny_bundle
@@ -12,8 +13,9 @@ from runtime_helpers import tiny_bundle
 ACTIONS = [1, 1, 1, 2, 2, 0, 3, 3, 3, 3, 1, 2, 2, 0, 0]  # runs (hits) and changes (misses)
 
 
-def _run(speculate: bool, seed: int = 9, reset_at: int | None = None) -> tuple[np.ndarray, dict, list]:
-    bundle, _ = tiny_bundle()
+def _run(speculate: bool, seed: int = 9, reset_at: int | None = None,
+         prev_action: bool = False) -> tuple[np.ndarray, dict, list]:
+    bundle, _ = tiny_bundle(prev_action)
     ctx = np.zeros((2, 16, 16, 3), np.uint8)
     ctx[:, 4:10, 5:9] = 255
     with Session(bundle, backend="ort-cpu", threads=1, seed=seed, speculate=speculate) as s:
@@ -26,9 +28,10 @@ def _run(speculate: bool, seed: int = 9, reset_at: int | None = None) -> tuple[n
         return np.stack(frames), s.stats(), s.slot_pos
 
 
-def test_speculation_is_bit_identical_with_hits_and_misses():
-    plain, plain_stats, plain_slots = _run(False)
-    spec, stats, spec_slots = _run(True)
+@pytest.mark.parametrize("prev_action", [False, True])  # a rollback must restore the previous action too
+def test_speculation_is_bit_identical_with_hits_and_misses(prev_action):
+    plain, plain_stats, plain_slots = _run(False, prev_action=prev_action)
+    spec, stats, spec_slots = _run(True, prev_action=prev_action)
     assert np.array_equal(plain, spec)
     # a step hits when its action repeats the previous one: 8 repeats, 6 changes in ACTIONS
     assert stats["n_speculation_hits"] == 8

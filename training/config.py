@@ -26,6 +26,7 @@ class TrainConfig:
     time_logit_mean: float = 0.0  # noise levels t ~ sigmoid(N(mean, std)); see models/flow.sample_train_times
     time_logit_std: float = 1.0
     own_context_prob: float = 0.0  # share of batches whose context is the model's own predictions (trainer.own_predictions)
+    own_context_passes: int = 1  # up to this many chained prediction passes (drawn 1..n): k-step compounded errors
     motion_weight: float = 4.0  # extra loss weight on pixels that changed since the previous frame
     bf16: bool = True  # autocast matmuls to bfloat16 (fast on CPUs with AMX/AVX512-BF16; exact elsewhere)
     log_every: int = 20
@@ -40,7 +41,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.seq_len < 2:
             raise ValueError(f"train config: seq_len must be at least 2 (got {self.seq_len})")
-        for name in ("batch_size", "total_steps", "log_every", "eval_every", "ckpt_every"):
+        for name in ("batch_size", "total_steps", "log_every", "eval_every", "ckpt_every", "own_context_passes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train config: {name} must be positive (got {getattr(self, name)})")
 
