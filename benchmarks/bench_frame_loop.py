@@ -3,6 +3,7 @@ loop over ONNX Runtime (runtime/reference.py), the PyTorch eager loop with KV ca
 cache. Parity is checked first (C++ vs PyTorch on fed noise), then time. Prints one JSON object and writes it.
 
     python benchmarks/bench_frame_loop.py [--model M | --bundle DIR] [--frames 200] [--out JSON]
+    nextframe bench [BUNDLE] [--model M] [--frames 200] [--json] [--out JSON]     (the same run)
 
 What the user feels is `step(action) -> frame` (timed around the Python call); the C++ core also reports the
 share of its frame time spent inside engine calls. "fps_with_decode" adds the native-resolution decoder.
@@ -14,23 +15,22 @@ import argparse
 import json
 import os
 import resource
-import sys
 import tempfile
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-from device_info import cpu_info, versions  # noqa: E402
+from nextframe.benchmarks.device_info import cpu_info, versions
+from nextframe.cli import add_bench_arguments, sampler_defaults
+from nextframe.data.dataset import to_model_resolution
+from nextframe.data.record import record_episode
+from nextframe.export.bundle import export_bundle, sha256_file
+from nextframe.models.native_decoder import DetailTransferDecoder
+from nextframe.models.sampling import CachedSampler, UncachedSampler
+from nextframe.training.checkpoint import load_model
 
-from nextframe.cli import DEFAULT_MODEL, sampler_defaults  # noqa: E402
-from nextframe.data.dataset import to_model_resolution  # noqa: E402
-from nextframe.data.record import record_episode  # noqa: E402
-from nextframe.export.bundle import export_bundle, sha256_file  # noqa: E402
-from nextframe.models.native_decoder import DetailTransferDecoder  # noqa: E402
-from nextframe.models.sampling import CachedSampler, UncachedSampler  # noqa: E402
-from nextframe.training.checkpoint import load_model  # noqa: E402
+PARITY_NMSE_BOUND = 1e-6  # C++ vs PyTorch on fed noise (tests/test_runtime_parity.py explains the bound)
 
 
 def summary(ms: list[float]) -> dict:
@@ -55,14 +55,19 @@ def timed(step, actions, warmup: int) -> tuple[list[float], list]:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--bundle", default=None, help="an exported bundle (default: export --model to a temp dir)")
-    ap.add_argument("--frames", type=int, default=200)
-    ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=None)
+    add_bench_arguments(ap)
     args = ap.parse_args()
+    out = run(args)
+    print(json.dumps(out))
+
+
+def run(args) -> dict:
+    """One side-by-side run; returns the result dict (and writes it to args.out when given)."""
+    if args.frames < args.warmup + 10:
+        raise ValueError(f"bench: --frames must be at least warmup + 10 = {args.warmup + 10} (got {args.frames})")
+    if args.threads < 1:
+        raise ValueError(f"bench: --threads must be at least 1 (got {args.threads})")
     torch.set_num_threads(args.threads)
 
     from nextframe.runtime import Session
@@ -70,15 +75,26 @@ def main():
     import onnxruntime as ort
 
     model = load_model(args.model)
+    if args.bundle is not None:
+        return _run_on_bundle(args, model, args.bundle)
     d = sampler_defaults(args.model)
-    tmp = None
-    bundle = args.bundle
-    if bundle is None:
-        tmp = tempfile.mkdtemp(prefix="nf-bench-")
+    with tempfile.TemporaryDirectory(prefix="nf-bench-") as tmp:
         bundle = os.path.join(tmp, "bundle")
         export_bundle(model, bundle, n_steps=d["steps"], context_noise=d["context_noise"])
+        return _run_on_bundle(args, model, bundle)
+
+
+def _run_on_bundle(args, model, bundle: str) -> dict:
+    from nextframe.runtime import Session
+    from nextframe.runtime.reference import ReferenceLoop
+    import onnxruntime as ort
+
+    if not os.path.isfile(os.path.join(bundle, "manifest.json")):
+        raise FileNotFoundError(f"bench: {bundle} is not a bundle (no manifest.json)")
     with open(os.path.join(bundle, "manifest.json")) as f:
         manifest = json.load(f)
+    if manifest.get("model") != model.cfg.to_dict():
+        raise ValueError(f"bench: the bundle's model config differs from {args.model}'s; pass the model the bundle was exported from (--model)")
     n_steps, cn = manifest["sampler"]["n_steps"], manifest["sampler"]["context_noise"]
     cfg = model.cfg
 
@@ -104,6 +120,9 @@ def main():
     torch_frames = [ref.step(int(a)) for a in actions[:n_par]]
     nmse = max(float(np.mean((c - t) ** 2) / max(np.mean(t**2), 1e-30)) for c, t in zip(cpp_frames, torch_frames))
     s.close()
+    if not nmse <= PARITY_NMSE_BOUND:
+        raise RuntimeError(f"bench: the C++ runtime and PyTorch disagree (NMSE {nmse:.3g} > {PARITY_NMSE_BOUND}); "
+                           "is the bundle exported from this model?")
 
     results = {}
     # ---- C++ runtime -------------------------------------------------------------------------------
@@ -164,11 +183,11 @@ def main():
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         "loops": results,
     }
-    print(json.dumps(out))
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)
+    return out
 
 
 @torch.no_grad()

@@ -11,18 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-from device_info import cpu_info, versions  # noqa: E402
-
-from nextframe.cli import DEFAULT_MODEL  # noqa: E402
-from nextframe.data.record import make_env, record_episode  # noqa: E402
-from nextframe.evaluation.rollout import rollout_episode  # noqa: E402
-from nextframe.training.checkpoint import load_model  # noqa: E402
+from nextframe.benchmarks.device_info import cpu_info, versions
+from nextframe.cli import DEFAULT_MODEL
+from nextframe.data.record import make_env, record_episode
+from nextframe.evaluation.rollout import rollout_episode
+from nextframe.training.checkpoint import load_model
 
 HELD_OUT = (("reactive", 5001), ("reactive", 5002), ("reactive", 5003), ("tracker", 5004), ("tracker", 5005), ("tracker", 5006))
 METRICS = ("psnr", "paddle_x_err", "ball_err", "ball_hit_rate")

@@ -43,11 +43,13 @@ py::list spec_list(const std::vector<nf::TensorSpec>& specs) {
     return l;
 }
 
-nf::EngineParams engine_params(const std::string& backend, std::int64_t threads, const std::string& ort_lib) {
+nf::EngineParams engine_params(const std::string& backend, std::int64_t threads, const std::string& ort_lib,
+                               const std::string& trt_precision) {
     nf::EngineParams p;
     p.backend = nf::parse_backend(backend);
     p.threads = threads;
     p.ort_lib = ort_lib;
+    p.trt_precision = trt_precision;
     return p;
 }
 
@@ -123,6 +125,9 @@ PYBIND11_MODULE(_core, m) {
           py::arg("frame_index"), py::arg("n_max"), py::arg("n_min"), py::arg("n_anneal_frames"), py::arg("kind") = "linear",
           "Denoising steps of the frame_index-th generated frame under DiSA annealing (linear | cosine).");
 
+    m.def("has_tensorrt", &nf::trt_built,
+          "True when the TensorRT backend (backend 'trt') was compiled in (CMake found TensorRT 10 and CUDA).");
+
     m.def("ort_library_info",
           [](const std::string& ort_lib) {
               const nf::OrtLibraryInfo info = nf::ort_library_info(ort_lib);
@@ -174,15 +179,32 @@ PYBIND11_MODULE(_core, m) {
         })
         .def_property_readonly("step_inputs", [](const nf::Bundle& b) { return spec_list(b.step.inputs); })
         .def_property_readonly("step_outputs", [](const nf::Bundle& b) { return spec_list(b.step.outputs); })
-        .def_property_readonly("step_graph_path", &nf::Bundle::step_graph_path);
+        .def_property_readonly("step_graph_path", &nf::Bundle::step_graph_path)
+        .def_property_readonly("tensorrt_engines", [](const nf::Bundle& b) {
+            py::list l;
+            for (const auto& e : b.trt_engines) {
+                py::dict d;
+                d["file"] = e.file;
+                d["precision"] = e.precision;
+                d["compute_capability"] = e.compute_capability;
+                d["trt_version"] = e.trt_version;
+                d["gpu"] = e.gpu;
+                d["key"] = e.key;
+                d["sha256"] = e.sha256;
+                d["bytes"] = e.bytes;
+                l.append(d);
+            }
+            return l;
+        });
 
     py::class_<PyEngine>(m, "Engine",
                          "The bundle's step graph on a backend, run directly (copies in and out: tests and inspection).")
-        .def(py::init([](const nf::Bundle& b, const std::string& backend, std::int64_t threads, const std::string& ort_lib) {
-                 return PyEngine{nf::make_engine(b, engine_params(backend, threads, ort_lib))};
+        .def(py::init([](const nf::Bundle& b, const std::string& backend, std::int64_t threads, const std::string& ort_lib,
+                         const std::string& trt_precision) {
+                 return PyEngine{nf::make_engine(b, engine_params(backend, threads, ort_lib, trt_precision))};
              }),
              py::arg("bundle"), py::arg("backend") = "auto", py::arg("threads") = 2, py::arg("ort_lib") = "",
-             py::call_guard<py::gil_scoped_release>())
+             py::arg("trt_precision") = "", py::call_guard<py::gil_scoped_release>())
         .def_property_readonly("backend", [](const PyEngine& e) { return e.engine->name(); })
         .def_property_readonly("note", [](const PyEngine& e) { return e.engine->note(); })
         .def_property_readonly("inputs", [](const PyEngine& e) { return spec_list(e.engine->inputs()); })
@@ -229,7 +251,7 @@ PYBIND11_MODULE(_core, m) {
         .def(py::init([](const nf::Bundle& b, const std::string& backend, std::int64_t threads, const std::string& ort_lib,
                          std::uint64_t seed, bool speculate, std::int64_t n_steps, const std::string& sampler,
                          std::int64_t disa_n_max, std::int64_t disa_n_min, std::int64_t disa_n_anneal_frames,
-                         const std::string& disa_kind, std::int64_t n_warmup_frames) {
+                         const std::string& disa_kind, std::int64_t n_warmup_frames, const std::string& trt_precision) {
                  nf::FrameLoopParams p;
                  p.seed = seed;
                  p.speculate = speculate;
@@ -243,14 +265,16 @@ PYBIND11_MODULE(_core, m) {
                      p.disa.n_anneal_frames = disa_n_anneal_frames;
                      p.disa.kind = nf::parse_disa_kind(disa_kind);
                  }
-                 auto engine = nf::make_engine(b, engine_params(backend, threads, ort_lib));
+                 auto engine = nf::make_engine(b, engine_params(backend, threads, ort_lib, trt_precision));
                  return std::make_unique<nf::FrameLoop>(b, std::move(engine), p);
              }),
              py::arg("bundle"), py::arg("backend") = "auto", py::arg("threads") = 2, py::arg("ort_lib") = "",
              py::arg("seed") = 0, py::arg("speculate") = false, py::arg("n_steps") = 0, py::arg("sampler") = "euler",
              py::arg("disa_n_max") = 0, py::arg("disa_n_min") = 1, py::arg("disa_n_anneal_frames") = 0,
-             py::arg("disa_kind") = "linear", py::arg("n_warmup_frames") = 2, py::call_guard<py::gil_scoped_release>(),
-             "n_steps 0: the manifest's schedule. disa_n_max > 0 turns on DiSA (n_steps is then unused).")
+             py::arg("disa_kind") = "linear", py::arg("n_warmup_frames") = 2, py::arg("trt_precision") = "",
+             py::call_guard<py::gil_scoped_release>(),
+             "n_steps 0: the manifest's schedule. disa_n_max > 0 turns on DiSA (n_steps is then unused). trt_precision: "
+             "which of the bundle's TensorRT engines backend 'trt' runs (empty: the first built for this GPU).")
         .def("reset",
              [](nf::FrameLoop& l, const FloatArray& frames, const IntArray& actions) {
                  const std::int64_t numel = l.frame_numel();

@@ -152,6 +152,59 @@ bool is_hex64(const std::string& s) {
     return true;
 }
 
+// "sm_" followed by digits, e.g. "sm_89", "sm_120".
+bool is_sm_name(const std::string& s) {
+    if (s.size() < 4 || s.compare(0, 3, "sm_") != 0) return false;
+    for (std::size_t i = 3; i < s.size(); ++i)
+        if (s[i] < '0' || s[i] > '9') return false;
+    return true;
+}
+
+// The optional "tensorrt" section: {"engines": [{file, precision, compute_capability, trt_version, key,
+// sha256, bytes[, gpu]}]}. Each engine file must stay inside the bundle and be listed in files with the same
+// sha256 and size (verify_files() then checks the file itself).
+void parse_tensorrt(Bundle& b, const Json& section) {
+    NF_CHECK_ARG(section.is_object(), "bundle: manifest key 'tensorrt' must be an object (got " +
+                                          std::string(Json::kind_name(section.kind())) + ")");
+    const Reader trt(section, "tensorrt");
+    const auto& items = trt.array("engines");
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        const std::string where = trt.name("engines[" + std::to_string(i) + "]");
+        NF_CHECK_ARG(items[i].is_object(), "bundle: manifest key '" + where + "' must be an object");
+        const Reader r(items[i], where);
+        TrtEngineEntry e;
+        e.file = r.string("file");
+        NF_CHECK_ARG(!path_escapes(e.file), "bundle: file path '" + e.file + "' escapes the bundle");
+        e.precision = r.string("precision");
+        NF_CHECK_ARG(e.precision == "fp32" || e.precision == "fp16" || e.precision == "bf16" || e.precision == "fp8" ||
+                         e.precision == "int8",
+                     "bundle: " + where + ".precision '" + e.precision + "' not supported (expected fp32, fp16, bf16, fp8, int8)");
+        e.compute_capability = r.string("compute_capability");
+        NF_CHECK_ARG(is_sm_name(e.compute_capability),
+                     "bundle: " + where + ".compute_capability '" + e.compute_capability + "' (expected sm_<digits>, e.g. sm_89)");
+        e.trt_version = r.string("trt_version");
+        NF_CHECK_ARG(!e.trt_version.empty() && e.trt_version[0] >= '0' && e.trt_version[0] <= '9',
+                     "bundle: " + where + ".trt_version '" + e.trt_version + "' (expected a version such as 10.16.0.72)");
+        e.key = r.string("key");
+        NF_CHECK_ARG(is_hex64(e.key), "bundle: " + where + ".key is not 64 lower-case hex digits");
+        e.sha256 = r.string("sha256");
+        NF_CHECK_ARG(is_hex64(e.sha256), "bundle: " + where + ".sha256 is not 64 lower-case hex digits");
+        const std::int64_t n = r.integer("bytes");
+        NF_CHECK_ARG(n >= 0, "bundle: " + where + ".bytes is negative");
+        e.bytes = std::uint64_t(n);
+        if (const Json* g = r.find("gpu"); g != nullptr && g->is_string()) e.gpu = g->as_string();
+        const FileEntry* listed = nullptr;
+        for (const auto& f : b.files)
+            if (f.path == e.file) listed = &f;
+        NF_CHECK_ARG(listed != nullptr, "bundle: tensorrt engine file '" + e.file + "' not listed in files");
+        NF_CHECK_ARG(listed->sha256 == e.sha256 && listed->bytes == e.bytes,
+                     "bundle: " + where + " sha256/bytes disagree with files." + e.file);
+        for (const auto& other : b.trt_engines)
+            NF_CHECK_ARG(other.file != e.file, "bundle: tensorrt engine file '" + e.file + "' listed twice");
+        b.trt_engines.push_back(std::move(e));
+    }
+}
+
 }  // namespace
 
 bool path_escapes(const std::string& relative) {
@@ -272,6 +325,7 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
     bool listed = false;
     for (const auto& f : b.files) listed = listed || f.path == b.step.file;
     NF_CHECK_ARG(listed, "bundle: graph file '" + b.step.file + "' not listed in files");
+    if (const Json* trt = root.find("tensorrt"); trt != nullptr) parse_tensorrt(b, *trt);
 
     check_step_io(b);
     return b;

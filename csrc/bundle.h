@@ -2,7 +2,8 @@
 //
 // Bundle::open(dir) parses the manifest, validates it (format, format_version, the sections the runtime
 // reads, the step graph's io specs against the frame and kv_cache sections, file paths that stay inside
-// the bundle) and then checks every listed file's size and sha256. All problems are nf::InvalidArgument
+// the bundle, the optional "tensorrt" section of prebuilt engines, each of them listed in files) and then
+// checks every listed file's size and sha256. All problems are nf::InvalidArgument
 // ("bundle: ..."): a bad bundle is something the caller can fix by re-exporting it.
 #pragma once
 
@@ -45,6 +46,20 @@ struct FileEntry {
     std::uint64_t bytes = 0;
 };
 
+// One prebuilt TensorRT engine (a plan file) of the step graph, from the manifest's optional "tensorrt"
+// section (written by nextframe.export.tensorrt). Its file is also listed in files, so open() checks its
+// size and sha256 like every other file; sha256 and bytes here must equal that files entry.
+struct TrtEngineEntry {
+    std::string file;                // relative to the bundle dir, e.g. "engines/step_fp16_sm89_trt10.16.0_<key16>.plan"
+    std::string precision;           // fp32 | fp16 | bf16 | fp8 | int8
+    std::string compute_capability;  // "sm_89": the GPU the plan was built for
+    std::string trt_version;         // the TensorRT that built it, e.g. "10.16.0.72"
+    std::string gpu;                 // device name it was built on ("" when the manifest does not say)
+    std::string key;                 // engine cache key: 64 hex digits
+    std::string sha256;
+    std::uint64_t bytes = 0;
+};
+
 struct Bundle {
     static constexpr std::int64_t kFormatVersion = 1;
 
@@ -70,6 +85,7 @@ struct Bundle {
     SamplerInfo sampler;
     GraphInfo step;
     std::vector<FileEntry> files;
+    std::vector<TrtEngineEntry> trt_engines;  // empty when the manifest has no "tensorrt" section
 };
 
 // True when the relative path would leave the bundle dir (absolute, or a ".." component).

@@ -7,12 +7,25 @@ namespace nf {
 
 // engine_ort.cpp
 std::unique_ptr<Engine> make_ort_engine(const Bundle& bundle, const EngineParams& params);
+#ifdef NF_HAVE_TENSORRT
+// engine_trt.cpp (compiled only when CMake found TensorRT and CUDA)
+std::unique_ptr<Engine> make_trt_engine(const Bundle& bundle, const EngineParams& params);
+#endif
+
+bool trt_built() {
+#ifdef NF_HAVE_TENSORRT
+    return true;
+#else
+    return false;
+#endif
+}
 
 Backend parse_backend(const std::string& s) {
     if (s == "auto") return Backend::Auto;
     if (s == "ort-cpu") return Backend::OrtCpu;
     if (s == "ort-cuda") return Backend::OrtCuda;
-    throw InvalidArgument("engine: unknown backend '" + s + "' (expected auto, ort-cpu, ort-cuda)");
+    if (s == "trt") return Backend::Trt;
+    throw InvalidArgument("engine: unknown backend '" + s + "' (expected auto, ort-cpu, ort-cuda, trt)");
 }
 
 const char* backend_name(Backend b) {
@@ -20,6 +33,7 @@ const char* backend_name(Backend b) {
         case Backend::Auto: return "auto";
         case Backend::OrtCpu: return "ort-cpu";
         case Backend::OrtCuda: return "ort-cuda";
+        case Backend::Trt: return "trt";
     }
     return "?";
 }
@@ -69,6 +83,13 @@ std::unique_ptr<Engine> make_engine(const Bundle& bundle, const EngineParams& pa
         case Backend::OrtCpu:
         case Backend::OrtCuda:
             return make_ort_engine(bundle, params);
+        case Backend::Trt:
+#ifdef NF_HAVE_TENSORRT
+            return make_trt_engine(bundle, params);
+#else
+            throw RuntimeError("engine: backend 'trt' not built (TensorRT was not found at build time; rebuild with "
+                               "-DNF_WITH_TENSORRT=ON -DTENSORRT_ROOT=<TensorRT 10 dir>)");
+#endif
     }
     throw InvalidArgument("engine: unknown backend");
 }

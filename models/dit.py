@@ -136,14 +136,16 @@ class NextFrameDiT(nn.Module):
         return out + prev if cfg.prev_frame_input else out
 
     # ---- many frames at once (training and the no-cache reference) ----------------------------------
-    def forward_sequence(self, clean, clean_t, clean_action, noisy, noisy_t, noisy_action, noisy_pos):
+    def forward_sequence(self, clean, clean_t, clean_action, noisy, noisy_t, noisy_action, noisy_pos,
+                         return_features: bool = False, feature_block: int | None = None):
         """Predict the clean version ("denoised") of each noisy frame from the clean frames before it.
 
         clean [B, Fc, C, H, W] sit at positions 0..Fc-1 (noise augmentation already applied, level clean_t);
         noisy [B, Fn, C, H, W] sit at positions noisy_pos [Fn] (ints in 0..Fc). Every frame at position p
         sees the clean frames p-context .. p-1 and itself (a noisy frame never sees its clean twin).
         Attention is computed per frame over that window, so cost grows linearly with the frame count.
-        Returns denoised frames [B, Fn, C, H, W].
+        Returns denoised frames [B, Fn, C, H, W]; with return_features also the noisy frames' hidden states
+        [B, Fn, N, D] after block feature_block (default: the middle one), for a discriminator head (distill/).
         """
         cfg = self.cfg
         b, fc = clean.shape[:2]
@@ -169,7 +171,11 @@ class NextFrameDiT(nn.Module):
         def tokens(per_frame):  # [B, F, K] -> [B, F*N, K]
             return per_frame[:, :, None, :].expand(-1, -1, n, -1).reshape(b, nf * n, -1)
 
-        for blk in self.blocks:
+        feature_block = cfg.depth // 2 if feature_block is None else feature_block
+        if return_features and not 0 <= feature_block < cfg.depth:
+            raise ValueError(f"forward_sequence: feature_block must be in 0..{cfg.depth - 1} (got {feature_block})")
+        features = None
+        for i, blk in enumerate(self.blocks):
             bias_window = blk.distance_bias[:, distance][:, None, :].expand(-1, nf, -1)
             bias_window = bias_window.masked_fill(~valid, float("-inf")).repeat_interleave(n, dim=2)
             bias_self = blk.distance_bias[:, None, :1].expand(-1, nf, n)
@@ -187,8 +193,11 @@ class NextFrameDiT(nn.Module):
                 return out.reshape(b, cfg.heads, nf * n, hd)
 
             x, _, _ = blk(x, tokens(blk.modulation(c)), attend)
+            if return_features and i == feature_block:
+                features = x.reshape(b, nf, n, cfg.dim)[:, fc:]
         h = x.reshape(b, nf, n, cfg.dim)[:, fc:]
-        return self.output(h, c[:, fc:, None, :], prev[:, fc:])
+        out = self.output(h, c[:, fc:, None, :], prev[:, fc:])
+        return (out, features) if return_features else out
 
     # ---- one frame against the KV cache (sampling) --------------------------------------------------
     def step(self, x, t, action, prev, cache_k, cache_v, ages, prev_action=None):

@@ -1,4 +1,4 @@
-"""`nextframe` command line: record, train, rollout, export, play, demo.
+"""`nextframe` command line: record, train, rollout, export, play, demo, bench, distill.
 
 Each subcommand is a thin shell over the library; errors the user can fix (bad file, bad shape, unknown
 game or action) print as one line `nextframe: <message>` and exit with status 2.
@@ -103,10 +103,44 @@ def cmd_demo(args):
 def cmd_export(args):
     from nextframe.export.bundle import export_bundle
 
+    if args.precision is not None and not args.trt:
+        raise ValueError("export: --precision needs --trt")
+    if args.trt:
+        from nextframe.export.tensorrt import cuda_device, import_tensorrt
+
+        import_tensorrt()  # fail before the ONNX export when TensorRT 10 or the GPU is missing
+        cuda_device(0)
     d = sampler_defaults(args.model)
     manifest = export_bundle(_load(args.model), args.out, n_steps=args.steps or d["steps"],
                              context_noise=d["context_noise"] if args.context_noise is None else args.context_noise)
-    print(json.dumps({"bundle": args.out, "files": manifest["files"], "export_check": manifest.get("export_check")}))
+    result = {"bundle": args.out, "files": manifest["files"], "export_check": manifest.get("export_check")}
+    if args.trt:
+        from nextframe.export.tensorrt import build_trt_engines
+
+        result["tensorrt"] = build_trt_engines(args.out, precision=args.precision or "fp16", workspace_gb=args.workspace_gb)
+        with open(os.path.join(args.out, "manifest.json")) as f:
+            result["files"] = json.load(f)["files"]
+    print(json.dumps(result))
+
+
+def cmd_distill(args):
+    """Step distillation of a teacher model (distill/): resumes from out_dir; writes out_dir/student.safetensors."""
+    import dataclasses
+
+    from nextframe.distill.config import load_distill_config
+    from nextframe.distill.trainer import DistillTrainer
+
+    cfg, expected_model = load_distill_config(args.config, method=args.method)
+    if args.out_dir:
+        cfg = dataclasses.replace(cfg, out_dir=args.out_dir)
+    if args.total_steps:
+        cfg = dataclasses.replace(cfg, total_steps=args.total_steps)
+    trainer = DistillTrainer(args.teacher, cfg, expected_model)
+    if trainer.step:
+        print(f"resuming from step {trainer.step} ({trainer.state_path})", file=sys.stderr)
+    trainer.train()
+    print(json.dumps({"step": trainer.step, "method": cfg.method, "student": trainer.student_path,
+                      "default_steps": cfg.student_steps}))
 
 
 def default_bundle() -> str:
@@ -121,6 +155,36 @@ def default_bundle() -> str:
         print(f"exporting the default model to {path} (once)", file=sys.stderr)
         export_bundle(_load(DEFAULT_MODEL), path, n_steps=d["steps"], context_noise=d["context_noise"])
     return path
+
+
+def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
+    """Shared by `nextframe bench` and benchmarks/bench_frame_loop.py (kept here: no heavy imports)."""
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="the PyTorch model of the bundle (for the torch loops)")
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="also write the JSON here")
+
+
+def cmd_bench(args):
+    from nextframe.benchmarks import bench_frame_loop
+
+    out = bench_frame_loop.run(args)
+    if args.json:
+        print(json.dumps(out))
+        return
+    loops = out["loops"]
+    print(f"device: {out['device'].get('cpu')} ({out['device'].get('logical_cores')} logical cores), "
+          f"{out['n_steps']} steps/frame, {out['resolution'][0]}x{out['resolution'][1]}, {out['threads']} threads")
+    print(f"{'loop':<24}{'fps':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}")
+    for name in ("cpp_runtime", "python_ort_loop", "torch_eager_cached", "torch_eager_no_cache"):
+        r = loops[name]
+        print(f"{name:<24}{r['fps']:>8.1f}{r['latency_p50_ms']:>9.2f}{r['latency_p90_ms']:>9.2f}{r['latency_p99_ms']:>9.2f}")
+    print(f"C++ vs PyTorch eager: {out['speedup_cpp_vs_torch_eager']}x; runtime overhead "
+          f"{100 * out['cpp_runtime_overhead_fraction']:.1f}% of frame time; {out['fps_with_decode']} FPS with native decode; "
+          f"no-cache/cached latency at 64 frames: {out['no_cache_vs_cached_latency_at_64_frames']}x; "
+          f"parity NMSE {out['parity_cpp_vs_torch_max_nmse']:.2g}")
 
 
 def cmd_play(args):
@@ -175,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.add_argument("--steps", type=int, default=None, help="denoising steps per frame written to the bundle")
     e.add_argument("--context-noise", type=float, default=None)
+    e.add_argument("--trt", action="store_true",
+                   help="also build a TensorRT 10 engine of the step graph for this GPU into the bundle (needs TensorRT 10)")
+    e.add_argument("--precision", choices=("fp16", "bf16", "fp8", "int8", "fp32"), default=None,
+                   help="TensorRT engine precision (default fp16; int8/fp8 need a quantized graph)")
+    e.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT builder workspace limit in GiB")
     e.set_defaults(func=cmd_export)
 
     pl = sub.add_parser("play", help="play the generated game in a window (C++ runtime; needs the [play] extra)")
@@ -186,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--seed", type=int, default=0)
     pl.set_defaults(func=cmd_play)
 
+    b = sub.add_parser("bench", help="frame-loop latency side by side: C++ runtime, Python ORT loop, PyTorch with/without cache")
+    b.add_argument("bundle", nargs="?", default=None, help="a bundle dir (default: export --model to a temp dir)")
+    b.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    add_bench_arguments(b)
+    b.set_defaults(func=cmd_bench)
+
     d = sub.add_parser("demo", help="record a fresh episode and roll the default model out on it")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--model", default=DEFAULT_MODEL)
@@ -195,6 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=777001)
     d.add_argument("--engine", choices=("cpp", "torch"), default="cpp")
     d.set_defaults(func=cmd_demo)
+
+    di = sub.add_parser("distill", help="distill a teacher into a few-step student (resumes from out_dir)")
+    # no argparse choices: an unknown method is reported by the config loader as one line
+    di.add_argument("--method", required=True, help="cd (consistency distillation) or fdistill (one-step f-distill)")
+    di.add_argument("--teacher", default=DEFAULT_MODEL)
+    di.add_argument("--config", required=True)
+    di.add_argument("--out-dir", default=None)
+    di.add_argument("--total-steps", type=int, default=None)
+    di.set_defaults(func=cmd_distill)
     return p
 
 

@@ -1,0 +1,134 @@
+"""Distillation configuration files (JSON): {"distill": DistillConfig fields, optional "model": the teacher's
+ModelConfig fields, "comment"}. The model itself always comes from the teacher file; a "model" section is
+only a check that the config was written for that teacher."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from nextframe.models.config import ModelConfig
+
+METHODS = ("cd", "fdistill")
+DIVERGENCES = ("js", "rkl", "fkl")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    method: str = "cd"  # cd (consistency distillation) | fdistill (one-step f-divergence distribution matching)
+    data: tuple[str, ...] = ("recordings/train",)
+    out_dir: str = "runs/distill"
+    seq_len: int = 8  # frames per teacher-forced window; every frame after the first is a target
+    batch_size: int = 8
+    lr: float = 1e-4  # student / generator
+    warmup_steps: int = 20  # linear lr warm-up, then constant (a distilled student starts from a trained model)
+    total_steps: int = 600
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.99  # EMA of the student: the exported weights
+    context_noise_max: float = 0.1  # context augmentation U(0, this), as the teacher was trained
+    motion_weight: float = 4.0  # extra weight on pixels that changed since the previous frame (regression losses)
+    bf16: bool = True
+    student_steps: int = 4  # the student's sampler steps, written to student.safetensors as default_steps
+    eval_steps: tuple[int, ...] = (4, 2, 1)  # step counts the periodic evaluation samples the student with
+    teacher_eval_steps: int = 16  # the teacher's reference samples in the evaluation (fine Euler grid)
+    log_every: int = 10
+    eval_every: int = 100
+    ckpt_every: int = 50
+    seed: int = 0
+    cache_dir: str = "data_cache"
+    # ---- consistency distillation
+    cd_intervals: int = 16  # K teacher Euler intervals on flow_schedule(K, cd_shift)
+    cd_shift: float = 1.0
+    cd_target_decay: float = 0.95  # EMA decay of the target network (Song et al. 2023: mu)
+    # ---- f-distill
+    divergence: str = "js"  # js | rkl (= DMD) | fkl
+    gen_every: int = 5  # one generator update per this many fake-score / discriminator updates
+    fake_lr: float = 1e-4
+    disc_lr: float = 1e-4
+    lambda_gan: float = 0.01  # weight of the non-saturating GAN term in the generator loss
+    ratio_min: float = 0.1  # density ratio r = exp(D logit) clamped to [ratio_min, ratio_max]
+    ratio_max: float = 20.0
+    ratio_bins: int = 4  # r normalised to mean 1 inside each of this many equal bins of t
+    time_logit_mean: float = 0.0  # t ~ sigmoid(N(mean, std)) for the fake-score, DM and GAN terms
+    time_logit_std: float = 1.0
+    disc_block: int = -1  # teacher block whose output features the discriminator reads (-1: the middle one)
+    disc_hidden: int = 256
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"distill config: method must be one of {', '.join(METHODS)} (got {self.method!r})")
+        if self.divergence not in DIVERGENCES:
+            raise ValueError(f"distill config: divergence must be one of {', '.join(DIVERGENCES)} (got {self.divergence!r})")
+        if self.seq_len < 2:
+            raise ValueError(f"distill config: seq_len must be at least 2 (got {self.seq_len})")
+        for name in ("batch_size", "total_steps", "log_every", "eval_every", "ckpt_every", "cd_intervals",
+                     "gen_every", "ratio_bins", "student_steps", "disc_hidden", "teacher_eval_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"distill config: {name} must be positive (got {getattr(self, name)})")
+        for name in ("ema_decay", "cd_target_decay"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"distill config: {name} must be in [0, 1) (got {getattr(self, name)})")
+        if not 0 < self.ratio_min < self.ratio_max:
+            raise ValueError(f"distill config: need 0 < ratio_min < ratio_max (got {self.ratio_min}, {self.ratio_max})")
+        if any(n < 1 for n in self.eval_steps):
+            raise ValueError(f"distill config: eval_steps must be positive (got {list(self.eval_steps)})")
+        if self.method == "fdistill" and self.student_steps != 1:
+            raise ValueError(f"distill config: an f-distill generator is one-step; student_steps must be 1 (got {self.student_steps})")
+        if self.method == "cd":
+            # a student schedule of N steps must land on the teacher grid, where the consistency was trained
+            for n in {self.student_steps, *self.eval_steps}:
+                if self.cd_intervals % n:
+                    raise ValueError(f"distill config: cd_intervals {self.cd_intervals} is not a multiple of the "
+                                     f"student step count {n}")
+
+
+    @property
+    def feature_block(self) -> int | None:
+        """The discriminator's teacher block for forward_sequence (None: the middle one)."""
+        return None if self.disc_block < 0 else self.disc_block
+
+
+def load_distill_config(path: str, method: str | None = None) -> tuple[DistillConfig, dict | None]:
+    """Returns (config, the "model" section or None). method (from the command line) must agree with the file's."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"distill config: file not found ({path})")
+    with open(path) as f:
+        try:
+            raw = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"distill config: {path} is not valid JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"distill config: {path} must hold a JSON object")
+    unknown = sorted(set(raw) - {"distill", "model", "comment"})
+    if unknown:
+        raise ValueError(f"distill config: {path} has unknown sections {unknown} (expected distill, model)")
+    d = dict(raw.get("distill", {}))
+    known = {f.name for f in dataclasses.fields(DistillConfig)}
+    bad = sorted(set(d) - known)
+    if bad:
+        raise ValueError(f"distill config: {path} has unknown distill keys {bad}")
+    if method is not None:
+        if method not in METHODS:
+            raise ValueError(f"distill: unknown method {method!r} (expected one of {', '.join(METHODS)})")
+        if "method" in d and d["method"] != method:
+            raise ValueError(f"distill: --method {method} but {path} is a {d['method']} config")
+        d["method"] = method
+    for name in ("data", "eval_steps"):
+        if name in d:
+            d[name] = tuple(d[name])
+    model = raw.get("model")
+    if model is not None:
+        ModelConfig.from_dict(model)  # unknown model keys fail here, before any teacher is loaded
+    return DistillConfig(**d), model
+
+
+def check_teacher(teacher_cfg: ModelConfig, expected: dict | None, teacher_path: str) -> None:
+    """The config's "model" section (if any) must describe the teacher: a student is a copy of it."""
+    if expected is None:
+        return
+    have, want = teacher_cfg.to_dict(), ModelConfig.from_dict(expected).to_dict()
+    diff = sorted(k for k in want if have[k] != want[k])
+    if diff:
+        pairs = ", ".join(f"{k}: config {want[k]!r} vs teacher {have[k]!r}" for k in diff)
+        raise ValueError(f"distill: teacher {teacher_path} does not match the config's model section ({pairs})")

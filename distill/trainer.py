@@ -1,0 +1,206 @@
+"""DistillTrainer: runs consistency distillation or f-distill from a trained teacher file.
+
+The teacher is loaded with training.checkpoint.load_model and frozen; every trained network (student or
+generator, CD target, fake score) starts as a copy of it, so distillation begins from the teacher's own
+predictions. out_dir holds distill_state.safetensors (every network, optimizer and the step: a rerun resumes
+there), log.jsonl, and student.safetensors: the student's EMA as an ordinary model file whose metadata
+default_steps is the student's step count, so `nextframe rollout --model` and `nextframe export` use it as is.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+
+import numpy as np
+import torch
+
+from nextframe.data.dataset import WindowDataset
+from nextframe.distill.checkpoint import load_state, save_state
+from nextframe.distill.config import DistillConfig, check_teacher
+from nextframe.distill.consistency import cd_grid, consistency_loss, student_times
+from nextframe.distill.fdistill import (DiscriminatorHead, discriminator_loss, fake_score_loss, generate,
+                                        generator_loss)
+from nextframe.distill.windows import Window
+from nextframe.export.bundle import sha256_file
+from nextframe.models.flow import flow_schedule
+from nextframe.training.checkpoint import load_model, model_metadata, save_model
+
+STATE_FILE = "distill_state.safetensors"
+STUDENT_FILE = "student.safetensors"
+
+
+def _adamw(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay)
+
+
+class DistillTrainer:
+    def __init__(self, teacher_path: str, cfg: DistillConfig, expected_model: dict | None = None, progress: bool = True):
+        self.cfg, self.progress = cfg, progress
+        self.teacher_path = teacher_path
+        self.teacher = load_model(teacher_path).requires_grad_(False)  # FileNotFoundError / ValueError: one line
+        check_teacher(self.teacher.cfg, expected_model, teacher_path)
+        if cfg.disc_block >= self.teacher.cfg.depth:
+            raise ValueError(f"distill config: disc_block {cfg.disc_block} but the teacher has {self.teacher.cfg.depth} blocks")
+        self.teacher_sha = sha256_file(teacher_path)
+        self.teacher_meta = model_metadata(teacher_path)
+        torch.manual_seed(cfg.seed)
+        self.student = copy.deepcopy(self.teacher).requires_grad_(True).train()
+        self.ema = copy.deepcopy(self.teacher)
+        self.modules: dict[str, torch.nn.Module] = {"student": self.student, "ema": self.ema}
+        self.opts = {"student": _adamw(self.student.parameters(), cfg.lr, cfg.weight_decay)}
+        self.base_lr = {"student": cfg.lr}
+        if cfg.method == "cd":
+            self.target = copy.deepcopy(self.teacher)
+            self.grid = cd_grid(cfg.cd_intervals, cfg.cd_shift)
+            self.modules["target"] = self.target
+        else:
+            self.fake = copy.deepcopy(self.teacher).requires_grad_(True).train()
+            self.disc = DiscriminatorHead(self.teacher.cfg.dim, cfg.disc_hidden)
+            self.modules.update(fake=self.fake, disc=self.disc)
+            self.opts["fake"] = _adamw(self.fake.parameters(), cfg.fake_lr, cfg.weight_decay)
+            self.opts["disc"] = _adamw(self.disc.parameters(), cfg.disc_lr, 0.0)
+            self.base_lr.update(fake=cfg.fake_lr, disc=cfg.disc_lr)
+        self.step = 0
+        os.makedirs(cfg.out_dir, exist_ok=True)
+        self.state_path = os.path.join(cfg.out_dir, STATE_FILE)
+        self.log_path = os.path.join(cfg.out_dir, "log.jsonl")
+        self.student_path = os.path.join(cfg.out_dir, STUDENT_FILE)
+        if os.path.isfile(self.state_path):
+            meta = model_metadata(self.state_path)  # checked before loading: other runs hold other networks
+            if meta.get("method") != cfg.method:
+                raise ValueError(f"distill: {cfg.out_dir} holds a {meta.get('method')} run, not {cfg.method}; use another --out-dir")
+            if meta.get("teacher_sha256") != self.teacher_sha:
+                raise ValueError(f"distill: {cfg.out_dir} was distilled from a different teacher than {teacher_path}")
+            self.step, _ = load_state(self.state_path, self.modules, self.opts)
+        self._eval_cache: dict | None = None
+
+    # ---- bookkeeping ---------------------------------------------------------------------------------
+    def _log(self, record: dict) -> None:
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _set_lr(self) -> None:
+        # linear warm-up, then constant: the student starts from a trained model, there is nothing to anneal
+        scale = min(1.0, (self.step + 1) / max(1, self.cfg.warmup_steps))
+        for name, opt in self.opts.items():
+            for g in opt.param_groups:
+                g["lr"] = self.base_lr[name] * scale
+
+    @torch.no_grad()
+    def _lerp(self, dst: torch.nn.Module, src: torch.nn.Module, decay: float) -> None:
+        for pd, ps in zip(dst.parameters(), src.parameters()):
+            pd.lerp_(ps, 1.0 - decay)
+
+    def _update(self, name: str, loss: torch.Tensor, params) -> None:
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"distill: {name} loss is {loss.item()} at step {self.step}; lower lr or check the data")
+        opt = self.opts[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        opt.step()
+
+    def save(self) -> None:
+        meta = {"method": self.cfg.method, "teacher": self.teacher_path, "teacher_sha256": self.teacher_sha,
+                "config": self.teacher.cfg.to_json()}
+        save_state(self.state_path, self.modules, self.opts, self.step, meta)
+        save_model(self.ema, self.student_path, {
+            "default_steps": str(self.cfg.student_steps),
+            "default_context_noise": self.teacher_meta.get("default_context_noise", "0.0"),
+            "distill_method": self.cfg.method, "distill_step": str(self.step),
+            "teacher_sha256": self.teacher_sha})
+
+    # ---- one step of each method ---------------------------------------------------------------------
+    def _cd_step(self, w: Window, gen: torch.Generator) -> dict:
+        cfg = self.cfg
+        loss = consistency_loss(self.student, self.teacher, self.target, w, self.grid, cfg.motion_weight, gen)
+        self._update("student", loss, self.student.parameters())
+        self._lerp(self.target, self.student, cfg.cd_target_decay)
+        self._lerp(self.ema, self.student, cfg.ema_decay)
+        return {"loss": loss.item()}
+
+    def _fdistill_step(self, w: Window, gen: torch.Generator) -> dict:
+        cfg = self.cfg
+        with torch.no_grad():
+            x0_gen = generate(self.student, w, torch.randn(w.target.shape, generator=gen))
+        loss_fake = fake_score_loss(self.fake, w, x0_gen, cfg.motion_weight, cfg.time_logit_mean, cfg.time_logit_std, gen)
+        self._update("fake", loss_fake, self.fake.parameters())
+        loss_d = discriminator_loss(self.teacher, self.disc, w, x0_gen, cfg.feature_block, cfg.time_logit_mean,
+                                    cfg.time_logit_std, gen)
+        self._update("disc", loss_d, self.disc.parameters())
+        out = {"loss_fake": loss_fake.item(), "loss_disc": loss_d.item()}
+        # two time-scale updates: the fake score must track G's current distribution for F - T to be its score gap
+        if (self.step + 1) % cfg.gen_every == 0:
+            loss_g, stats = generator_loss(self.student, self.teacher, self.fake, self.disc, w, cfg, gen)
+            self._update("student", loss_g, self.student.parameters())
+            self._lerp(self.ema, self.student, cfg.ema_decay)
+            out.update(loss=loss_g.item(), **stats)
+        return out
+
+    # ---- evaluation ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, data: WindowDataset) -> dict:
+        """On one fixed batch and fixed noise: the EMA student's N-step samples against the teacher's
+        teacher_eval_steps-step samples (distillation error) and against the real frames; the teacher at the
+        same N as the baseline the student must beat. MSE in [-1, 1] units, all targets of the batch."""
+        cfg = self.cfg
+        steps = [1] if cfg.method == "fdistill" else list(dict.fromkeys(cfg.eval_steps))
+        if self._eval_cache is None:
+            frames, actions = data.sample(cfg.batch_size, np.random.default_rng([cfg.seed, 999]))
+            g = torch.Generator().manual_seed(cfg.seed + 999)
+            w = Window.from_batch(frames, actions, 0.0, cfg.bf16, g)  # clean context, as the sampler's default
+            noise = torch.randn(w.target.shape, generator=g)
+            ref = w.sample(self.teacher, noise, flow_schedule(cfg.teacher_eval_steps, cfg.cd_shift)).clamp(-1, 1)
+            base = {n: w.sample(self.teacher, noise, student_times(n, cfg.cd_shift)).clamp(-1, 1) for n in steps}
+            self._eval_cache = {"w": w, "noise": noise, "ref": ref, "teacher": {
+                f"{n}": {"to_teacher": (x - ref).square().mean().item(), "to_data": (x - w.target).square().mean().item()}
+                for n, x in base.items()}, "teacher_ref_to_data": (ref - w.target).square().mean().item()}
+        c = self._eval_cache
+        out = {}
+        for n in steps:
+            x = c["w"].sample(self.ema, c["noise"], student_times(n, cfg.cd_shift)).clamp(-1, 1)
+            out[f"{n}"] = {"to_teacher": (x - c["ref"]).square().mean().item(), "to_data": (x - c["w"].target).square().mean().item()}
+        return {"student": out, "teacher": c["teacher"], "teacher_ref_to_data": c["teacher_ref_to_data"]}
+
+    # ---- the loop ------------------------------------------------------------------------------------
+    def train(self, max_steps: int | None = None) -> int:
+        from tqdm import tqdm
+
+        cfg, mcfg = self.cfg, self.teacher.cfg
+        data = WindowDataset(cfg.data, mcfg.height, mcfg.width, cfg.seq_len, mcfg.no_action, cfg.cache_dir)
+        rng = np.random.default_rng([cfg.seed, self.step])
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
+        end = cfg.total_steps if max_steps is None else min(cfg.total_steps, self.step + max_steps)
+        bar = tqdm(total=end, initial=self.step, desc=f"distill {cfg.method}", unit="step", disable=not self.progress)
+        step_fn = self._cd_step if cfg.method == "cd" else self._fdistill_step
+        sums: dict[str, list[float]] = {}
+        t0, n = time.perf_counter(), 0
+        while self.step < end:
+            self._set_lr()
+            frames, actions = data.sample(cfg.batch_size, rng)
+            w = Window.from_batch(frames, actions, cfg.context_noise_max, cfg.bf16, gen)
+            for k, v in step_fn(w, gen).items():
+                sums.setdefault(k, []).append(v)
+            self.step += 1
+            n += 1
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == end:
+                dt = time.perf_counter() - t0
+                rec = {"kind": "distill", "method": cfg.method, "step": self.step,
+                       **{k: float(np.mean(v)) for k, v in sums.items()},
+                       "target_frames_per_s": n * w.n_targets / dt, "time": time.time()}
+                self._log(rec)
+                shown = {k: f"{rec[k]:.4f}" for k in ("loss", "loss_fake", "loss_disc") if k in rec}
+                bar.set_postfix(**shown, fps=f"{rec['target_frames_per_s']:.1f}")
+                sums, t0, n = {}, time.perf_counter(), 0
+            if self.step % cfg.ckpt_every == 0 or self.step == end:
+                self.save()
+            if self.step % cfg.eval_every == 0 or self.step == end:
+                m = self.evaluate(data)
+                self._log({"kind": "eval", "step": self.step, **m})
+                bar.write(f"eval step {self.step}: {json.dumps(m['student'])}")
+                t0 = time.perf_counter()
+        bar.close()
+        return self.step

@@ -1,0 +1,345 @@
+"""TensorRT 10 engines for a bundle's step graph: `nextframe export --trt`, or for an existing bundle
+`python -m nextframe.export.tensorrt BUNDLE [--precision fp16]`.
+
+build_trt_engines() parses the bundle's step.onnx with TensorRT's ONNX parser, builds a serialized engine (a
+plan) for this GPU with the fixed shapes the manifest lists, writes it to
+<bundle>/engines/step_<precision>_sm<XY>_trt<version>_<key16>.plan and records it in manifest.json: in the
+"tensorrt" section ({"engines": [{file, precision, compute_capability, trt_version, gpu, key, sha256,
+bytes}]}) and in "files", so the bundle's checksums stay whole. The C++ backend "trt"
+(csrc/engine_trt.cpp) picks the engine that fits the GPU and TensorRT it runs with.
+
+Engines are cached by engine_cache_key() (TensorRT version, compute capability, GPU name, precision, the
+ONNX file's sha256, the input shapes): an engine already in the bundle with the same key and an intact file
+is reused, as is <cache_dir>/<key>.plan when a cache_dir is given.
+
+Unverified: written against the TensorRT 10 Python API (NVIDIA's docs and the python/src bindings of
+NVIDIA/TensorRT 10.x), never run: TensorRT cannot be installed on the machines this project is developed on
+(no GPU; PyPI's tensorrt only redirects to NVIDIA's index).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from typing import Iterable, Mapping, Sequence
+
+PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
+# Lowest compute capability with native support (fp16 arithmetic 5.3, int8 dp4a 6.1, bf16 Ampere, fp8 Ada).
+MIN_COMPUTE_CAPABILITY = {"fp32": (0, 0), "fp16": (5, 3), "int8": (6, 1), "bf16": (8, 0), "fp8": (8, 9)}
+# BuilderFlags per precision (TensorRT 10's weakly typed mode; the flags are deprecated from 10.12 in favour of
+# strongly typed networks, still present in every 10.x). Quantized graphs also get FP16 for their other layers.
+BUILDER_FLAGS = {"fp32": (), "fp16": ("FP16",), "bf16": ("BF16",), "fp8": ("FP8", "FP16"), "int8": ("INT8", "FP16")}
+ENGINES_DIR = "engines"
+KEY_VERSION = 1  # bump when the build settings change what an engine computes
+NO_TENSORRT = ("export: --trt needs TensorRT 10 (pip install 'tensorrt>=10,<11' --extra-index-url https://pypi.nvidia.com "
+               "on a machine with an NVIDIA GPU); tensorrt is not installed here")
+
+
+def import_tensorrt():
+    """The tensorrt module, or RuntimeError with one line saying how to get TensorRT 10."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise RuntimeError(NO_TENSORRT) from None
+    version = str(getattr(trt, "__version__", "0"))
+    if version.split(".")[0] != "10":
+        raise RuntimeError(f"export: --trt needs TensorRT 10 (found tensorrt {version})")
+    return trt
+
+
+def _cc_tuple(compute_capability) -> tuple[int, int]:
+    """(9, 0) | "sm_90" | "9.0" -> (9, 0)."""
+    if isinstance(compute_capability, str):
+        s = compute_capability.strip()
+        if s.startswith("sm_") and s[3:].isdigit() and len(s) >= 5:
+            return int(s[3:-1]), int(s[-1])
+        parts = s.split(".")
+        if len(parts) == 2 and all(p.isdigit() for p in parts):
+            return int(parts[0]), int(parts[1])
+        raise ValueError(f"export: compute capability '{compute_capability}' (expected sm_XY, X.Y or (X, Y))")
+    major, minor = compute_capability
+    return int(major), int(minor)
+
+
+def sm_name(compute_capability) -> str:
+    """(8, 9) -> "sm_89" (the manifest's compute_capability spelling, also the C++ runtime's)."""
+    major, minor = _cc_tuple(compute_capability)
+    return f"sm_{major}{minor}"
+
+
+def trt_release(trt_version: str) -> str:
+    """"10.16.0.72" -> "10.16.0": plans are tied to the release; the C++ side compares this much."""
+    return ".".join(str(trt_version).split(".")[:3])
+
+
+def engine_cache_key(trt_version: str, compute_capability, gpu_name: str, precision: str, onnx_sha256: str,
+                     input_shapes: Mapping[str, Sequence[int]] | Iterable[tuple[str, Sequence[int]]]) -> str:
+    """sha256 (64 hex digits) of everything that makes a TensorRT plan valid for reuse. input_shapes: {name:
+    shape} or (name, shape) pairs (order does not matter). A pure function: no TensorRT needed."""
+    pairs = input_shapes.items() if isinstance(input_shapes, Mapping) else input_shapes
+    doc = {"v": KEY_VERSION, "trt_version": str(trt_version), "compute_capability": sm_name(compute_capability),
+           "gpu": str(gpu_name), "precision": str(precision), "onnx_sha256": str(onnx_sha256),
+           "input_shapes": sorted([str(n), [int(d) for d in s]] for n, s in pairs)}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def engine_file_name(precision: str, compute_capability, trt_version: str, key: str) -> str:
+    major, minor = _cc_tuple(compute_capability)
+    return f"{ENGINES_DIR}/step_{precision}_sm{major}{minor}_trt{trt_release(trt_version)}_{key[:16]}.plan"
+
+
+def check_precision(precision: str, compute_capability, has_quantize_nodes: bool) -> None:
+    """ValueError when this GPU cannot build `precision` for this graph. int8 and fp8 need an explicitly
+    quantized graph (QuantizeLinear/DequantizeLinear nodes): TensorRT 10 does fp8 only that way, and int8
+    calibration is not implemented here."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"export: unknown precision '{precision}' (expected {', '.join(PRECISIONS)})")
+    cc = _cc_tuple(compute_capability)
+    need = MIN_COMPUTE_CAPABILITY[precision]
+    if cc < need:
+        raise ValueError(f"export: precision {precision} needs compute capability >= {need[0]}.{need[1]} "
+                         f"(this GPU: {cc[0]}.{cc[1]})")
+    if precision in ("int8", "fp8") and not has_quantize_nodes:
+        raise ValueError(f"export: precision {precision} needs a quantized step graph (QuantizeLinear/DequantizeLinear "
+                         "nodes, e.g. from nvidia-modelopt); this one has none and calibration is not supported")
+
+
+def onnx_has_quantize_nodes(path: str) -> bool:
+    """True when the ONNX graph (subgraphs and local functions included) has a QuantizeLinear node."""
+    import onnx
+
+    model = onnx.load(path, load_external_data=False)
+
+    def graph_has(graph) -> bool:
+        for node in graph.node:
+            if node.op_type == "QuantizeLinear":
+                return True
+            for attr in node.attribute:
+                subgraphs = list(attr.graphs) + ([attr.g] if attr.HasField("g") else [])
+                if any(graph_has(g) for g in subgraphs):
+                    return True
+        return False
+
+    return graph_has(model.graph) or any(n.op_type == "QuantizeLinear" for f in model.functions for n in f.node)
+
+
+def cuda_device(device: int = 0) -> tuple[tuple[int, int], str]:
+    """((major, minor), name) of a CUDA device: torch.cuda when it sees a GPU, else the CUDA driver
+    (libcuda.so.1, present wherever the NVIDIA driver is; the default torch install is CPU-only)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability(device)
+            return (int(major), int(minor)), torch.cuda.get_device_name(device)
+    except ImportError:
+        pass
+    import ctypes
+
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        raise RuntimeError("export: --trt needs an NVIDIA GPU (no CUDA driver: libcuda.so.1 not found)") from None
+
+    def check(rc: int, what: str) -> None:
+        if rc != 0:
+            raise RuntimeError(f"export: CUDA driver {what} failed (CUresult {rc}); is GPU {device} visible?")
+
+    handle, major, minor = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+    name = ctypes.create_string_buffer(256)
+    check(cuda.cuInit(0), "cuInit")
+    check(cuda.cuDeviceGet(ctypes.byref(handle), int(device)), "cuDeviceGet")
+    check(cuda.cuDeviceGetAttribute(ctypes.byref(major), 75, handle), "cuDeviceGetAttribute")  # ..._COMPUTE_CAPABILITY_MAJOR
+    check(cuda.cuDeviceGetAttribute(ctypes.byref(minor), 76, handle), "cuDeviceGetAttribute")  # ..._COMPUTE_CAPABILITY_MINOR
+    check(cuda.cuDeviceGetName(name, len(name), handle), "cuDeviceGetName")
+    return (major.value, minor.value), name.value.decode(errors="replace")
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _build_plan(trt, onnx_path: str, inputs: list[dict], precision: str, workspace_gb: float) -> bytes:
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode, no flag needed
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(onnx_path):
+        errors = "; ".join(_one_line(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"export: TensorRT's ONNX parser rejected {onnx_path}: {errors or 'no error reported'}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    want = {s["name"]: [int(d) for d in s["shape"]] for s in inputs}
+    profile = None
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = [int(d) for d in tensor.shape]
+        if tensor.name not in want:
+            raise RuntimeError(f"export: {onnx_path} input '{tensor.name}' is not in the manifest")
+        if any(d < 0 for d in shape):  # a dynamic dim: pin it to the manifest's shape with a one-point profile
+            profile = profile or builder.create_optimization_profile()
+            profile.set_shape(tensor.name, want[tensor.name], want[tensor.name], want[tensor.name])
+        elif shape != want[tensor.name]:
+            raise RuntimeError(f"export: {onnx_path} input '{tensor.name}' is {shape} (manifest: {want[tensor.name]})")
+    if profile is not None:
+        config.add_optimization_profile(profile)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # precision BuilderFlags are deprecated from TensorRT 10.12
+        if precision == "fp32":
+            config.clear_flag(trt.BuilderFlag.TF32)  # fp32 means fp32: no TF32 matmuls
+        for flag in BUILDER_FLAGS[precision]:
+            config.set_flag(getattr(trt.BuilderFlag, flag))
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise RuntimeError(f"export: TensorRT could not build the {precision} engine for {onnx_path} (its log above says why)")
+    return memoryview(plan).tobytes()
+
+
+def _check_plan(trt, plan: bytes, graph: dict, what: str) -> None:
+    """The built engine's IO against the manifest (the C++ backend checks again at load time)."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+    if engine is None:
+        raise RuntimeError(f"export: TensorRT cannot deserialize the engine it just built ({what})")
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    dtypes = {"float32": (trt.DataType.FLOAT,), "int64": (trt.DataType.INT64, trt.DataType.INT32)}
+    for kind, mode in (("inputs", trt.TensorIOMode.INPUT), ("outputs", trt.TensorIOMode.OUTPUT)):
+        for spec in graph[kind]:
+            name = spec["name"]
+            if name not in names or engine.get_tensor_mode(name) != mode:
+                raise RuntimeError(f"export: {what} has no {kind[:-1]} '{name}' (the manifest lists it)")
+            if engine.get_tensor_dtype(name) not in dtypes[spec["dtype"]]:
+                raise RuntimeError(f"export: {what} {kind[:-1]} '{name}' is {engine.get_tensor_dtype(name)} "
+                                   f"(manifest: {spec['dtype']})")
+            shape = [int(d) for d in engine.get_tensor_shape(name)]
+            if all(d >= 0 for d in shape) and shape != list(spec["shape"]):
+                raise RuntimeError(f"export: {what} {kind[:-1]} '{name}' is {shape} (manifest: {spec['shape']})")
+
+
+def _write_manifest(bundle_dir: str, manifest: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".json", dir=bundle_dir)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(manifest, f, indent=1)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, os.path.join(bundle_dir, "manifest.json"))
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def build_trt_engines(bundle_dir: str, precision: str | Sequence[str] = "fp16", workspace_gb: float = 4.0,
+                      cache_dir: str | None = None, device: int = 0) -> list[dict]:
+    """Build (or reuse) a TensorRT engine of the bundle's step graph per precision for CUDA device `device`,
+    record each in manifest.json and return their manifest entries, each with "cached": True when reused.
+    ValueError for what the caller can fix (precision, bundle); RuntimeError for the environment (no
+    TensorRT 10, no GPU, a parser or build failure)."""
+    precisions = [precision] if isinstance(precision, str) else list(precision)
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise ValueError(f"export: unknown precision '{p}' (expected {', '.join(PRECISIONS)})")
+    if not workspace_gb > 0:
+        raise ValueError(f"export: workspace_gb must be positive (got {workspace_gb})")
+    trt = import_tensorrt()
+
+    manifest_path = os.path.join(bundle_dir, "manifest.json")
+    if not os.path.isfile(manifest_path):
+        raise ValueError(f"export: no manifest.json in '{bundle_dir}'")
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    graph = manifest["graphs"]["step"]
+    onnx_file = graph["file"]
+    onnx_path = os.path.join(bundle_dir, onnx_file)
+    onnx_sha256 = manifest["files"][onnx_file]["sha256"]
+    if _sha256_file(onnx_path) != onnx_sha256:
+        raise ValueError(f"export: {onnx_path} does not match its manifest sha256; re-export the bundle")
+    input_shapes = {s["name"]: s["shape"] for s in graph["inputs"]}
+
+    cc, gpu = cuda_device(device)
+    has_qdq = any(p in ("int8", "fp8") for p in precisions) and onnx_has_quantize_nodes(onnx_path)
+    trt_version = str(trt.__version__)
+    section = manifest.setdefault("tensorrt", {"engines": []})
+    engines = section.setdefault("engines", [])
+    results = []
+    for p in precisions:
+        check_precision(p, cc, has_qdq)
+        key = engine_cache_key(trt_version, cc, gpu, p, onnx_sha256, input_shapes)
+        file = engine_file_name(p, cc, trt_version, key)
+        path = os.path.join(bundle_dir, file)
+        entry = next((e for e in engines if e.get("key") == key and e.get("file") == file), None)
+        cached = entry is not None and os.path.isfile(path) and _sha256_file(path) == entry.get("sha256")
+        if not cached:
+            shared = os.path.join(cache_dir, f"{key}.plan") if cache_dir else None
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if shared and os.path.isfile(shared):
+                shutil.copyfile(shared, path)
+                cached = True
+            else:
+                plan = _build_plan(trt, onnx_path, graph["inputs"], p, workspace_gb)
+                _check_plan(trt, plan, graph, file)
+                with open(path + ".tmp", "wb") as f:
+                    f.write(plan)
+                os.replace(path + ".tmp", path)
+                if shared:
+                    os.makedirs(cache_dir, exist_ok=True)
+                    shutil.copyfile(path, shared + ".tmp")
+                    os.replace(shared + ".tmp", shared)
+        digest, size = _sha256_file(path), os.path.getsize(path)
+        new = {"file": file, "precision": p, "compute_capability": sm_name(cc), "trt_version": trt_version, "gpu": gpu,
+               "key": key, "sha256": digest, "bytes": size}
+        # One engine per (precision, GPU, TensorRT): the new entry takes the place of the first old one (order is
+        # the C++ backend's preference); a stale one (another key) is dropped with its file.
+        same = [i for i, e in enumerate(engines) if e.get("file") == file or (
+            (e.get("precision"), e.get("compute_capability"), e.get("trt_version"), e.get("gpu")) ==
+            (p, new["compute_capability"], trt_version, gpu))]
+        at = same[0] if same else len(engines)
+        for i in reversed(same):
+            old = engines.pop(i)
+            old_file = str(old.get("file", ""))
+            manifest["files"].pop(old_file, None)
+            if old_file and old_file != file and not os.path.isabs(old_file) and ".." not in old_file.split("/"):
+                try:
+                    os.unlink(os.path.join(bundle_dir, old_file))
+                except FileNotFoundError:
+                    pass
+        engines.insert(at, new)
+        manifest["files"][file] = {"sha256": digest, "bytes": size}
+        _write_manifest(bundle_dir, manifest)
+        results.append(dict(new, cached=cached))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m nextframe.export.tensorrt",
+                                 description="Build TensorRT 10 engines of a bundle's step graph for this GPU.")
+    ap.add_argument("bundle")
+    ap.add_argument("--precision", choices=PRECISIONS, default="fp16")
+    ap.add_argument("--workspace-gb", type=float, default=4.0)
+    ap.add_argument("--cache-dir", default=None, help="also keep engines here, by key, for other bundles of the same graph")
+    ap.add_argument("--device", type=int, default=0)
+    args = ap.parse_args(argv)
+    try:
+        entries = build_trt_engines(args.bundle, args.precision, args.workspace_gb, args.cache_dir, args.device)
+    except (ValueError, RuntimeError, FileNotFoundError) as e:
+        print(f"nextframe: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"bundle": args.bundle, "tensorrt": entries}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
