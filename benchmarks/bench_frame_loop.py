@@ -69,11 +69,6 @@ def run(args) -> dict:
     if args.threads < 1:
         raise ValueError(f"bench: --threads must be at least 1 (got {args.threads})")
     torch.set_num_threads(args.threads)
-
-    from nextframe.runtime import Session
-    from nextframe.runtime.reference import ReferenceLoop
-    import onnxruntime as ort
-
     model = load_model(args.model)
     if args.bundle is not None:
         return _run_on_bundle(args, model, args.bundle)

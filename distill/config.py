@@ -4,10 +4,9 @@ only a check that the config was written for that teacher."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 
 from nextframe.models.config import ModelConfig
+from nextframe.training.config import read_json_config
 
 METHODS = ("cd", "fdistill")
 DIVERGENCES = ("js", "rkl", "fkl")
@@ -91,13 +90,7 @@ class DistillConfig:
 
 def load_distill_config(path: str, method: str | None = None) -> tuple[DistillConfig, dict | None]:
     """Returns (config, the "model" section or None). method (from the command line) must agree with the file's."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"distill config: file not found ({path})")
-    with open(path) as f:
-        try:
-            raw = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"distill config: {path} is not valid JSON ({e})") from None
+    raw = read_json_config(path, "distill config")
     if not isinstance(raw, dict):
         raise ValueError(f"distill config: {path} must hold a JSON object")
     unknown = sorted(set(raw) - {"distill", "model", "comment"})

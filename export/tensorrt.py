@@ -28,6 +28,8 @@ import tempfile
 import warnings
 from typing import Iterable, Mapping, Sequence
 
+from nextframe.export.bundle import sha256_file
+
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
 # Lowest compute capability with native support (fp16 arithmetic 5.3, int8 dp4a 6.1, bf16 Ampere, fp8 Ada).
 MIN_COMPUTE_CAPABILITY = {"fp32": (0, 0), "fp16": (5, 3), "int8": (6, 1), "bf16": (8, 0), "fp8": (8, 9)}
@@ -160,14 +162,6 @@ def cuda_device(device: int = 0) -> tuple[tuple[int, int], str]:
     return (major.value, minor.value), name.value.decode(errors="replace")
 
 
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -265,7 +259,7 @@ def build_trt_engines(bundle_dir: str, precision: str | Sequence[str] = "fp16", 
     onnx_file = graph["file"]
     onnx_path = os.path.join(bundle_dir, onnx_file)
     onnx_sha256 = manifest["files"][onnx_file]["sha256"]
-    if _sha256_file(onnx_path) != onnx_sha256:
+    if sha256_file(onnx_path) != onnx_sha256:
         raise ValueError(f"export: {onnx_path} does not match its manifest sha256; re-export the bundle")
     input_shapes = {s["name"]: s["shape"] for s in graph["inputs"]}
 
@@ -281,7 +275,7 @@ def build_trt_engines(bundle_dir: str, precision: str | Sequence[str] = "fp16", 
         file = engine_file_name(p, cc, trt_version, key)
         path = os.path.join(bundle_dir, file)
         entry = next((e for e in engines if e.get("key") == key and e.get("file") == file), None)
-        cached = entry is not None and os.path.isfile(path) and _sha256_file(path) == entry.get("sha256")
+        cached = entry is not None and os.path.isfile(path) and sha256_file(path) == entry.get("sha256")
         if not cached:
             shared = os.path.join(cache_dir, f"{key}.plan") if cache_dir else None
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -298,7 +292,7 @@ def build_trt_engines(bundle_dir: str, precision: str | Sequence[str] = "fp16", 
                     os.makedirs(cache_dir, exist_ok=True)
                     shutil.copyfile(path, shared + ".tmp")
                     os.replace(shared + ".tmp", shared)
-        digest, size = _sha256_file(path), os.path.getsize(path)
+        digest, size = sha256_file(path), os.path.getsize(path)
         new = {"file": file, "precision": p, "compute_capability": sm_name(cc), "trt_version": trt_version, "gpu": gpu,
                "key": key, "sha256": digest, "bytes": size}
         # One engine per (precision, GPU, TensorRT): the new entry takes the place of the first old one (order is

@@ -46,14 +46,19 @@ class TrainConfig:
                 raise ValueError(f"train config: {name} must be positive (got {getattr(self, name)})")
 
 
-def load_config(path: str) -> tuple[ModelConfig, TrainConfig]:
+def read_json_config(path: str, what: str):
+    """The parsed JSON of a config file; a missing file or bad JSON is a one-line error naming `what`."""
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"train config: file not found ({path})")
+        raise FileNotFoundError(f"{what}: file not found ({path})")
     with open(path) as f:
         try:
-            raw = json.load(f)
+            return json.load(f)
         except json.JSONDecodeError as e:
-            raise ValueError(f"train config: {path} is not valid JSON ({e})") from None
+            raise ValueError(f"{what}: {path} is not valid JSON ({e})") from None
+
+
+def load_config(path: str) -> tuple[ModelConfig, TrainConfig]:
+    raw = read_json_config(path, "train config")
     unknown = sorted(set(raw) - {"model", "train", "comment"})
     if unknown:
         raise ValueError(f"train config: {path} has unknown sections {unknown} (expected model, train)")

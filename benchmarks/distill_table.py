@@ -1,0 +1,89 @@
+"""Teacher vs distilled students, in one run on one machine: open-loop quality on the held-out episodes
+(as benchmarks/heldout_quality.py measures it) and frame-loop FPS through the C++ runtime (ORT CPU), for
+each (model, steps) entry. Prints one JSON object and writes it.
+
+    python benchmarks/distill_table.py --entry teacher=nextframe/default_model/breakout.safetensors:2 \\
+        --entry cd=runs/distill_cd/student.safetensors:1 [--frames 300] [--out JSON]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from nextframe.benchmarks.device_info import cpu_info, versions
+from nextframe.benchmarks.heldout_quality import held_out_episodes, mean_over_episodes, quality_bar
+from nextframe.data.dataset import to_model_resolution
+from nextframe.evaluation.rollout import rollout_episode
+from nextframe.export.bundle import export_bundle, sha256_file
+from nextframe.training.checkpoint import load_model
+
+
+def parse_entry(text: str) -> tuple[str, str, int]:
+    try:
+        name, rest = text.split("=", 1)
+        path, steps = rest.rsplit(":", 1)
+        return name, path, int(steps)
+    except ValueError:
+        raise ValueError(f"distill_table: --entry must be NAME=MODEL:STEPS (got {text!r})") from None
+
+
+def runtime_fps(model, steps: int, episode, n_frames: int, warmup: int, threads: int) -> dict:
+    from nextframe.runtime import Session
+
+    cfg = model.cfg
+    low = to_model_resolution(episode.frames[: cfg.context], cfg.height, cfg.width)
+    leading = [cfg.no_action] + episode.actions[: cfg.context - 1].tolist()
+    actions = np.repeat(np.random.default_rng(0).integers(0, cfg.n_actions, n_frames // 5 + 1), 5)[:n_frames]
+    with tempfile.TemporaryDirectory(prefix="nf-distill-table-") as tmp:
+        bundle = os.path.join(tmp, "bundle")
+        export_bundle(model, bundle, n_steps=steps)
+        with Session(bundle, backend="ort-cpu", threads=threads, seed=0, n_warmup_frames=warmup) as s:
+            s.reset(low.transpose(0, 2, 3, 1), leading)
+            for a in actions:
+                s.step(int(a))
+            st = s.stats()
+    return {k: round(float(st[k]), 3) for k in ("fps", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "engine_fraction")}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--entry", action="append", required=True, help="NAME=MODEL:STEPS (repeatable)")
+    ap.add_argument("--frames", type=int, default=300, help="open-loop frames per held-out episode")
+    ap.add_argument("--context", type=int, default=4)
+    ap.add_argument("--fps-frames", type=int, default=150)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    entries = [parse_entry(e) for e in args.entry]
+    episodes = held_out_episodes(args.frames + args.context - 1)
+    rows = []
+    for name, path, steps in entries:
+        model = load_model(path)
+        t0 = time.perf_counter()
+        per_ep = [{"episode": n, **rollout_episode(model, ep, args.context, steps, 0.0, seed=0)[1]} for n, ep in episodes]
+        m, c = mean_over_episodes(per_ep, "model"), mean_over_episodes(per_ep, "copy_baseline")
+        row = {"name": name, "model": path, "model_sha256": sha256_file(path), "n_steps": steps,
+               "quality": {h: m[h] for h in ("1-10", "11-30", "all") if h in m}, "copy_baseline": {h: c[h] for h in ("1-10", "11-30", "all") if h in c},
+               "quality_bar": quality_bar(m, c),
+               "cpp_runtime": runtime_fps(model, steps, episodes[0][1], args.fps_frames, args.warmup, args.threads),
+               "wall_s": round(time.perf_counter() - t0, 1)}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    result = {"benchmark": "distill_table", "device": cpu_info(), "versions": versions(), "threads": args.threads,
+              "episodes": [n for n, _ in episodes], "frames_per_episode": args.frames, "rows": rows}
+    print(json.dumps({"rows": [(r["name"], r["n_steps"], r["quality"]["all"]["psnr"], r["quality"]["all"]["paddle_x_err"],
+                                r["cpp_runtime"]["fps"]) for r in rows]}))
+    if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
