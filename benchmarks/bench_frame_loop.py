@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from nextframe.benchmarks.device_info import cpu_info, versions
+from nextframe.benchmarks.result_file import write_result
 from nextframe.cli import add_bench_arguments, sampler_defaults
 from nextframe.data.dataset import to_model_resolution
 from nextframe.data.record import record_episode
@@ -178,10 +179,7 @@ def _run_on_bundle(args, model, bundle: str) -> dict:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         "loops": results,
     }
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(out, f, indent=1)
+    write_result(args.out, out)
     return out
 
 

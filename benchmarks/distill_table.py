@@ -16,9 +16,9 @@ import time
 import numpy as np
 
 from nextframe.benchmarks.device_info import cpu_info, versions
-from nextframe.benchmarks.heldout_quality import held_out_episodes, mean_over_episodes, quality_bar
+from nextframe.benchmarks.heldout_quality import evaluate_held_out, held_out_episodes, quality_bar
+from nextframe.benchmarks.result_file import write_result
 from nextframe.data.dataset import to_model_resolution
-from nextframe.evaluation.rollout import rollout_episode
 from nextframe.export.bundle import export_bundle, sha256_file
 from nextframe.training.checkpoint import load_model
 
@@ -66,8 +66,7 @@ def main():
     for name, path, steps in entries:
         model = load_model(path)
         t0 = time.perf_counter()
-        per_ep = [{"episode": n, **rollout_episode(model, ep, args.context, steps, 0.0, seed=0)[1]} for n, ep in episodes]
-        m, c = mean_over_episodes(per_ep, "model"), mean_over_episodes(per_ep, "copy_baseline")
+        _, m, c = evaluate_held_out(model, episodes, args.context, steps)
         row = {"name": name, "model": path, "model_sha256": sha256_file(path), "n_steps": steps,
                "quality": {h: m[h] for h in ("1-10", "11-30", "all") if h in m}, "copy_baseline": {h: c[h] for h in ("1-10", "11-30", "all") if h in c},
                "quality_bar": quality_bar(m, c),
@@ -79,10 +78,7 @@ def main():
               "episodes": [n for n, _ in episodes], "frames_per_episode": args.frames, "rows": rows}
     print(json.dumps({"rows": [(r["name"], r["n_steps"], r["quality"]["all"]["psnr"], r["quality"]["all"]["paddle_x_err"],
                                 r["cpp_runtime"]["fps"]) for r in rows]}))
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

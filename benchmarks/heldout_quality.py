@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from nextframe.benchmarks.device_info import cpu_info, versions
+from nextframe.benchmarks.result_file import write_result
 from nextframe.cli import DEFAULT_MODEL
 from nextframe.data.record import make_env, record_episode
 from nextframe.evaluation.rollout import rollout_episode
@@ -40,6 +41,14 @@ def mean_over_episodes(results: list[dict], who: str) -> dict:
             row[m] = round(float(np.mean(vals)), 3) if vals else None
         out[h] = row
     return out
+
+
+def evaluate_held_out(model, episodes, context: int, steps: int, context_noise: float = 0.0):
+    """Open-loop rollouts (PyTorch, seed 0) of every held-out episode. Returns (per-episode metrics, the
+    model's mean per horizon, the copy baseline's mean per horizon)."""
+    per_ep = [{"episode": name, **rollout_episode(model, ep, context, steps, context_noise, seed=0)[1]}
+              for name, ep in episodes]
+    return per_ep, mean_over_episodes(per_ep, "model"), mean_over_episodes(per_ep, "copy_baseline")
 
 
 def quality_bar(model: dict, copy: dict) -> dict:
@@ -68,11 +77,7 @@ def main():
     for steps in args.steps:
         for cn in args.context_noise:
             t0 = time.perf_counter()
-            per_ep = []
-            for name, ep in episodes:
-                _, m = rollout_episode(model, ep, args.context, steps, cn, seed=0)
-                per_ep.append({"episode": name, **m})
-            model_mean, copy_mean = mean_over_episodes(per_ep, "model"), mean_over_episodes(per_ep, "copy_baseline")
+            per_ep, model_mean, copy_mean = evaluate_held_out(model, episodes, args.context, steps, cn)
             run = {"n_steps": steps, "context_noise": cn, "model": model_mean, "copy_baseline": copy_mean,
                    "quality_bar": quality_bar(model_mean, copy_mean),
                    "torch_eager_fps_p50": round(float(np.median([1000.0 / r["model_ms_per_frame_p50"] for r in per_ep])), 1),
@@ -81,10 +86,7 @@ def main():
             runs.append(run)
     result = {"benchmark": "heldout_quality", "model": os.path.abspath(args.model), "device": cpu_info(), "versions": versions(),
               "episodes": [n for n, _ in episodes], "frames_per_episode": args.frames, "context": args.context, "runs": runs}
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import dataclasses
 import torch
 
 from nextframe.models.dit import NextFrameDiT
-from nextframe.models.flow import add_noise, euler_update
+from nextframe.models.flow import add_noise, euler_update, x0_loss_weight
 from nextframe.training.trainer import motion_weights
 
 
@@ -66,8 +66,8 @@ class Window:
 
 
 def time_weight(t: torch.Tensor) -> torch.Tensor:
-    """The trainer's x0-loss weight 1 / (t^2 + (1-t)^2), shaped to broadcast over [B, F, C, H, W]."""
-    return (1.0 / (t.square() + (1 - t).square()))[..., None, None, None]
+    """The trainer's x0-loss weight (models.flow.x0_loss_weight), shaped to broadcast over [B, F, C, H, W]."""
+    return per_slot(x0_loss_weight(t))
 
 
 def per_slot(t: torch.Tensor) -> torch.Tensor:

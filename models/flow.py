@@ -24,6 +24,13 @@ def sample_train_times(shape, generator=None, device=None, mean: float = 0.0, st
     return torch.sigmoid(mean + std * torch.randn(shape, generator=generator, device=device))
 
 
+def x0_loss_weight(t: torch.Tensor) -> torch.Tensor:
+    """Weight of the x0 error at time t: 1 / (t^2 + (1-t)^2) (1..2, the velocity's scale). The rectified-flow
+    v loss without its ~1/t^2 weight on nearly clean inputs, which would drown the high-noise steps that read
+    the context."""
+    return 1.0 / (t.square() + (1 - t).square())
+
+
 def flow_schedule(n_steps: int, shift: float = 1.0) -> list[float]:
     """Times from 1 to 0, n_steps + 1 entries. shift > 1 spends more steps at high noise (SD3's time shift)."""
     if n_steps < 1:

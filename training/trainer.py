@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from nextframe.data.dataset import WindowDataset
 from nextframe.models.config import ModelConfig
 from nextframe.models.dit import NextFrameDiT
-from nextframe.models.flow import add_noise, sample_train_times
+from nextframe.models.flow import add_noise, sample_train_times, x0_loss_weight
 from nextframe.training.checkpoint import load_training_state, save_model, save_training_state
 from nextframe.training.config import TrainConfig
 from nextframe.training.plot import write_loss_svg
@@ -52,9 +52,7 @@ def training_loss(model: NextFrameDiT, frames: torch.Tensor, actions: torch.Tens
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
         denoised = model.forward_sequence(clean, clean_t, actions, noisy, t, actions, torch.arange(f))
     err = (denoised.float() - frames).square() * motion_weights(frames, cfg.motion_weight)
-    # x0 error scaled by 1 / (t^2 + (1-t)^2) (1..2, the velocity's scale): the rectified-flow v loss without
-    # its ~1/t^2 weight on nearly clean inputs, which would drown the high-noise steps that read the context
-    w = 1.0 / (t.square() + (1 - t).square())
+    w = x0_loss_weight(t)
     return (err * w[:, :, None, None, None])[:, 1:].mean()
 
 
