@@ -21,12 +21,14 @@ def redness(frame: np.ndarray) -> np.ndarray:
 
 
 def paddle_x(frame: np.ndarray) -> float:
-    profile = np.clip(redness(frame[PADDLE_ROWS]), 0, None).mean(axis=0)
+    c0, c1 = PLAY_COLS
+    # the right wall is red at paddle height (columns 152-159): outside the play field, never the paddle
+    profile = np.clip(redness(frame[PADDLE_ROWS, c0:c1]), 0, None).mean(axis=0)
     peak = profile.max()
     if peak < PADDLE_MIN_REDNESS:
         return float("nan")
     on = profile >= 0.5 * peak
-    cols = np.arange(profile.size)
+    cols = np.arange(profile.size) + c0
     return float((cols[on] * profile[on]).sum() / profile[on].sum())
 
 

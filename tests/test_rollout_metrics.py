@@ -25,7 +25,9 @@ RED = (200, 72, 72)
 
 def frame(paddle_left=None, ball=None):
     f = np.zeros((210, 160, 3), np.uint8)
-    f[:, :8] = f[:, 152:] = 142  # grey walls are not red
+    f[:196, :8] = f[:196, 152:] = 142  # grey walls are not red...
+    f[189:195, :8] = (66, 158, 130)  # ...except at paddle height: green on the left,
+    f[189:195, 152:] = RED  # red on the right (the paddle's own colour), as in the real game
     f[57:63, 8:152] = RED  # top brick row is red, above the ball rows
     if paddle_left is not None:
         f[189:193, paddle_left : paddle_left + 16] = RED
@@ -42,6 +44,9 @@ def test_probe_reads_positions():
     assert (bx, by) == (pytest.approx(80.5), pytest.approx(121.5))
     assert math.isnan(paddle_x(frame()))
     assert math.isnan(ball_position(frame(paddle_left=50))[0])
+    # at the left wall: the red right-wall segment at paddle height must not pull the reading (it once did,
+    # by up to 45 px, which made every paddle error in the model card wrong)
+    assert paddle_x(frame(paddle_left=8)) == pytest.approx(15.5)
 
 
 def test_probe_tolerates_blur():
