@@ -21,13 +21,13 @@ import time
 import numpy as np
 import torch
 
+from nextframe import _core
 from nextframe.benchmarks.device_info import cpu_info, versions
 from nextframe.benchmarks.result_file import write_result
 from nextframe.cli import add_bench_arguments, sampler_defaults
 from nextframe.data.dataset import to_model_resolution
 from nextframe.data.record import record_episode
 from nextframe.export.bundle import export_bundle, sha256_file
-from nextframe.models.native_decoder import DetailTransferDecoder
 from nextframe.models.sampling import CachedSampler, UncachedSampler
 from nextframe.training.checkpoint import load_model
 
@@ -127,10 +127,11 @@ def _run_on_bundle(args, model, bundle: str) -> dict:
     ms, frames = timed(s.step, actions, args.warmup)
     core = s.stats()
     results["cpp_runtime"] = {**summary(ms), "core_stats": core}
-    decode = DetailTransferDecoder(ep.frames[cfg.context - 1], low[cfg.context - 1])
+    decode = _core.NativeDecoder(s.bundle)  # the core's decoder, as Session.step_native runs it
+    decode.set_reference(ep.frames[cfg.context - 1], low[cfg.context - 1])
     t0 = time.perf_counter()
     for f in frames[: min(50, len(frames))]:
-        decode(f.transpose(2, 0, 1)[None])
+        decode.decode(np.ascontiguousarray(f.transpose(2, 0, 1)))
     decode_ms = (time.perf_counter() - t0) * 1000.0 / min(50, len(frames))
     s.close()
 

@@ -7,12 +7,14 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <mutex>
 
 #include "bundle.h"
 #include "common.h"
 #include "engine.h"
 #include "frame_loop.h"
 #include "kv_cache.h"
+#include "native_decoder.h"
 #include "schedule.h"
 #include "sha256.h"
 #include "version.h"
@@ -51,6 +53,21 @@ nf::EngineParams engine_params(const std::string& backend, std::int64_t threads,
     p.ort_lib = ort_lib;
     p.trt_precision = trt_precision;
     return p;
+}
+
+using ByteArray = py::array_t<std::uint8_t, py::array::c_style>;
+
+// decode() reuses the decoder's scratch and runs with the GIL released: the lock keeps two Python threads
+// from sharing it at once.
+struct PyDecoder {
+    explicit PyDecoder(nf::DetailTransferDecoder d) : decoder(std::move(d)) {}
+    nf::DetailTransferDecoder decoder;
+    std::mutex mu;
+};
+
+void check_shape(const py::array& a, const nf::Shape& want, const std::string& what) {
+    NF_CHECK_ARG(nf::Shape(a.shape(), a.shape() + a.ndim()) == want,
+                 "native_decoder: " + what + " shape " + shape_of(a) + " (expected " + nf::shape_str(want) + ")");
 }
 
 // Holds an engine for direct runs (tests, inspection). Each run copies in and out: not for the hot path.
@@ -158,6 +175,7 @@ PYBIND11_MODULE(_core, m) {
             d["native_width"] = b.frame.native_width;
             return d;
         })
+        .def_property_readonly("has_native_decoder", [](const nf::Bundle& b) { return !b.native_decoder.kind.empty(); })
         .def_property_readonly("kv_cache", [](const nf::Bundle& b) {
             py::dict d;
             d["n_layers"] = b.kv_cache.n_layers;
@@ -212,6 +230,67 @@ PYBIND11_MODULE(_core, m) {
         .def("run", &engine_run, py::arg("feeds"),
              "feeds: {input name: array of the spec's dtype and shape}; returns {output name: array}. "
              "Releases the GIL while the graph runs.");
+
+    py::class_<PyDecoder>(m, "NativeDecoder",
+                          "Model resolution -> native resolution by detail transfer (the C++ twin of "
+                          "nextframe.models.native_decoder.DetailTransferDecoder). Frames are uint8; the GIL is released.")
+        .def(py::init([](const nf::Bundle& b) { return std::make_unique<PyDecoder>(nf::DetailTransferDecoder::from_bundle(b)); }),
+             py::arg("bundle"))
+        .def(py::init([](std::int64_t c, std::int64_t h, std::int64_t w, std::int64_t nh, std::int64_t nw, float threshold) {
+                 return std::make_unique<PyDecoder>(nf::DetailTransferDecoder(c, h, w, nh, nw, threshold));
+             }),
+             py::arg("channels"), py::arg("height"), py::arg("width"), py::arg("native_height"), py::arg("native_width"),
+             py::arg("agree_threshold"))
+        .def("set_reference",
+             [](PyDecoder& self, const ByteArray& native, const ByteArray& lowres) {
+                 const auto& d = self.decoder;
+                 check_shape(native, {d.native_height(), d.native_width(), d.channels()}, "reference native frame");
+                 check_shape(lowres, {d.channels(), d.height(), d.width()}, "reference lowres frame");
+                 const std::uint8_t* n = native.data();
+                 const std::uint8_t* l = lowres.data();
+                 py::gil_scoped_release release;
+                 std::lock_guard<std::mutex> lock(self.mu);
+                 self.decoder.set_reference(n, l);
+             },
+             py::arg("native"), py::arg("lowres"),
+             "native uint8 [native_height, native_width, C]; lowres uint8 [C, H, W]: the same real frame at both sizes.")
+        .def("decode",
+             [](PyDecoder& self, const ByteArray& lowres) {
+                 const auto& d = self.decoder;
+                 check_shape(lowres, {d.channels(), d.height(), d.width()}, "frame");
+                 ByteArray out(std::vector<py::ssize_t>{d.native_height(), d.native_width(), d.channels()});
+                 const std::uint8_t* in = lowres.data();
+                 std::uint8_t* o = out.mutable_data();
+                 {
+                     py::gil_scoped_release release;
+                     std::lock_guard<std::mutex> lock(self.mu);
+                     self.decoder.decode(in, o);
+                 }
+                 return out;
+             },
+             py::arg("lowres"), "uint8 [C, H, W] -> uint8 [native_height, native_width, C].")
+        .def("decode_model_frame",
+             [](PyDecoder& self, const FloatArray& frame) {
+                 const auto& d = self.decoder;
+                 NF_CHECK_ARG(frame.size() == d.channels() * d.height() * d.width(),
+                              "native_decoder: frame shape " + shape_of(frame) + " (expected C*H*W = " +
+                                  std::to_string(d.channels() * d.height() * d.width()) + " values)");
+                 ByteArray out(std::vector<py::ssize_t>{d.native_height(), d.native_width(), d.channels()});
+                 const float* in = frame.data();
+                 std::uint8_t* o = out.mutable_data();
+                 {
+                     py::gil_scoped_release release;
+                     std::lock_guard<std::mutex> lock(self.mu);
+                     self.decoder.decode_model_frame(in, o);
+                 }
+                 return out;
+             },
+             py::arg("frame"), "float32 [C, H, W] in [-1, 1] (as FrameLoop.step returns it) -> uint8 native frame.")
+        .def_property_readonly("has_reference", [](const PyDecoder& self) { return self.decoder.has_reference(); })
+        .def_property_readonly("native_shape", [](const PyDecoder& self) {
+            const auto& d = self.decoder;
+            return std::vector<std::int64_t>{d.native_height(), d.native_width(), d.channels()};
+        });
 
     py::class_<nf::KvCache>(m, "KvCache", "The K/V ring (for tests of its indexing against runtime/reference.py).")
         .def(py::init([](std::int64_t n_layers, std::int64_t n_heads, std::int64_t n_slots, std::int64_t window,

@@ -263,6 +263,18 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
     b.frame.width = frame.positive("width");
     if (frame.find("native_height") != nullptr) b.frame.native_height = frame.positive("native_height");
     if (frame.find("native_width") != nullptr) b.frame.native_width = frame.positive("native_width");
+    if (root.find("native_decoder") != nullptr) {
+        const Reader nd = root.object("native_decoder");
+        b.native_decoder.kind = nd.string("kind");
+        NF_CHECK_ARG(b.native_decoder.kind == "detail_transfer",
+                     "bundle: native_decoder kind '" + b.native_decoder.kind + "' not supported (expected detail_transfer)");
+        b.native_decoder.agree_threshold = nd.number("agree_threshold");
+        NF_CHECK_ARG(std::isfinite(b.native_decoder.agree_threshold) && b.native_decoder.agree_threshold > 0.0,
+                     "bundle: native_decoder.agree_threshold " + std::to_string(b.native_decoder.agree_threshold) +
+                         " (expected > 0)");
+        NF_CHECK_ARG(b.frame.native_height > 0 && b.frame.native_width > 0,
+                     "bundle: native_decoder needs frame.native_height and frame.native_width");
+    }
 
     const Reader kv = root.object("kv_cache");
     b.kv_cache.n_layers = kv.positive("n_layers");

@@ -25,6 +25,12 @@ struct FrameInfo {
     std::int64_t native_width = 0;
 };
 
+// The optional "native_decoder" section: how frames go back to native resolution (native_decoder.h).
+struct NativeDecoderInfo {
+    std::string kind;  // "detail_transfer"; empty when the manifest has no section
+    double agree_threshold = 0.0;
+};
+
 struct SamplerInfo {
     std::string kind;          // "flow_euler"
     std::int64_t n_steps = 0;
@@ -81,6 +87,7 @@ struct Bundle {
     std::int64_t no_action = 0;  // == n_actions: the action of a frame with no preceding action
     std::vector<std::string> actions;
     FrameInfo frame;
+    NativeDecoderInfo native_decoder;
     KvCacheLayout kv_cache;
     SamplerInfo sampler;
     GraphInfo step;

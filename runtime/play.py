@@ -39,15 +39,13 @@ def play(bundle_dir: str, scale: int = 3, record: str | None = None, max_frames:
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     import pygame
 
-    from nextframe.models.native_decoder import DetailTransferDecoder
     from nextframe.runtime import Session
 
     with Session(bundle_dir, seed=seed) as s:
         game = s.bundle.game
         names = s.actions
         native, low, acts = context_from_game(game, s.bundle.kv_cache["window"], s.height, s.width, seed)
-        s.reset(low.transpose(0, 2, 3, 1), [s.no_action] + acts.tolist())
-        decode = DetailTransferDecoder(native[-1], low[-1])
+        s.reset(low.transpose(0, 2, 3, 1), [s.no_action] + acts.tolist(), native_reference=native[-1])
         pygame.display.init()  # display and font only: no audio device is opened
         pygame.font.init()
         h, w = native.shape[1:3]
@@ -66,7 +64,7 @@ def play(bundle_dir: str, scale: int = 3, record: str | None = None, max_frames:
                 pressed = pygame.key.get_pressed()
                 a = action_for({word for key, word in KEY_WORDS.items() if pressed[getattr(pygame, key)]}, names)
             t0 = time.perf_counter()
-            frame = decode(s.step(a).transpose(2, 0, 1)[None])[0]
+            frame = s.step_native(a)
             frame_ms.append((time.perf_counter() - t0) * 1000.0)
             surf = pygame.surfarray.make_surface(np.ascontiguousarray(frame.transpose(1, 0, 2)))
             screen.blit(pygame.transform.scale(surf, (w * scale, h * scale)), (0, 0))

@@ -7,7 +7,8 @@
 
 Arguments are checked here with one-line ValueErrors ("session: ..."); errors from the core arrive as
 ValueError (bundle, shapes, actions) or RuntimeError (ONNX Runtime, execution) unchanged. The native-
-resolution decoder stays in Python for now (nextframe.models.native_decoder).
+resolution decoder runs in the core too (``nextframe._core.NativeDecoder``): pass the last context frame at
+native resolution to reset() and step_native() returns native frames, decoded with the GIL released.
 """
 from __future__ import annotations
 
@@ -82,6 +83,7 @@ class Session:
             n_warmup_frames=n_warmup_frames, trt_precision=trt_precision or "")
         f = self.bundle.frame
         self.height, self.width, self.channels = f["height"], f["width"], f["channels"]
+        self._decoder = _core.NativeDecoder(self.bundle) if self.bundle.has_native_decoder else None
 
     # ---- info -----------------------------------------------------------------------------------------
     @property
@@ -144,14 +146,35 @@ class Session:
             return x
         raise ValueError(f"session: frames dtype {a.dtype} not supported ({expected})")
 
-    def reset(self, frames, actions: Sequence) -> None:
-        """Context frames and the action that led to each (no_action for a frame with none)."""
+    def reset(self, frames, actions: Sequence, native_reference=None) -> None:
+        """Context frames and the action that led to each (no_action for a frame with none). native_reference:
+        the last context frame at native resolution (uint8 [native_height, native_width, 3]); it turns on
+        step_native(), whose static detail it supplies."""
         x = self._frames(frames)
         acts = list(actions)
         if len(acts) != x.shape[0]:
             raise ValueError(f"session: {len(acts)} actions for {x.shape[0]} frames (expected one per frame)")
         a = np.array([self._action(v, allow_no_action=True) for v in acts], dtype=np.int64)
+        if native_reference is not None:
+            self.set_native_reference(native_reference, x[-1] if len(x) else None)
         self.loop.reset(x, a)
+
+    def set_native_reference(self, native, lowres=None) -> None:
+        """The real frame whose sharp static detail step_native() transfers: native uint8 [native_height,
+        native_width, 3] and the same frame at model resolution (uint8 [H, W, 3] or float [3, H, W] in [-1, 1])."""
+        if self._decoder is None:
+            raise ValueError("session: bundle has no native_decoder section (use step() for model-resolution frames)")
+        nat = np.asarray(native)
+        want = tuple(self._decoder.native_shape)
+        if nat.dtype != np.uint8 or nat.shape != want:
+            raise ValueError(f"session: native_reference must be uint8 {list(want)} (got {nat.dtype} {list(nat.shape)})")
+        if lowres is None:
+            raise ValueError("session: native_reference needs at least one context frame")
+        low = np.asarray(lowres)
+        if low.dtype == np.uint8:
+            low = self._frames(low[None])[0]
+        low_u8 = np.clip(np.round((low + np.float32(1.0)) * np.float32(127.5)), 0, 255).astype(np.uint8)
+        self._decoder.set_reference(np.ascontiguousarray(nat), np.ascontiguousarray(low_u8))
 
     def step_raw(self, action) -> np.ndarray:
         """The next frame as the model sees it: float32 [3, H, W] in [-1, 1]."""
@@ -162,6 +185,13 @@ class Session:
         """The next frame at model resolution: uint8 [H, W, 3]."""
         x = self.step_raw(action)
         return np.clip(np.round((x.transpose(1, 2, 0) + np.float32(1.0)) * np.float32(127.5)), 0, 255).astype(np.uint8)
+
+    def step_native(self, action) -> np.ndarray:
+        """The next frame at native resolution (uint8 [native_height, native_width, 3]), decoded in the core
+        from the same frame step() would return. Needs a native reference (reset(..., native_reference=...))."""
+        if self._decoder is None or not self._decoder.has_reference:
+            raise ValueError("session: step_native needs a native reference frame (reset(..., native_reference=frame))")
+        return self._decoder.decode_model_frame(self.step_raw(action))
 
     def feed_noise(self, values) -> None:
         """Switch to fed noise: standard normal values consumed in order (C order within an array). Per
