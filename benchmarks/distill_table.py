@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from nextframe.benchmarks.device_info import cpu_info, versions
-from nextframe.benchmarks.heldout_quality import evaluate_held_out, held_out_episodes, quality_bar
+from nextframe.benchmarks.heldout_quality import evaluate_held_out, held_out_ball_tracking, held_out_episodes, quality_bar
 from nextframe.benchmarks.result_file import write_result
 from nextframe.data.dataset import to_model_resolution
 from nextframe.export.bundle import export_bundle, sha256_file
@@ -67,9 +67,10 @@ def main():
         model = load_model(path)
         t0 = time.perf_counter()
         _, m, c = evaluate_held_out(model, episodes, args.context, steps)
+        ball = held_out_ball_tracking(model, episodes, args.context, steps)
         row = {"name": name, "model": path, "model_sha256": sha256_file(path), "n_steps": steps,
                "quality": {h: m[h] for h in ("1-10", "11-30", "all") if h in m}, "copy_baseline": {h: c[h] for h in ("1-10", "11-30", "all") if h in c},
-               "quality_bar": quality_bar(m, c),
+               "ball_tracking": ball, "quality_bar": quality_bar(m, c, ball),
                "cpp_runtime": runtime_fps(model, steps, episodes[0][1], args.fps_frames, args.warmup, args.threads),
                "wall_s": round(time.perf_counter() - t0, 1)}
         print(json.dumps(row), flush=True)

@@ -32,15 +32,17 @@ def check_game(episode: Episode, game: str, source: str) -> None:
 
 
 def predict_lowres(model: NextFrameDiT, frames_lowres: np.ndarray, actions: np.ndarray, context: int,
-                   n_steps: int, context_noise: float, seed: int, n_predict: int | None = None):
-    """frames_lowres uint8 [T+1, 3, h, w]; actions int64 [T]. Returns (uint8 [N, 3, h, w], seconds per frame list)."""
+                   n_steps: int, context_noise: float, seed: int, n_predict: int | None = None,
+                   first_action: int | None = None):
+    """frames_lowres uint8 [T+1, 3, h, w]; actions int64 [T]; first_action: the action that led to frame 0 (None:
+    no_action, an episode's first frame). Returns (uint8 [N, 3, h, w], seconds per frame list)."""
     cfg = model.cfg
     total = len(frames_lowres)
     check_context(total, context)
     if actions.size and int(actions.max()) >= cfg.n_actions:
         raise ValueError(f"rollout: action index {int(actions.max())} out of range for the model's {cfg.n_actions} actions")
     n_predict = total - context if n_predict is None else min(n_predict, total - context)
-    leading = np.concatenate([[cfg.no_action], actions])  # action that led to each frame
+    leading = np.concatenate([[cfg.no_action if first_action is None else first_action], actions])  # action that led to each frame
     sampler = CachedSampler(model, n_steps=n_steps, context_noise=context_noise, generator=torch.Generator().manual_seed(seed))
     ctx = torch.from_numpy(frames_lowres[:context]).float().div(127.5).sub(1.0)
     sampler.reset(ctx, leading[:context].tolist())

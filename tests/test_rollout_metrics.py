@@ -132,3 +132,21 @@ def test_runtime_rollout_writes_the_same_format(tmp_path):
     assert metrics["n_steps"] == 2 and metrics["model"]["all"]["n_frames"] == 6
     with pytest.raises(ValueError, match="rollout: context must be in 1..9"):
         rollout_episode_runtime(bundle, ep, context=10)
+
+
+def test_ball_in_play_starts_and_tracking_shapes():
+    from nextframe.data.episode import Episode
+    from nextframe.evaluation.ball_tracking import ball_in_play_starts, ball_tracking
+
+    # the ball is visible in frames 5..24 and 40..59 only
+    frames = np.stack([frame(50, (40 + i, 100 + (i % 20)) if (5 <= i < 25 or 40 <= i < 60) else None) for i in range(70)])
+    starts = ball_in_play_starts(frames, context=4, horizon=6, n_starts=10)
+    assert starts == [5, 15, 40, 50]  # non-overlapping windows of 10 fully inside the visible runs
+    assert ball_in_play_starts(frames, 4, 6, n_starts=2) == [5, 50]  # spread over the episode
+    assert ball_in_play_starts(frames, 4, 30, n_starts=5) == []
+
+    model = randomized_model(tiny_config(n_actions=4))
+    r = ball_tracking(model, Episode(frames, np.zeros(69, np.int64), "Breakout", 2), context=3, horizon=4, n_starts=3)
+    assert len(r["starts"]) == 3 and np.asarray(r["model"]).shape == (3, 4)
+    # the copy baseline: the ball moves 1 px per frame here, so the last context frame stays within HIT_PX
+    assert np.asarray(r["copy_baseline"]).min() == 1.0
