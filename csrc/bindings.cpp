@@ -70,6 +70,20 @@ void check_shape(const py::array& a, const nf::Shape& want, const std::string& w
                  "native_decoder: " + what + " shape " + shape_of(a) + " (expected " + nf::shape_str(want) + ")");
 }
 
+// A native frame filled by fn(decoder, out) with the GIL released and the decoder locked.
+template <typename Fn>
+ByteArray decode_native(PyDecoder& self, Fn&& fn) {
+    const auto& d = self.decoder;
+    ByteArray out(std::vector<py::ssize_t>{d.native_height(), d.native_width(), d.channels()});
+    std::uint8_t* o = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        std::lock_guard<std::mutex> lock(self.mu);
+        fn(self.decoder, o);
+    }
+    return out;
+}
+
 // Holds an engine for direct runs (tests, inspection). Each run copies in and out: not for the hot path.
 struct PyEngine {
     std::unique_ptr<nf::Engine> engine;
@@ -258,15 +272,8 @@ PYBIND11_MODULE(_core, m) {
              [](PyDecoder& self, const ByteArray& lowres) {
                  const auto& d = self.decoder;
                  check_shape(lowres, {d.channels(), d.height(), d.width()}, "frame");
-                 ByteArray out(std::vector<py::ssize_t>{d.native_height(), d.native_width(), d.channels()});
                  const std::uint8_t* in = lowres.data();
-                 std::uint8_t* o = out.mutable_data();
-                 {
-                     py::gil_scoped_release release;
-                     std::lock_guard<std::mutex> lock(self.mu);
-                     self.decoder.decode(in, o);
-                 }
-                 return out;
+                 return decode_native(self, [in](nf::DetailTransferDecoder& dec, std::uint8_t* o) { dec.decode(in, o); });
              },
              py::arg("lowres"), "uint8 [C, H, W] -> uint8 [native_height, native_width, C].")
         .def("decode_model_frame",
@@ -275,15 +282,8 @@ PYBIND11_MODULE(_core, m) {
                  NF_CHECK_ARG(frame.size() == d.channels() * d.height() * d.width(),
                               "native_decoder: frame shape " + shape_of(frame) + " (expected C*H*W = " +
                                   std::to_string(d.channels() * d.height() * d.width()) + " values)");
-                 ByteArray out(std::vector<py::ssize_t>{d.native_height(), d.native_width(), d.channels()});
                  const float* in = frame.data();
-                 std::uint8_t* o = out.mutable_data();
-                 {
-                     py::gil_scoped_release release;
-                     std::lock_guard<std::mutex> lock(self.mu);
-                     self.decoder.decode_model_frame(in, o);
-                 }
-                 return out;
+                 return decode_native(self, [in](nf::DetailTransferDecoder& dec, std::uint8_t* o) { dec.decode_model_frame(in, o); });
              },
              py::arg("frame"), "float32 [C, H, W] in [-1, 1] (as FrameLoop.step returns it) -> uint8 native frame.")
         .def_property_readonly("has_reference", [](const PyDecoder& self) { return self.decoder.has_reference(); })
