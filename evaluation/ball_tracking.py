@@ -15,7 +15,7 @@ import numpy as np
 from nextframe.data.dataset import to_model_resolution
 from nextframe.data.episode import Episode
 from nextframe.evaluation.breakout_probe import ball_position
-from nextframe.evaluation.metrics import HIT_PX
+from nextframe.evaluation.metrics import per_frame
 from nextframe.evaluation.rollout import predict_lowres
 from nextframe.models.native_decoder import DetailTransferDecoder
 
@@ -35,11 +35,6 @@ def ball_in_play_starts(frames: np.ndarray, context: int, horizon: int, n_starts
     return [starts[int(i)] for i in np.linspace(0, len(starts) - 1, n_starts).round()]
 
 
-def hit(real: np.ndarray, pred: np.ndarray) -> float:
-    br, bp = ball_position(real), ball_position(pred)
-    return float(not math.isnan(bp[0]) and math.hypot(br[0] - bp[0], br[1] - bp[1]) <= HIT_PX)
-
-
 def ball_tracking(model, episode: Episode, context: int = 4, n_steps: int = 1, horizon: int = 10,
                   n_starts: int = 5, context_noise: float = 0.0, seed: int = 0) -> dict:
     """{"starts": [...], "model": hits [n_starts, horizon], "copy_baseline": hits [n_starts, horizon]} (lists)."""
@@ -54,6 +49,7 @@ def ball_tracking(model, episode: Episode, context: int = 4, n_steps: int = 1, h
         pred_low, _ = predict_lowres(model, low, actions, context, n_steps, context_noise, seed, horizon, first)
         pred = DetailTransferDecoder(native[context - 1], low[context - 1])(pred_low)
         real = native[context:]
-        model_hits.append([hit(r, p) for r, p in zip(real, pred)])
-        copy_hits.append([hit(r, native[context - 1]) for r in real])
+        # every real frame here shows the ball, so ball_hit has no NaN
+        model_hits.append(per_frame(real, pred)["ball_hit"].tolist())
+        copy_hits.append(per_frame(real, np.repeat(native[context - 1 : context], horizon, axis=0))["ball_hit"].tolist())
     return {"starts": starts, "model": model_hits, "copy_baseline": copy_hits}

@@ -37,6 +37,11 @@ def find_ort_lib() -> str:
     return libs[0] if libs else ""
 
 
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Frames in [-1, 1] -> uint8 levels, in float32 ops (the C++ decoder's decode_model_frame does the same)."""
+    return np.clip(np.round((x + np.float32(1.0)) * np.float32(127.5)), 0, 255).astype(np.uint8)
+
+
 def _int(name: str, value, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"session: {name} must be an int (got {type(value).__name__})")
@@ -170,11 +175,8 @@ class Session:
             raise ValueError(f"session: native_reference must be uint8 {list(want)} (got {nat.dtype} {list(nat.shape)})")
         if lowres is None:
             raise ValueError("session: native_reference needs at least one context frame")
-        low = np.asarray(lowres)
-        if low.dtype == np.uint8:
-            low = self._frames(low[None])[0]
-        low_u8 = np.clip(np.round((low + np.float32(1.0)) * np.float32(127.5)), 0, 255).astype(np.uint8)
-        self._decoder.set_reference(np.ascontiguousarray(nat), np.ascontiguousarray(low_u8))
+        low = self._frames(np.asarray(lowres)[None])[0]  # validated float [3, H, W], whichever form was given
+        self._decoder.set_reference(np.ascontiguousarray(nat), to_uint8(low))
 
     def step_raw(self, action) -> np.ndarray:
         """The next frame as the model sees it: float32 [3, H, W] in [-1, 1]."""
@@ -183,8 +185,7 @@ class Session:
 
     def step(self, action) -> np.ndarray:
         """The next frame at model resolution: uint8 [H, W, 3]."""
-        x = self.step_raw(action)
-        return np.clip(np.round((x.transpose(1, 2, 0) + np.float32(1.0)) * np.float32(127.5)), 0, 255).astype(np.uint8)
+        return to_uint8(self.step_raw(action).transpose(1, 2, 0))
 
     def step_native(self, action) -> np.ndarray:
         """The next frame at native resolution (uint8 [native_height, native_width, 3]), decoded in the core
