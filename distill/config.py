@@ -26,6 +26,8 @@ class DistillConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.99  # EMA of the student: the exported weights
     context_noise_max: float = 0.1  # context augmentation U(0, this), as the teacher was trained
+    own_context_prob: float = 0.0  # share of batches conditioned on the teacher's own chained predictions
+    own_context_passes: int = 1  # up to this many chained passes (as in training: k-step compounded errors)
     motion_weight: float = 4.0  # extra weight on pixels that changed since the previous frame (regression losses)
     bf16: bool = True
     student_steps: int = 4  # the student's sampler steps, written to student.safetensors as default_steps
@@ -62,7 +64,8 @@ class DistillConfig:
         if self.seq_len < 2:
             raise ValueError(f"distill config: seq_len must be at least 2 (got {self.seq_len})")
         for name in ("batch_size", "total_steps", "log_every", "eval_every", "ckpt_every", "cd_intervals",
-                     "gen_every", "ratio_bins", "student_steps", "disc_hidden", "teacher_eval_steps"):
+                     "gen_every", "ratio_bins", "student_steps", "disc_hidden", "teacher_eval_steps",
+                     "own_context_passes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"distill config: {name} must be positive (got {getattr(self, name)})")
         for name in ("ema_decay", "cd_target_decay"):

@@ -26,6 +26,7 @@ from nextframe.distill.windows import Window
 from nextframe.export.bundle import sha256_file
 from nextframe.models.flow import flow_schedule
 from nextframe.training.checkpoint import load_model, model_metadata, save_model
+from nextframe.training.trainer import own_predictions
 
 STATE_FILE = "distill_state.safetensors"
 STUDENT_FILE = "student.safetensors"
@@ -112,6 +113,17 @@ class DistillTrainer:
             "distill_method": self.cfg.method, "distill_step": str(self.step),
             "teacher_sha256": self.teacher_sha})
 
+    def _own_context(self, frames, actions, rng: np.random.Generator, gen: torch.Generator):
+        """The teacher's own chained one-step predictions as context (or None): a student that only ever saw
+        real context drifts open-loop sooner than its teacher, which was trained on its own predictions."""
+        cfg = self.cfg
+        if cfg.own_context_prob <= 0 or rng.random() >= cfg.own_context_prob:
+            return None
+        shown = frames
+        for _ in range(1 + int(rng.integers(cfg.own_context_passes))):
+            shown = own_predictions(self.teacher, shown, actions, cfg, gen)
+        return shown
+
     # ---- one step of each method ---------------------------------------------------------------------
     def _cd_step(self, w: Window, gen: torch.Generator) -> dict:
         cfg = self.cfg
@@ -180,7 +192,7 @@ class DistillTrainer:
         while self.step < end:
             self._set_lr()
             frames, actions = data.sample(cfg.batch_size, rng)
-            w = Window.from_batch(frames, actions, cfg.context_noise_max, cfg.bf16, gen)
+            w = Window.from_batch(frames, actions, cfg.context_noise_max, cfg.bf16, gen, self._own_context(frames, actions, rng, gen))
             for k, v in step_fn(w, gen).items():
                 sums.setdefault(k, []).append(v)
             self.step += 1

@@ -28,10 +28,14 @@ class Window:
     bf16: bool = True
 
     @classmethod
-    def from_batch(cls, frames, actions, context_noise_max: float, bf16: bool, generator=None) -> "Window":
+    def from_batch(cls, frames, actions, context_noise_max: float, bf16: bool, generator=None,
+                   shown: torch.Tensor | None = None) -> "Window":
+        """shown: frames to condition on instead of the real ones (e.g. the teacher's own predictions,
+        training.trainer.own_predictions); targets and `prev` stay the real frames."""
         b, f = frames.shape[:2]
+        context = frames if shown is None else shown
         clean_t = torch.rand(b, f - 1, generator=generator) * context_noise_max
-        clean = add_noise(frames[:, :-1], clean_t, torch.randn(frames[:, :-1].shape, generator=generator))
+        clean = add_noise(context[:, :-1], clean_t, torch.randn(frames[:, :-1].shape, generator=generator))
         return cls(clean, clean_t, actions[:, :-1], frames[:, 1:], actions[:, 1:], torch.arange(1, f),
                    frames[:, :-1], bf16)
 

@@ -47,3 +47,13 @@ def randomized_model(cfg: ModelConfig, seed: int = 0) -> NextFrameDiT:
         for p in m.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     return m
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy machine OpenMP's spinning made tiny-model
+    tests 20x slower (2 s vs 40 s measured); restored afterwards for the other tests."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

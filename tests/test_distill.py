@@ -22,14 +22,7 @@ from nextframe.distill.windows import Window
 from nextframe.training.checkpoint import load_model, save_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a busy machine OpenMP's spinning made these
-    tests 20x slower (2 s vs 40 s measured); restored afterwards for the other test files."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -111,6 +104,24 @@ def test_cd_loss_falls_student_samples_and_resume(tmp_path, square_episodes, tea
     with safe_open(str(tmp_path / "run" / "student.safetensors"), framework="pt") as f:
         meta = f.metadata()
     assert meta["default_steps"] == "2" and meta["distill_method"] == "cd" and meta["distill_step"] == "12"
+
+
+def test_own_context_conditions_on_teacher_predictions(tmp_path, square_episodes, teacher):
+    cfg = _cfg(tmp_path, square_episodes, own_context_prob=1.0, own_context_passes=2)
+    tr = DistillTrainer(teacher, cfg, progress=False)
+    frames, actions = WindowDataset(cfg.data, 16, 16, cfg.seq_len, 4, cfg.cache_dir).sample(8, np.random.default_rng(5))
+    shown = tr._own_context(frames, actions, np.random.default_rng(0), torch.Generator().manual_seed(0))
+    assert shown.shape == frames.shape
+    torch.testing.assert_close(shown[:, 0], frames[:, 0])  # frame 0 has no context to predict it from
+    assert (shown[:, 1:] - frames[:, 1:]).abs().max() > 1e-3  # the rest are the teacher's predictions
+    w = Window.from_batch(frames, actions, 0.0, False, torch.Generator().manual_seed(0), shown)
+    torch.testing.assert_close(w.clean, shown[:, :-1])
+    torch.testing.assert_close(w.target, frames[:, 1:])  # targets stay real
+    assert tr._own_context(frames, actions, np.random.default_rng(0), None) is not None
+    off = DistillTrainer(teacher, dataclasses.replace(cfg, own_context_prob=0.0, out_dir=str(tmp_path / "off")), progress=False)
+    assert off._own_context(frames, actions, np.random.default_rng(0), None) is None
+    tr.train(max_steps=3)
+    assert tr.step == 3
 
 
 def test_h_of_r_ratio_clamp_and_bins():

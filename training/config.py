@@ -27,6 +27,11 @@ class TrainConfig:
     time_logit_std: float = 1.0
     own_context_prob: float = 0.0  # share of batches whose context is the model's own predictions (trainer.own_predictions)
     own_context_passes: int = 1  # up to this many chained prediction passes (drawn 1..n): k-step compounded errors
+    pool_context_prob: float = 0.0  # share of batches whose context comes from long open-loop rollouts (training/rollout_pool.py)
+    pool_min_len: int = 100  # each pool rollout runs for U(min, max) predicted frames, then restarts
+    pool_max_len: int = 300
+    pool_frames_per_step: int = 4  # rollout frames generated per training step
+    pool_tolerance: float = 0.5  # max |shown - real| (in [-1, 1] units) for a pool target pixel to count
     motion_weight: float = 4.0  # extra loss weight on pixels that changed since the previous frame
     bf16: bool = True  # autocast matmuls to bfloat16 (fast on CPUs with AMX/AVX512-BF16; exact elsewhere)
     log_every: int = 20
@@ -41,9 +46,13 @@ class TrainConfig:
     def __post_init__(self):
         if self.seq_len < 2:
             raise ValueError(f"train config: seq_len must be at least 2 (got {self.seq_len})")
-        for name in ("batch_size", "total_steps", "log_every", "eval_every", "ckpt_every", "own_context_passes"):
+        for name in ("batch_size", "total_steps", "log_every", "eval_every", "ckpt_every", "own_context_passes",
+                     "pool_frames_per_step"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train config: {name} must be positive (got {getattr(self, name)})")
+        if self.pool_context_prob > 0 and not self.seq_len <= self.pool_min_len <= self.pool_max_len:
+            raise ValueError(f"train config: need seq_len <= pool_min_len <= pool_max_len "
+                             f"(got {self.seq_len}, {self.pool_min_len}, {self.pool_max_len})")
 
 
 def read_json_config(path: str, what: str):

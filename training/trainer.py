@@ -25,6 +25,7 @@ from nextframe.models.flow import add_noise, sample_train_times, x0_loss_weight
 from nextframe.training.checkpoint import load_training_state, save_model, save_training_state
 from nextframe.training.config import TrainConfig
 from nextframe.training.plot import write_loss_svg
+from nextframe.training.rollout_pool import RolloutPool, consistency_mask
 
 
 def motion_weights(x0: torch.Tensor, strength: float) -> torch.Tensor:
@@ -38,11 +39,15 @@ def motion_weights(x0: torch.Tensor, strength: float) -> torch.Tensor:
 
 
 def training_loss(model: NextFrameDiT, frames: torch.Tensor, actions: torch.Tensor, cfg: TrainConfig,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+                  generator: torch.Generator | None = None, shown: torch.Tensor | None = None) -> torch.Tensor:
+    """shown: frames to use as context instead of `frames` (a rollout pool window); the loss then counts only
+    the pixels rollout_pool.consistency_mask keeps."""
     b, f = frames.shape[:2]
     clean_t = torch.rand(b, f, generator=generator) * cfg.context_noise_max
     context = frames
-    if cfg.own_context_prob > 0 and float(torch.rand(1, generator=generator)) < cfg.own_context_prob:
+    if shown is not None:
+        context = shown
+    elif cfg.own_context_prob > 0 and float(torch.rand(1, generator=generator)) < cfg.own_context_prob:
         passes = 1 + int(torch.randint(cfg.own_context_passes, (1,), generator=generator))
         for _ in range(passes):
             context = own_predictions(model, context, actions, cfg, generator)
@@ -51,7 +56,8 @@ def training_loss(model: NextFrameDiT, frames: torch.Tensor, actions: torch.Tens
     noisy = add_noise(frames, t, torch.randn(frames.shape, generator=generator))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
         denoised = model.forward_sequence(clean, clean_t, actions, noisy, t, actions, torch.arange(f))
-    err = (denoised.float() - frames).square() * motion_weights(frames, cfg.motion_weight)
+    weight = motion_weights(frames, cfg.motion_weight) if shown is None else consistency_mask(shown, frames, cfg.pool_tolerance)
+    err = (denoised.float() - frames).square() * weight
     w = x0_loss_weight(t)
     return (err * w[:, :, None, None, None])[:, 1:].mean()
 
@@ -166,14 +172,24 @@ class Trainer:
         rng = np.random.default_rng([cfg.seed, self.step])
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
         end = cfg.total_steps if max_steps is None else min(cfg.total_steps, self.step + max_steps)
+        pool = None
+        if cfg.pool_context_prob > 0:
+            pool = RolloutPool(self.model, data, cfg.batch_size, cfg.seq_len, cfg.pool_min_len, cfg.pool_max_len,
+                               rng, torch.Generator().manual_seed(cfg.seed * 7_919 + self.step))
         bar = tqdm(total=end, initial=self.step, desc="train", unit="step", disable=not self.progress)
         self.model.train()
         window_loss, window_t0, window_n = 0.0, time.perf_counter(), 0
         while self.step < end:
             for g in self.opt.param_groups:
                 g["lr"] = lr_at(self.step, cfg)
-            frames, actions = data.sample(cfg.batch_size, rng)
-            loss = training_loss(self.model, frames, actions, cfg, gen)
+            shown = None
+            if pool is not None:
+                pool.advance(cfg.pool_frames_per_step)
+            if pool is not None and rng.random() < cfg.pool_context_prob:
+                shown, frames, actions = pool.window()
+            else:
+                frames, actions = data.sample(cfg.batch_size, rng)
+            loss = training_loss(self.model, frames, actions, cfg, gen, shown)
             if not torch.isfinite(loss):
                 raise RuntimeError(f"train: loss is {loss.item()} at step {self.step}; lower lr or check the data")
             self.opt.zero_grad(set_to_none=True)
