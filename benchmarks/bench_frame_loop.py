@@ -1,6 +1,8 @@
-"""Frame-loop latency, side by side in one process on one bundle: the C++ runtime (ONNX Runtime CPU), a Python
-loop over ONNX Runtime (runtime/reference.py), the PyTorch eager loop with KV cache, and PyTorch without a
-cache. Parity is checked first (C++ vs PyTorch on fed noise), then time. Prints one JSON object and writes it.
+"""Frame-loop latency, side by side in one process on one bundle: the C++ runtime (ONNX Runtime CPU; also with
+the cache written by the step graph instead of the kv graph), a Python loop over ONNX Runtime
+(runtime/reference.py), the PyTorch eager loop with KV cache (which, like the runtime, computes only K/V for
+the cache write: models.sampling.CachedSampler), and PyTorch without a cache. Parity is checked first (C++ vs
+PyTorch on fed noise), then time, the cached loops interleaved. Prints one JSON object and writes it.
 
     python benchmarks/bench_frame_loop.py [--model M | --bundle DIR] [--frames 200] [--out JSON]
     nextframe bench [BUNDLE] [--model M] [--frames 200] [--json] [--out JSON]     (the same run)
@@ -31,7 +33,8 @@ from nextframe.export.bundle import export_bundle, sha256_file
 from nextframe.models.sampling import CachedSampler, UncachedSampler
 from nextframe.training.checkpoint import load_model
 
-PARITY_NMSE_BOUND = 1e-6  # C++ vs PyTorch on fed noise (tests/test_runtime_parity.py explains the bound)
+PARITY_NMSE_BOUND = 1e-6
+CHUNK = 20  # frames per loop per round  # C++ vs PyTorch on fed noise (tests/test_runtime_parity.py explains the bound)
 
 
 def summary(ms: list[float]) -> dict:
@@ -120,46 +123,59 @@ def _run_on_bundle(args, model, bundle: str) -> dict:
         raise RuntimeError(f"bench: the C++ runtime and PyTorch disagree (NMSE {nmse:.3g} > {PARITY_NMSE_BOUND}); "
                            "is the bundle exported from this model?")
 
-    results = {}
-    # ---- C++ runtime -------------------------------------------------------------------------------
-    s = Session(bundle, backend="ort-cpu", threads=args.threads, seed=args.seed, n_warmup_frames=args.warmup)
-    s.reset(ctx.transpose(0, 2, 3, 1), leading)
-    ms, frames = timed(s.step, actions, args.warmup)
-    core = s.stats()
-    results["cpp_runtime"] = {**summary(ms), "core_stats": core}
-    decode = _core.NativeDecoder(s.bundle)  # the core's decoder, as Session.step_native runs it
+    # ---- the cached loops, interleaved: rounds of CHUNK frames each in turn, so host noise (other
+    # tenants, frequency changes) lands on every loop alike instead of on whichever ran during it -----
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = args.threads, 1
+
+    def ort_fn(graph: str):
+        sess = ort.InferenceSession(os.path.join(bundle, manifest["graphs"][graph]["file"]), so, providers=["CPUExecutionProvider"])
+        names = [i["name"] for i in manifest["graphs"][graph]["inputs"]]
+        return lambda *xs: sess.run(None, dict(zip(names, xs)))
+
+    has_kv = "kv" in manifest["graphs"]
+    ng = np.random.default_rng(2)
+    py_loop = ReferenceLoop(manifest, ort_fn("step"), [ng.standard_normal(cfg.channels * cfg.height * cfg.width).astype(np.float32)
+                                                       for _ in range(cfg.context + 2 * args.frames)],
+                            kv_fn=ort_fn("kv") if has_kv else None)
+    py_loop.reset(ctx_float.numpy(), leading)
+    eager = CachedSampler(model, n_steps=n_steps, context_noise=cn, generator=torch.Generator().manual_seed(args.seed))
+    eager.reset(ctx_float, leading)
+    sessions = {"cpp_runtime": Session(bundle, backend="ort-cpu", threads=args.threads, seed=args.seed, n_warmup_frames=args.warmup)}
+    if has_kv:  # the same core writing the cache with the step graph: what the kv graph saves
+        sessions["cpp_runtime_step_graph_only"] = Session(bundle, backend="ort-cpu", threads=args.threads, seed=args.seed,
+                                                          n_warmup_frames=args.warmup, use_kv_graph=False)
+    for sess in sessions.values():
+        sess.reset(ctx.transpose(0, 2, 3, 1), leading)
+    loops = {**{name: sess.step for name, sess in sessions.items()}, "python_ort_loop": py_loop.step, "torch_eager_cached": eager.step}
+    ms = {name: [] for name in loops}
+    frames = []
+    for lo in range(0, args.frames, CHUNK):
+        for name, step in loops.items():
+            chunk_ms, out = timed(step, actions[lo : lo + CHUNK], max(0, args.warmup - lo))
+            ms[name] += chunk_ms
+            if name == "cpp_runtime":
+                frames += out
+    results = {name: summary(v) for name, v in ms.items()}
+    core = sessions["cpp_runtime"].stats()
+    results["cpp_runtime"]["core_stats"] = core
+    decode = _core.NativeDecoder(sessions["cpp_runtime"].bundle)  # the core's decoder, as Session.step_native runs it
     decode.set_reference(ep.frames[cfg.context - 1], low[cfg.context - 1])
     t0 = time.perf_counter()
     for f in frames[: min(50, len(frames))]:
         decode.decode(np.ascontiguousarray(f.transpose(2, 0, 1)))
     decode_ms = (time.perf_counter() - t0) * 1000.0 / min(50, len(frames))
-    s.close()
+    for sess in sessions.values():
+        sess.close()
 
-    # ---- Python loop over ONNX Runtime -------------------------------------------------------------
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = args.threads, 1
-    sess = ort.InferenceSession(os.path.join(bundle, manifest["graphs"]["step"]["file"]), so, providers=["CPUExecutionProvider"])
-    names = [i["name"] for i in manifest["graphs"]["step"]["inputs"]]
-
-    def ort_step(*xs):
-        return sess.run(None, dict(zip(names, xs)))
-
-    ng = np.random.default_rng(2)
-    loop = ReferenceLoop(manifest, ort_step, [ng.standard_normal(cfg.channels * cfg.height * cfg.width).astype(np.float32)
-                                               for _ in range(cfg.context + 2 * args.frames)])
-    loop.reset(ctx_float.numpy(), leading)
-    ms, _ = timed(loop.step, actions, args.warmup)
-    results["python_ort_loop"] = summary(ms)
-
-    # ---- PyTorch eager, KV-cached and uncached -----------------------------------------------------
-    for name, cls, n in (("torch_eager_cached", CachedSampler, args.frames), ("torch_eager_no_cache", UncachedSampler, 64 + args.warmup)):
-        sm = cls(model, n_steps=n_steps, context_noise=cn, generator=torch.Generator().manual_seed(args.seed))
-        sm.reset(ctx_float, leading)
-        ms, _ = timed(sm.step, actions[:n], args.warmup)
-        results[name] = summary(ms)
-        if cls is UncachedSampler:  # latency against history length (context frames + generated ones)
-            hist = np.arange(len(ms)) + cfg.context + args.warmup
-            results[name]["latency_ms_by_history"] = {str(h): round(float(ms[i]), 2) for i, h in enumerate(hist) if h in (4, 8, 16, 32, 64)}
+    # ---- PyTorch without a cache, as its history grows ----------------------------------------------
+    sm = UncachedSampler(model, n_steps=n_steps, context_noise=cn, generator=torch.Generator().manual_seed(args.seed))
+    sm.reset(ctx_float, leading)
+    nc_ms, _ = timed(sm.step, actions[: 64 + args.warmup], args.warmup)
+    results["torch_eager_no_cache"] = summary(nc_ms)
+    hist = np.arange(len(nc_ms)) + cfg.context + args.warmup  # context frames + generated ones
+    results["torch_eager_no_cache"]["latency_ms_by_history"] = {
+        str(h): round(float(nc_ms[i]), 2) for i, h in enumerate(hist) if h in (4, 8, 16, 32, 64)}
 
     cpp, torch_c = results["cpp_runtime"], results["torch_eager_cached"]
     by_hist = results["torch_eager_no_cache"]["latency_ms_by_history"]
@@ -173,6 +189,9 @@ def _run_on_bundle(args, model, bundle: str) -> dict:
         "runtime_fps": cpp["fps"], "torch_fps": torch_c["fps"],
         "speedup_cpp_vs_torch_eager": round(cpp["fps"] / torch_c["fps"], 2),
         "speedup_cpp_vs_python_ort": round(cpp["fps"] / results["python_ort_loop"]["fps"], 2),
+        "speedup_kv_graph": (round(cpp["fps"] / results["cpp_runtime_step_graph_only"]["fps"], 2)
+                             if "cpp_runtime_step_graph_only" in results else None),
+        "timing": f"cached loops interleaved in rounds of {CHUNK} frames; the no-cache loop after them",
         "cpp_runtime_overhead_fraction": round(1.0 - core["engine_fraction"], 4) if frame_ms else None,
         "native_decode_ms": round(decode_ms, 3),
         "fps_with_decode": round(1000.0 / (cpp["latency_mean_ms"] + decode_ms), 1),

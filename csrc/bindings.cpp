@@ -212,6 +212,7 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("step_inputs", [](const nf::Bundle& b) { return spec_list(b.step.inputs); })
         .def_property_readonly("step_outputs", [](const nf::Bundle& b) { return spec_list(b.step.outputs); })
         .def_property_readonly("step_graph_path", &nf::Bundle::step_graph_path)
+        .def_property_readonly("has_kv_graph", &nf::Bundle::has_kv_graph)
         .def_property_readonly("tensorrt_engines", [](const nf::Bundle& b) {
             py::list l;
             for (const auto& e : b.trt_engines) {
@@ -330,7 +331,8 @@ PYBIND11_MODULE(_core, m) {
         .def(py::init([](const nf::Bundle& b, const std::string& backend, std::int64_t threads, const std::string& ort_lib,
                          std::uint64_t seed, bool speculate, std::int64_t n_steps, const std::string& sampler,
                          std::int64_t disa_n_max, std::int64_t disa_n_min, std::int64_t disa_n_anneal_frames,
-                         const std::string& disa_kind, std::int64_t n_warmup_frames, const std::string& trt_precision) {
+                         const std::string& disa_kind, std::int64_t n_warmup_frames, const std::string& trt_precision,
+                         bool use_kv_graph) {
                  nf::FrameLoopParams p;
                  p.seed = seed;
                  p.speculate = speculate;
@@ -344,16 +346,19 @@ PYBIND11_MODULE(_core, m) {
                      p.disa.n_anneal_frames = disa_n_anneal_frames;
                      p.disa.kind = nf::parse_disa_kind(disa_kind);
                  }
-                 auto engine = nf::make_engine(b, engine_params(backend, threads, ort_lib, trt_precision));
-                 return std::make_unique<nf::FrameLoop>(b, std::move(engine), p);
+                 const nf::EngineParams ep = engine_params(backend, threads, ort_lib, trt_precision);
+                 auto engine = nf::make_engine(b, ep);
+                 auto kv_engine = use_kv_graph ? nf::make_kv_engine(b, *engine, ep) : nullptr;
+                 return std::make_unique<nf::FrameLoop>(b, std::move(engine), p, std::move(kv_engine));
              }),
              py::arg("bundle"), py::arg("backend") = "auto", py::arg("threads") = 2, py::arg("ort_lib") = "",
              py::arg("seed") = 0, py::arg("speculate") = false, py::arg("n_steps") = 0, py::arg("sampler") = "euler",
              py::arg("disa_n_max") = 0, py::arg("disa_n_min") = 1, py::arg("disa_n_anneal_frames") = 0,
              py::arg("disa_kind") = "linear", py::arg("n_warmup_frames") = 2, py::arg("trt_precision") = "",
-             py::call_guard<py::gil_scoped_release>(),
+             py::arg("use_kv_graph") = true, py::call_guard<py::gil_scoped_release>(),
              "n_steps 0: the manifest's schedule. disa_n_max > 0 turns on DiSA (n_steps is then unused). trt_precision: "
-             "which of the bundle's TensorRT engines backend 'trt' runs (empty: the first built for this GPU).")
+             "which of the bundle's TensorRT engines backend 'trt' runs (empty: the first built for this GPU). "
+             "use_kv_graph: write the cache with the bundle's kv graph when it has one (False: with the step graph).")
         .def("reset",
              [](nf::FrameLoop& l, const FloatArray& frames, const IntArray& actions) {
                  const std::int64_t numel = l.frame_numel();
@@ -419,5 +424,6 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("fed_noise", &nf::FrameLoop::fed_noise)
         .def_property_readonly("frame_numel", &nf::FrameLoop::frame_numel)
         .def_property_readonly("backend", [](const nf::FrameLoop& l) { return l.engine().name(); })
+        .def_property_readonly("uses_kv_graph", &nf::FrameLoop::uses_kv_graph)
         .def_property_readonly("backend_note", [](const nf::FrameLoop& l) { return l.engine().note(); });
 }

@@ -1,5 +1,7 @@
 #include "bundle.h"
 
+#include <algorithm>
+
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -143,6 +145,30 @@ void check_step_io(const Bundle& b) {
     };
     check(b.step.inputs, inputs, "input");
     check(b.step.outputs, outputs, "output");
+}
+
+// The kv graph is fed the very buffers of the step graph, so its inputs must be the step graph's, and its
+// outputs exactly the step graph's k_new and v_new.
+void check_kv_io(const Bundle& b) {
+    NF_CHECK_ARG(b.kv.inputs.size() == b.step.inputs.size(), "bundle: kv graph inputs differ from the step graph's");
+    for (const auto& k : b.kv.inputs) {
+        const TensorSpec* s = b.find_step_input(k.name);
+        NF_CHECK_ARG(s != nullptr && s->dtype == k.dtype && s->shape == k.shape,
+                     "bundle: kv graph input '" + k.name + "' differs from the step graph's");
+    }
+    for (const auto& si : b.step.inputs) {
+        const bool found = std::any_of(b.kv.inputs.begin(), b.kv.inputs.end(), [&](const TensorSpec& k) { return k.name == si.name; });
+        NF_CHECK_ARG(found, "bundle: kv graph lacks the step graph's input '" + si.name + "'");
+    }
+    NF_CHECK_ARG(b.kv.outputs.size() == 2, "bundle: kv graph must have exactly the outputs k_new and v_new");
+    for (const auto& o : b.kv.outputs) {
+        const TensorSpec* s = nullptr;
+        for (const auto& so : b.step.outputs)
+            if (so.name == o.name) s = &so;
+        NF_CHECK_ARG((o.name == "k_new" || o.name == "v_new") && s != nullptr && s->dtype == o.dtype && s->shape == o.shape,
+                     "bundle: kv graph output '" + o.name + "' is not the step graph's k_new or v_new");
+    }
+    NF_CHECK_ARG(b.kv.outputs[0].name != b.kv.outputs[1].name, "bundle: kv graph output '" + b.kv.outputs[0].name + "' listed twice");
 }
 
 bool is_hex64(const std::string& s) {
@@ -317,6 +343,14 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
     b.step.opset = step.positive("opset");
     b.step.inputs = parse_specs(step, "inputs");
     b.step.outputs = parse_specs(step, "outputs");
+    if (graphs.find("kv") != nullptr) {
+        const Reader kv = graphs.object("kv");
+        b.kv.file = kv.string("file");
+        NF_CHECK_ARG(!b.kv.file.empty(), "bundle: manifest key 'graphs.kv.file' is empty");
+        b.kv.opset = kv.positive("opset");
+        b.kv.inputs = parse_specs(kv, "inputs");
+        b.kv.outputs = parse_specs(kv, "outputs");
+    }
 
     const Json& files = root.get("files");
     NF_CHECK_ARG(files.is_object(), "bundle: manifest key 'files' must be an object");
@@ -333,13 +367,17 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
         e.bytes = std::uint64_t(n);
         b.files.push_back(std::move(e));
     }
-    NF_CHECK_ARG(!path_escapes(b.step.file), "bundle: file path '" + b.step.file + "' escapes the bundle");
-    bool listed = false;
-    for (const auto& f : b.files) listed = listed || f.path == b.step.file;
-    NF_CHECK_ARG(listed, "bundle: graph file '" + b.step.file + "' not listed in files");
+    for (const GraphInfo* g : {&b.step, &b.kv}) {
+        if (g->file.empty()) continue;
+        NF_CHECK_ARG(!path_escapes(g->file), "bundle: file path '" + g->file + "' escapes the bundle");
+        bool listed = false;
+        for (const auto& f : b.files) listed = listed || f.path == g->file;
+        NF_CHECK_ARG(listed, "bundle: graph file '" + g->file + "' not listed in files");
+    }
     if (const Json* trt = root.find("tensorrt"); trt != nullptr) parse_tensorrt(b, *trt);
 
     check_step_io(b);
+    if (b.has_kv_graph()) check_kv_io(b);
     return b;
 }
 

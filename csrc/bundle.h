@@ -78,6 +78,9 @@ struct Bundle {
 
     std::string path_of(const std::string& relative) const { return dir + "/" + relative; }
     std::string step_graph_path() const { return path_of(step.file); }
+    // The optional kv graph: the step graph's inputs, only k_new/v_new out (the cache write of a finished frame).
+    bool has_kv_graph() const { return !kv.file.empty(); }
+    std::string kv_graph_path() const { return path_of(kv.file); }
     const TensorSpec* find_step_input(const std::string& name) const;
 
     std::string dir;
@@ -91,6 +94,7 @@ struct Bundle {
     KvCacheLayout kv_cache;
     SamplerInfo sampler;
     GraphInfo step;
+    GraphInfo kv;  // file empty when the manifest has no "graphs.kv"
     std::vector<FileEntry> files;
     std::vector<TrtEngineEntry> trt_engines;  // empty when the manifest has no "tensorrt" section
 };

@@ -6,7 +6,7 @@
 namespace nf {
 
 // engine_ort.cpp
-std::unique_ptr<Engine> make_ort_engine(const Bundle& bundle, const EngineParams& params);
+std::unique_ptr<Engine> make_ort_engine(const Bundle& bundle, const GraphInfo& graph, const EngineParams& params);
 #ifdef NF_HAVE_TENSORRT
 // engine_trt.cpp (compiled only when CMake found TensorRT and CUDA)
 std::unique_ptr<Engine> make_trt_engine(const Bundle& bundle, const EngineParams& params);
@@ -82,7 +82,7 @@ std::unique_ptr<Engine> make_engine(const Bundle& bundle, const EngineParams& pa
         case Backend::Auto:
         case Backend::OrtCpu:
         case Backend::OrtCuda:
-            return make_ort_engine(bundle, params);
+            return make_ort_engine(bundle, bundle.step, params);
         case Backend::Trt:
 #ifdef NF_HAVE_TENSORRT
             return make_trt_engine(bundle, params);
@@ -92,6 +92,21 @@ std::unique_ptr<Engine> make_engine(const Bundle& bundle, const EngineParams& pa
 #endif
     }
     throw InvalidArgument("engine: unknown backend");
+}
+
+}  // namespace nf
+
+namespace nf {
+
+std::unique_ptr<Engine> make_kv_engine(const Bundle& bundle, const Engine& step_engine, const EngineParams& params) {
+    if (!bundle.has_kv_graph()) return nullptr;
+    // Same provider as the step engine (so "auto" cannot split the two across devices). TensorRT bundles
+    // carry plans of the step graph only: the loop then writes the cache with the step graph.
+    EngineParams p = params;
+    if (step_engine.name() == "ort-cpu") p.backend = Backend::OrtCpu;
+    else if (step_engine.name() == "ort-cuda") p.backend = Backend::OrtCuda;
+    else return nullptr;
+    return make_ort_engine(bundle, bundle.kv, p);
 }
 
 }  // namespace nf

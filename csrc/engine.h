@@ -92,5 +92,8 @@ OrtLibraryInfo ort_library_info(const std::string& ort_lib = "");
 // Trt: the bundle's prebuilt TensorRT engine for this GPU (engine_trt.cpp); nf::RuntimeError when the
 // backend was not compiled in.
 std::unique_ptr<Engine> make_engine(const Bundle& bundle, const EngineParams& params);
+// An engine for the bundle's kv graph on the provider step_engine runs on, or nullptr when the bundle has
+// no kv graph or the step engine is not ONNX Runtime (the frame loop then writes the cache with the step graph).
+std::unique_ptr<Engine> make_kv_engine(const Bundle& bundle, const Engine& step_engine, const EngineParams& params);
 
 }  // namespace nf

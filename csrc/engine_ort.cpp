@@ -90,8 +90,8 @@ void check_against_manifest(const std::vector<TensorSpec>& graph, const std::vec
 
 class OrtEngine final : public Engine {
 public:
-    OrtEngine(const Bundle& bundle, const EngineParams& params, bool cuda, std::string note)
-        : Engine(bundle.step.inputs, bundle.step.outputs, cuda ? "ort-cuda" : "ort-cpu"),
+    OrtEngine(const Bundle& bundle, const GraphInfo& graph, const EngineParams& params, bool cuda, std::string note)
+        : Engine(graph.inputs, graph.outputs, cuda ? "ort-cuda" : "ort-cpu"),
           api_(ort_api(params.ort_lib)),
           env_(ort_env()) {
         set_note(std::move(note));
@@ -115,14 +115,14 @@ public:
             ort_check(api_.SessionOptionsAppendExecutionProvider_CUDA_V2(opts.get(), cuda_opts.get()),
                       "engine_ort: cannot append the CUDA execution provider");
         }
-        const std::string path = bundle.step_graph_path();
+        const std::string path = bundle.path_of(graph.file);
         OrtSession* raw_session = nullptr;
         ort_check(api_.CreateSession(env_.get(), path.c_str(), opts.get(), &raw_session),
-                  "engine_ort: cannot load step graph '" + path + "'");
+                  "engine_ort: cannot load graph '" + path + "'");
         session_.reset(raw_session);
 
-        check_against_manifest(session_specs(api_, session_.get(), true), inputs(), bundle.step.file, "input");
-        check_against_manifest(session_specs(api_, session_.get(), false), outputs(), bundle.step.file, "output");
+        check_against_manifest(session_specs(api_, session_.get(), true), inputs(), graph.file, "input");
+        check_against_manifest(session_specs(api_, session_.get(), false), outputs(), graph.file, "output");
 
         OrtMemoryInfo* raw_mem = nullptr;
         ort_check(api_.CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &raw_mem),
@@ -186,26 +186,26 @@ std::string join(const std::vector<std::string>& v) {
 
 }  // namespace
 
-std::unique_ptr<Engine> make_ort_engine(const Bundle& bundle, const EngineParams& params) {
+std::unique_ptr<Engine> make_ort_engine(const Bundle& bundle, const GraphInfo& graph, const EngineParams& params) {
     ort_api(params.ort_lib);
-    if (params.backend == Backend::OrtCpu) return std::make_unique<OrtEngine>(bundle, params, false, "");
+    if (params.backend == Backend::OrtCpu) return std::make_unique<OrtEngine>(bundle, graph, params, false, "");
     const bool cuda_built = has_provider(kCudaProvider);
     if (params.backend == Backend::OrtCuda) {
         NF_CHECK(cuda_built, "engine_ort: " + std::string(kCudaProvider) + " not in onnxruntime " + ort_version() +
                                  " at '" + ort_lib_path() + "' (available: " + join(ort_available_providers()) +
                                  "); install onnxruntime-gpu in an environment without onnxruntime");
-        return std::make_unique<OrtEngine>(bundle, params, true, "");
+        return std::make_unique<OrtEngine>(bundle, graph, params, true, "");
     }
     // auto
     if (!cuda_built) {
-        return std::make_unique<OrtEngine>(bundle, params, false,
+        return std::make_unique<OrtEngine>(bundle, graph, params, false,
                                            "auto: onnxruntime " + ort_version() + " has no " + kCudaProvider);
     }
     try {
-        return std::make_unique<OrtEngine>(bundle, params, true, "auto: CUDA session created");
+        return std::make_unique<OrtEngine>(bundle, graph, params, true, "auto: CUDA session created");
     } catch (const RuntimeError& e) {
         // No usable device: fall back to CPU and say why (the reason is kept, not dropped).
-        return std::make_unique<OrtEngine>(bundle, params, false, std::string("auto: CUDA unusable (") + e.what() + ")");
+        return std::make_unique<OrtEngine>(bundle, graph, params, false, std::string("auto: CUDA unusable (") + e.what() + ")");
     }
 }
 

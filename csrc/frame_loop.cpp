@@ -41,7 +41,8 @@ private:
     FrameLoop& loop_;
 };
 
-FrameLoop::FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const FrameLoopParams& params)
+FrameLoop::FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const FrameLoopParams& params,
+                     std::unique_ptr<Engine> kv_engine)
     : channels_(bundle.frame.channels),
       height_(bundle.frame.height),
       width_(bundle.frame.width),
@@ -50,6 +51,7 @@ FrameLoop::FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const
       no_action_(bundle.no_action),
       context_noise_(float(bundle.sampler.context_noise)),
       engine_(std::move(engine)),
+      kv_engine_(std::move(kv_engine)),
       kv_(bundle.kv_cache),
       schedule_(make_schedule(bundle, params)),
       sampler_(params.sampler, prediction_of_kind(bundle.sampler.kind), numel_),
@@ -74,7 +76,15 @@ FrameLoop::FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const
     spec_noise_ = HostTensor(DType::F32, {2, numel_});
     prev_saved_ = HostTensor(DType::F32, {numel_});
 
-    for (const auto& s : engine_->inputs()) {
+    bindings_ = bind_io(*engine_, "step", {prediction_output_name(sampler_.prediction()), "k_new", "v_new"});
+    if (kv_engine_) kv_bindings_ = bind_io(*kv_engine_, "kv", {"k_new", "v_new"});
+    model_fn_ = std::make_unique<Model>(*this);
+    if (params_.speculate) worker_ = std::thread([this] { worker_main(); });
+}
+
+Bindings FrameLoop::bind_io(const Engine& engine, const std::string& graph, const std::vector<std::string>& outputs) {
+    Bindings b;
+    for (const auto& s : engine.inputs()) {
         HostTensor* t = nullptr;
         if (s.name == "x") t = &x_in_;
         else if (s.name == "t") t = &t_in_;
@@ -84,29 +94,30 @@ FrameLoop::FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const
         else if (s.name == "cache_k") t = &kv_.k();
         else if (s.name == "cache_v") t = &kv_.v();
         else if (s.name == "ages") t = &ages_in_;
-        NF_CHECK_ARG(t != nullptr, "frame_loop: step graph input '" + s.name + "' not understood");
-        bindings_.inputs.push_back(t);
+        NF_CHECK_ARG(t != nullptr, "frame_loop: " + graph + " graph input '" + s.name + "' not understood");
+        b.inputs.push_back(t);
     }
-    for (const auto& s : engine_->outputs()) {
+    for (const auto& s : engine.outputs()) {
         HostTensor* t = nullptr;
-        if (s.name == prediction_output_name(sampler_.prediction())) t = &prediction_;
-        else if (s.name == "k_new") t = &k_new_;
-        else if (s.name == "v_new") t = &v_new_;
-        NF_CHECK_ARG(t != nullptr, "frame_loop: step graph output '" + s.name + "' not understood");
-        bindings_.outputs.push_back(t);
+        if (std::find(outputs.begin(), outputs.end(), s.name) != outputs.end()) {
+            if (s.name == "k_new") t = &k_new_;
+            else if (s.name == "v_new") t = &v_new_;
+            else t = &prediction_;
+        }
+        NF_CHECK_ARG(t != nullptr, "frame_loop: " + graph + " graph output '" + s.name + "' not understood");
+        b.outputs.push_back(t);
     }
     for (const char* name : {"x", "t", "action", "cache_k", "cache_v", "ages"}) {
-        const bool found = std::any_of(engine_->inputs().begin(), engine_->inputs().end(),
+        const bool found = std::any_of(engine.inputs().begin(), engine.inputs().end(),
                                        [&](const TensorSpec& s) { return s.name == name; });
-        NF_CHECK_ARG(found, std::string("frame_loop: step graph has no input '") + name + "'");
+        NF_CHECK_ARG(found, "frame_loop: " + graph + " graph has no input '" + name + "'");
     }
-    for (const char* name : {prediction_output_name(sampler_.prediction()), "k_new", "v_new"}) {
-        const bool found = std::any_of(engine_->outputs().begin(), engine_->outputs().end(),
+    for (const auto& name : outputs) {
+        const bool found = std::any_of(engine.outputs().begin(), engine.outputs().end(),
                                        [&](const TensorSpec& s) { return s.name == name; });
-        NF_CHECK_ARG(found, std::string("frame_loop: step graph has no output '") + name + "'");
+        NF_CHECK_ARG(found, "frame_loop: " + graph + " graph has no output '" + name + "'");
     }
-    model_fn_ = std::make_unique<Model>(*this);
-    if (params_.speculate) worker_ = std::thread([this] { worker_main(); });
+    return b;
 }
 
 FrameLoop::~FrameLoop() {
@@ -211,6 +222,14 @@ void FrameLoop::run_engine() {
     stats_.record_engine_run();
 }
 
+void FrameLoop::run_kv_engine() {
+    if (!kv_engine_) return run_engine();
+    const auto t0 = Clock::now();
+    kv_engine_->run(kv_bindings_);
+    engine_ms_accum_ += ms_since(t0);
+    stats_.record_engine_run();
+}
+
 void FrameLoop::compute_ages() { kv_.ages(ages_in_.data<std::int64_t>()); }
 
 void FrameLoop::push_locked(const float* frame, std::int64_t action, const float* ctx_noise) {
@@ -225,7 +244,7 @@ void FrameLoop::push_locked(const float* frame, std::int64_t action, const float
     t_in_.data<float>()[0] = cn;
     action_in_.data<std::int64_t>()[0] = action;
     compute_ages();
-    run_engine();
+    run_kv_engine();
     kv_.push(k_new_.data<float>(), v_new_.data<float>());
     if (has_prev_) std::memcpy(prev_in_.raw(), x_in_.raw(), x_in_.nbytes());
     prev_action_in_.data<std::int64_t>()[0] = action;  // read only by graphs with a prev_action input

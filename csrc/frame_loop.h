@@ -2,7 +2,8 @@
 // nextframe.models.sampling.CachedSampler exactly (same arithmetic order, same noise order):
 //
 //   push_frame(frame, a): e ~ N(0,1); x = (1 - cn) frame + cn e (cn = sampler.context_noise);
-//       run step(x, t = cn, a, prev, cache, ages[, prev_action]); write k_new/v_new into slot pos % n_slots;
+//       run step(x, t = cn, a, prev, cache, ages[, prev_action]) (or the kv graph, same inputs, when the
+//       bundle has one); write k_new/v_new into slot pos % n_slots;
 //       prev = x, prev_action = a.
 //   reset(frames, actions): clear the ring, prev = 0, push each frame.
 //   step(a): x = e ~ N(0,1); integrate with the sampler over the frame's schedule (each evaluation runs the
@@ -51,8 +52,10 @@ struct FrameLoopParams {
 
 class FrameLoop {
 public:
-    // The engine must run bundle's step graph (its io specs are matched by name to the loop's buffers).
-    FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const FrameLoopParams& params);
+    // The engine must run bundle's step graph (its io specs are matched by name to the loop's buffers);
+    // kv_engine (optional, make_kv_engine) its kv graph, which then writes the cache instead of the step graph.
+    FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const FrameLoopParams& params,
+              std::unique_ptr<Engine> kv_engine = nullptr);
     ~FrameLoop();  // stops and joins the speculation worker
     FrameLoop(const FrameLoop&) = delete;
     FrameLoop& operator=(const FrameLoop&) = delete;
@@ -77,6 +80,7 @@ public:
     std::vector<std::int64_t> slot_pos();
     bool speculation_pending();
     const Engine& engine() const { return *engine_; }
+    bool uses_kv_graph() const { return kv_engine_ != nullptr; }
     StatsSummary stats();
     std::string stats_json();
 
@@ -89,7 +93,9 @@ private:
     void validate_action(std::int64_t action, bool allow_no_action, const char* what) const;
     void draw(float* dst);
     void unread(const float* chunk);  // puts one frame of noise back in front of the stream
+    Bindings bind_io(const Engine& engine, const std::string& graph, const std::vector<std::string>& outputs);
     void run_engine();
+    void run_kv_engine();  // the cache write: the kv graph if there is one, else the step graph
     void compute_ages();
     void push_locked(const float* frame, std::int64_t action, const float* ctx_noise);
     void compute_frame(std::int64_t action, float* x, const float* ctx_noise);
@@ -106,6 +112,7 @@ private:
     bool has_prev_ = false;
 
     std::unique_ptr<Engine> engine_;
+    std::unique_ptr<Engine> kv_engine_;  // may be null
     KvCache kv_;
     Schedule schedule_;
     Sampler sampler_;
@@ -117,7 +124,7 @@ private:
     HostTensor prev_action_in_;  // the action that led to prev_in_ (graphs of prev_action_input models)
     std::int64_t prev_action_saved_ = 0;
     HostTensor prediction_, k_new_, v_new_;  // prediction_: the "velocity" or "denoised" output
-    Bindings bindings_;
+    Bindings bindings_, kv_bindings_;
     std::unique_ptr<Model> model_fn_;
 
     // loop state

@@ -13,13 +13,14 @@ import shutil
 import tempfile
 
 from nextframe.export.check import check_step_parity
-from nextframe.export.onnx import OPSET, export_step, n_slots, step_io_specs
+from nextframe.export.onnx import OPSET, export_kv, export_step, kv_io_specs, n_slots, step_io_specs
 from nextframe.models.dit import NextFrameDiT
 from nextframe.models.flow import flow_schedule
 
 FORMAT = "nextframe.bundle"
 FORMAT_VERSION = 1
 STEP_FILE = "step.onnx"
+KV_FILE = "kv.onnx"
 
 
 def sha256_file(path: str) -> str:
@@ -57,6 +58,7 @@ def build_manifest(model: NextFrameDiT, n_steps: int, context_noise: float, shif
 
     c = model.cfg
     inputs, outputs = step_io_specs(model)
+    kv_inputs, kv_outputs = kv_io_specs(model)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -71,7 +73,8 @@ def build_manifest(model: NextFrameDiT, n_steps: int, context_noise: float, shif
         "sampler": {"kind": "flow_euler_x0", "n_steps": n_steps, "shift": shift, "times": flow_schedule(n_steps, shift) if times is None else times,
                     "context_noise": context_noise},
         "native_decoder": {"kind": "detail_transfer", "agree_threshold": 20.0},
-        "graphs": {"step": {"file": STEP_FILE, "opset": OPSET, "inputs": inputs, "outputs": outputs}},
+        "graphs": {"step": {"file": STEP_FILE, "opset": OPSET, "inputs": inputs, "outputs": outputs},
+                   "kv": {"file": KV_FILE, "opset": OPSET, "inputs": kv_inputs, "outputs": kv_outputs}},
         "files": files,
     }
 
@@ -94,10 +97,12 @@ def export_bundle(model: NextFrameDiT, out_dir: str, n_steps: int | None = None,
     tmp = tempfile.mkdtemp(prefix=".bundle-", dir=parent)
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be shared
     try:
-        step_path = os.path.join(tmp, STEP_FILE)
+        step_path, kv_path = os.path.join(tmp, STEP_FILE), os.path.join(tmp, KV_FILE)
         export_step(model, step_path)
-        parity = check_step_parity(model, step_path) if check else None
-        files = {STEP_FILE: {"sha256": sha256_file(step_path), "bytes": os.path.getsize(step_path)}}
+        export_kv(model, kv_path)
+        parity = check_step_parity(model, step_path, kv_path=kv_path) if check else None
+        files = {name: {"sha256": sha256_file(path), "bytes": os.path.getsize(path)}
+                 for name, path in ((STEP_FILE, step_path), (KV_FILE, kv_path))}
         manifest = build_manifest(model, n_steps, context_noise, shift, files, times)
         if parity is not None:
             manifest["export_check"] = {"nmse": parity, "backend": "onnxruntime-cpu"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nextframe.export.onnx import STEP_OUTPUTS, example_step_inputs, step_input_names
+from nextframe.export.onnx import KV_OUTPUTS, STEP_OUTPUTS, example_step_inputs, step_input_names
 from nextframe.models.dit import NextFrameDiT
 
 NMSE_BOUND = 1e-7
@@ -19,15 +19,21 @@ def nmse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.square(a.astype(np.float64) - b))) / max(den, 1e-30)
 
 
-def check_step_parity(model: NextFrameDiT, onnx_path: str, seed: int = 0) -> dict[str, float]:
+def check_step_parity(model: NextFrameDiT, onnx_path: str, seed: int = 0, kv_path: str | None = None) -> dict[str, float]:
+    """NMSE of every output of the step graph (and of the kv graph, as "kv.k_new" / "kv.v_new") against
+    model.step on the same fixed input."""
     import onnxruntime as ort
 
     ins = example_step_inputs(model, seed)
+    feed = {n: t.numpy() for n, t in zip(step_input_names(model), ins)}
     with torch.no_grad():
-        ref = [r.numpy() for r in model.eval().step(*ins)]
-    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-    got = sess.run(list(STEP_OUTPUTS), {n: t.numpy() for n, t in zip(step_input_names(model), ins)})
-    errors = {name: nmse(g, r) for name, g, r in zip(STEP_OUTPUTS, got, ref)}
+        ref = dict(zip(STEP_OUTPUTS, (r.numpy() for r in model.eval().step(*ins))))
+    errors = {}
+    for prefix, path, outputs in (("", onnx_path, STEP_OUTPUTS), ("kv.", kv_path, KV_OUTPUTS)):
+        if path is None:
+            continue
+        got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(list(outputs), feed)
+        errors.update({prefix + name: nmse(g, ref[name]) for name, g in zip(outputs, got)})
     bad = {k: v for k, v in errors.items() if not v <= NMSE_BOUND}
     if bad:
         raise RuntimeError(f"export: ONNX Runtime disagrees with PyTorch (nmse {bad}, bound {NMSE_BOUND}); bundle not written")

@@ -1,9 +1,15 @@
-"""torch -> ONNX for the next-frame model: one `step` graph serves every network call of the frame loop.
+"""torch -> ONNX for the next-frame model: a `step` graph for the denoising calls and a `kv` graph for the
+cache write.
 
-The runtime calls it n_steps times per frame to denoise (reading `denoised`, the predicted clean frame), and once more on the finished
-frame at the context-noise level to get that frame's K/V (reading `k_new`, `v_new`), so the runtime owns the
-cache and the graph is stateless. Shapes are fixed (batch 1, n_slots = context + 1: one spare slot lets the
-loop roll a speculative frame back without losing the oldest frame of the window).
+The runtime calls `step` n_steps times per frame to denoise (reading `denoised`, the predicted clean frame),
+then `kv` once on the finished frame at the context-noise level to get that frame's K/V (`k_new`, `v_new`),
+so the runtime owns the cache and the graphs are stateless. `kv` takes the same inputs and stops after the
+last block's K/V projection: the last block's attention and MLP and the output head only serve `denoised`
+(about a fifth of a step's work at depth 5). `step` alone can do both (its k_new/v_new are the same
+values), which is what a bundle without `kv` gets.
+Shapes are fixed (batch 1, n_slots = context + 1: one spare slot lets the loop roll a speculative frame back
+without losing the oldest frame of the window). Opset 20 for its Gelu op: one fused kernel in ONNX Runtime
+instead of the ten ops of the tanh formula (measured: 6% faster step on the 2-core CPU).
 """
 from __future__ import annotations
 
@@ -13,10 +19,11 @@ import torch
 
 from nextframe.models.dit import NextFrameDiT
 
-OPSET = 17
+OPSET = 20
 STEP_INPUTS = ("x", "t", "action", "prev", "cache_k", "cache_v", "ages")
 PREV_ACTION_INPUT = "prev_action"  # appended for models with prev_action_input
 STEP_OUTPUTS = ("denoised", "k_new", "v_new")
+KV_OUTPUTS = ("k_new", "v_new")
 
 
 def step_input_names(model: NextFrameDiT) -> tuple[str, ...]:
@@ -30,6 +37,16 @@ class _Step(torch.nn.Module):
 
     def forward(self, x, t, action, prev, cache_k, cache_v, ages, prev_action=None):
         return self.model.step(x, t, action, prev, cache_k, cache_v, ages, prev_action)
+
+
+class _Kv(torch.nn.Module):
+    def __init__(self, model: NextFrameDiT):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, t, action, prev, cache_k, cache_v, ages, prev_action=None):
+        _, k, v = self.model.step(x, t, action, prev, cache_k, cache_v, ages, prev_action, kv_only=True)
+        return k, v
 
 
 def n_slots(model: NextFrameDiT) -> int:
@@ -63,13 +80,25 @@ def example_step_inputs(model: NextFrameDiT, seed: int = 0) -> tuple[torch.Tenso
     return ins + ((torch.tensor([min(1, model.cfg.n_actions - 1)]),) if model.cfg.prev_action_input else ())
 
 
+def kv_io_specs(model: NextFrameDiT) -> tuple[list[dict], list[dict]]:
+    inputs, outputs = step_io_specs(model)
+    return inputs, [o for o in outputs if o["name"] in KV_OUTPUTS]
+
+
 def export_step(model: NextFrameDiT, path: str) -> None:
-    model = model.eval()
+    _export(_Step(model.eval()), model, path, STEP_OUTPUTS)
+
+
+def export_kv(model: NextFrameDiT, path: str) -> None:
+    _export(_Kv(model.eval()), model, path, KV_OUTPUTS)
+
+
+def _export(module: torch.nn.Module, model: NextFrameDiT, path: str, outputs: tuple[str, ...]) -> None:
     with warnings.catch_warnings():
         # torch 2.13 flags the TorchScript exporter as legacy; it is the one that gives plain, fixed-shape
         # graphs ORT and TensorRT both take without onnxscript (see docs/runtime.md)
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.simplefilter("ignore", category=UserWarning)
-        torch.onnx.export(_Step(model), example_step_inputs(model), path, input_names=list(step_input_names(model)),
-                          output_names=list(STEP_OUTPUTS), opset_version=OPSET, dynamo=False, do_constant_folding=True)
+        torch.onnx.export(module, example_step_inputs(model), path, input_names=list(step_input_names(model)),
+                          output_names=list(outputs), opset_version=OPSET, dynamo=False, do_constant_folding=True)

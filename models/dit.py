@@ -76,6 +76,12 @@ class Block(nn.Module):
         b, s, _ = x.shape
         return x.reshape(b, s, self.heads, self.head_dim).transpose(1, 2)
 
+    def keys_values(self, x, mod):
+        """Only this block's K/V of x [B, S, D] (what forward returns as k, v), without the attention and MLP."""
+        shift1, scale1 = mod.chunk(6, dim=-1)[:2]
+        _, k, v = self.qkv(modulate(self.norm1(x), shift1, scale1)).chunk(3, dim=-1)
+        return self.split_heads(k), self.split_heads(v)
+
     def forward(self, x, mod, attend):
         """x [B, S, D]; mod [B, S or 1, 6D]; attend(q, k, v) -> [B, H, S, hd] does the masking."""
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
@@ -200,7 +206,7 @@ class NextFrameDiT(nn.Module):
         return (out, features) if return_features else out
 
     # ---- one frame against the KV cache (sampling) --------------------------------------------------
-    def step(self, x, t, action, prev, cache_k, cache_v, ages, prev_action=None):
+    def step(self, x, t, action, prev, cache_k, cache_v, ages, prev_action=None, kv_only: bool = False):
         """One network evaluation for the current frame.
 
         x [B, C, H, W] (noisy frame, or a clean frame whose K/V is wanted), t [B], action [B] (int64);
@@ -211,6 +217,8 @@ class NextFrameDiT(nn.Module):
         prev_action [B] int64 (models with prev_action_input): the action that led to `prev` (no_action before
         the first frame).
         Returns (denoised [B, C, H, W], k [L, B, H, N, hd], v [L, B, H, N, hd]) of the current frame.
+        kv_only: return (None, k, v), skipping what only `denoised` needs (the last block's attention and MLP,
+        the head): the cache write of a finished frame reads only k and v.
         """
         cfg = self.cfg
         b = x.shape[0]
@@ -232,7 +240,11 @@ class NextFrameDiT(nn.Module):
                     q, torch.cat([ck, k], dim=2), torch.cat([cv, v], dim=2), attn_mask=bias
                 )
 
-            h, k, v = blk(h, blk.modulation(c), attend)
+            if kv_only and l == len(self.blocks) - 1:
+                k, v = blk.keys_values(h, blk.modulation(c))
+            else:
+                h, k, v = blk(h, blk.modulation(c), attend)
             new_k.append(k)
             new_v.append(v)
-        return self.output(h, c, prev), torch.stack(new_k), torch.stack(new_v)
+        denoised = None if kv_only else self.output(h, c, prev)
+        return denoised, torch.stack(new_k), torch.stack(new_v)

@@ -66,7 +66,7 @@ class CachedSampler:
         x = add_noise(frame, self._full(self.context_noise), self._noise())
         a = self._action(action)
         _, k, v = self.model.step(x, self._full(self.context_noise), a, self.prev,
-                                  self.cache.k, self.cache.v, self.cache.ages(), self.prev_action)
+                                  self.cache.k, self.cache.v, self.cache.ages(), self.prev_action, kv_only=True)
         self.cache.push(k, v)
         self.prev, self.prev_action = x, a
 

@@ -117,9 +117,12 @@ class ReferenceLoop:
     context frame: its context noise; per generated frame: initial noise, then context noise)."""
 
     def __init__(self, manifest: dict, step_fn: StepFn, noise: list[np.ndarray], sampler: str = "euler",
-                 n_steps: int | None = None, disa: dict | None = None):
+                 n_steps: int | None = None, disa: dict | None = None, kv_fn: Callable[..., tuple] | None = None):
+        """kv_fn: the kv graph (same inputs, returns (k_new, v_new)) for the cache write, as the core runs it
+        when the bundle has one; None: the step graph writes the cache."""
         kv, fr, sm = manifest["kv_cache"], manifest["frame"], manifest["sampler"]
         self.step_fn, self.noise, self.sampler, self.disa = step_fn, list(noise), sampler, disa
+        self.kv_fn = kv_fn
         self.prediction = {"flow_euler": "velocity", "flow_euler_x0": "denoised"}[sm["kind"]]
         self.shape = (1, fr["channels"], fr["height"], fr["width"])
         self.cn = F32(sm["context_noise"])
@@ -138,15 +141,18 @@ class ReferenceLoop:
     def _draw(self) -> np.ndarray:
         return np.asarray(self.noise.pop(0), F32).reshape(self.shape)
 
-    def _run(self, x, t, action):
+    def _run(self, x, t, action, fn=None):
         ages = np.array(self.ring.ages(), np.int64)
         extra = (np.array([self.prev_action], np.int64),) if self.uses_prev_action else ()
-        return self.step_fn(x, np.array([t], F32), np.array([action], np.int64), self.prev, self.k, self.v, ages, *extra)
+        return (fn or self.step_fn)(x, np.array([t], F32), np.array([action], np.int64), self.prev, self.k, self.v, ages, *extra)
 
     def push_frame(self, frame: np.ndarray, action: int) -> None:
         e = self._draw()
         x = (F32(1.0) - self.cn) * frame.reshape(self.shape).astype(F32) + self.cn * e
-        _, k_new, v_new = self._run(x, self.cn, action)
+        if self.kv_fn is not None:
+            k_new, v_new = self._run(x, self.cn, action, self.kv_fn)
+        else:
+            _, k_new, v_new = self._run(x, self.cn, action)
         slot = self.ring.push()
         self.k[:, :, :, slot], self.v[:, :, :, slot] = k_new, v_new
         self.prev, self.prev_action = x, action

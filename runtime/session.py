@@ -53,14 +53,16 @@ def _int(name: str, value, low: int) -> int:
 class Session:
     def __init__(self, bundle_dir: str, backend: str = "auto", seed: int = 0, speculate: bool = False,
                  n_steps: int | None = None, threads: int = 2, sampler: str = "euler", disa: dict | None = None,
-                 n_warmup_frames: int = 2, ort_lib: str | None = None, trt_precision: str | None = None):
+                 n_warmup_frames: int = 2, ort_lib: str | None = None, trt_precision: str | None = None,
+                 use_kv_graph: bool = True):
         """backend: auto | ort-cpu | ort-cuda | trt (the bundle's prebuilt TensorRT engine for this GPU, from
         `nextframe export --trt`; RuntimeError "engine: backend 'trt' not built ..." when nextframe._core was
         built without TensorRT). trt_precision: which engine trt runs (fp32, fp16, bf16, fp8, int8; None: the
         first one built for this GPU). n_steps: None keeps the manifest's schedule. sampler: euler | heun.
         disa: {"n_max", "n_min", "n_anneal_frames", "kind": linear | cosine} anneals the step count per frame
         (n_steps is then unused). ort_lib: libonnxruntime path (default: the onnxruntime wheel's;
-        $NEXTFRAME_ORT_LIB wins over both)."""
+        $NEXTFRAME_ORT_LIB wins over both). use_kv_graph: write the cache with the bundle's kv graph (ONNX
+        Runtime backends; the step graph otherwise), False: always the step graph (same frames, more work)."""
         if backend not in BACKENDS:
             raise ValueError(f"session: unknown backend '{backend}' (expected {', '.join(BACKENDS)})")
         if trt_precision is not None and trt_precision not in TRT_PRECISIONS:
@@ -85,7 +87,7 @@ class Session:
             self.bundle, backend=backend, threads=threads, ort_lib=find_ort_lib() if ort_lib is None else ort_lib,
             seed=seed, speculate=bool(speculate), n_steps=n_steps, sampler=sampler, disa_n_max=d["n_max"],
             disa_n_min=d["n_min"], disa_n_anneal_frames=d["n_anneal_frames"], disa_kind=d["kind"],
-            n_warmup_frames=n_warmup_frames, trt_precision=trt_precision or "")
+            n_warmup_frames=n_warmup_frames, trt_precision=trt_precision or "", use_kv_graph=bool(use_kv_graph))
         f = self.bundle.frame
         self.height, self.width, self.channels = f["height"], f["width"], f["channels"]
         self._decoder = _core.NativeDecoder(self.bundle) if self.bundle.has_native_decoder else None
@@ -217,6 +219,7 @@ class Session:
     def stats(self) -> dict:
         s = json.loads(self.loop.stats_json())
         s["backend"] = self.backend
+        s["uses_kv_graph"] = self.loop.uses_kv_graph
         return s
 
     def close(self) -> None:

@@ -76,9 +76,56 @@ def test_truncated_graph_is_a_clean_runtime_error(tmp_path):
     m["files"]["step.onnx"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     write_manifest(b, m)
     _core.Bundle.open(str(b))  # the bundle checks pass: the graph itself is broken
-    with pytest.raises(RuntimeError, match=r"^engine_ort: cannot load step graph '.*step.onnx': ") as info:
+    with pytest.raises(RuntimeError, match=r"^engine_ort: cannot load graph '.*step.onnx': ") as info:
         _open(b)
     assert "\n" not in str(info.value)
+
+
+def test_truncated_kv_graph_is_a_clean_runtime_error(tmp_path):
+    b = copy_bundle(tmp_path / "b")
+    data = (b / "kv.onnx").read_bytes()[:1000]
+    (b / "kv.onnx").write_bytes(data)
+    m = read_manifest(b)
+    m["files"]["kv.onnx"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    write_manifest(b, m)
+    with pytest.raises(RuntimeError, match=r"^engine_ort: cannot load graph '.*kv.onnx': "):
+        _open(b)
+    Session(str(b), backend="ort-cpu", threads=1, use_kv_graph=False).close()  # the step graph alone still runs
+
+
+def _kv_manifest_edit(tmp_path, edit):
+    b = copy_bundle(tmp_path / "b")
+    m = read_manifest(b)
+    edit(m)
+    write_manifest(b, m)
+    return b
+
+
+def _rename(specs, old, new):
+    for spec in specs:
+        if spec["name"] == old:
+            spec["name"] = new
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["graphs"]["kv"]["inputs"][3].update(shape=[1, 3, 8, 8]),
+     r"^bundle: kv graph input 'prev' differs from the step graph's$"),
+    (lambda m: m["graphs"]["kv"]["inputs"].pop(),
+     r"^bundle: kv graph inputs differ from the step graph's$"),
+    (lambda m: m["graphs"]["kv"]["inputs"].__setitem__(6, dict(m["graphs"]["kv"]["inputs"][0])),  # ages -> a 2nd x
+     r"^bundle: kv graph lacks the step graph's input 'ages'$"),
+    (lambda m: _rename(m["graphs"]["kv"]["outputs"], "v_new", "denoised"),
+     r"^bundle: kv graph output 'denoised' is not the step graph's k_new or v_new$"),
+    (lambda m: m["graphs"]["kv"]["outputs"].pop(),
+     r"^bundle: kv graph must have exactly the outputs k_new and v_new$"),
+    (lambda m: m["files"].pop("kv.onnx"),
+     r"^bundle: graph file 'kv.onnx' not listed in files$"),
+    (lambda m: m["graphs"]["kv"].update(file="../kv.onnx"),
+     r"^bundle: file path '\.\./kv.onnx' escapes the bundle$"),
+])
+def test_bad_kv_graph_entries(tmp_path, edit, message):
+    with pytest.raises(ValueError, match=message):
+        _open(_kv_manifest_edit(tmp_path, edit))
 
 
 def test_graph_io_disagreeing_with_manifest(tmp_path):

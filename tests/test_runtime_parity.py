@@ -15,6 +15,9 @@
 """
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -80,14 +83,14 @@ def test_a_wrong_noise_order_is_caught():
     assert max(nmse(g, w) for g, w in zip(got, want)) > 1e-3
 
 
-def _ort_step_fn(threads: int = 1, prev_action: bool = False):
+def _ort_step_fn(threads: int = 1, prev_action: bool = False, graph: str = "step"):
     bundle, _ = tiny_bundle(prev_action)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(f"{bundle}/step.onnx", so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(f"{bundle}/{graph}.onnx", so, providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
 
     def step(*args):
@@ -107,7 +110,7 @@ def test_rollout_matches_numpy_reference_bit_for_bit(sampler, n_steps, disa, pre
     noise = _noise(seed=5)
     got = _cpp_rollout(noise, prev_action, sampler=sampler, n_steps=n_steps, disa=disa)
     loop = ref.ReferenceLoop(read_manifest(bundle), _ort_step_fn(prev_action=prev_action), noise, sampler=sampler,
-                             n_steps=n_steps, disa=disa)
+                             n_steps=n_steps, disa=disa, kv_fn=_ort_step_fn(prev_action=prev_action, graph="kv"))
     loop.reset(_context(), CONTEXT_ACTIONS)
     want = np.stack([loop.step(a) for a in ACTIONS])
     assert loop.ring.slot_pos == [12, 13, 14, 15]
@@ -154,3 +157,28 @@ def test_auto_backend_falls_back_to_cpu_and_says_why():
             pytest.skip("this onnxruntime has the CUDA provider")
         assert s.backend == "ort-cpu"
         assert s.backend_note.startswith("auto: onnxruntime ") and s.backend_note.endswith("has no CUDAExecutionProvider")
+
+
+def test_kv_graph_writes_the_same_cache_as_the_step_graph(tmp_path):
+    """The kv graph is the step graph cut after the last block's K/V: the core uses it by default, the
+    frames agree with the step-graph-only loop (NMSE <= 1e-12: the same arithmetic, ORT may fuse the cut
+    graph differently), and a bundle without it (older exports) runs on the step graph alone."""
+    noise = _noise(seed=7)
+    with_kv = _cpp_rollout(noise)
+    step_only = _cpp_rollout(noise, use_kv_graph=False)
+    assert max(nmse(a, b) for a, b in zip(with_kv, step_only)) <= 1e-12
+    bundle, _ = tiny_bundle()
+    with Session(bundle, backend="ort-cpu", threads=1) as s:
+        assert s.bundle.has_kv_graph and s.loop.uses_kv_graph and s.stats()["uses_kv_graph"]
+    old = tmp_path / "old"
+    shutil.copytree(bundle, old)
+    m = read_manifest(old)
+    del m["graphs"]["kv"], m["files"]["kv.onnx"]
+    (old / "kv.onnx").unlink()
+    (old / "manifest.json").write_text(json.dumps(m))
+    with Session(str(old), backend="ort-cpu", threads=1) as s:
+        assert not s.bundle.has_kv_graph and not s.loop.uses_kv_graph
+        s.feed_noise(np.concatenate([n.reshape(-1) for n in noise]))
+        s.reset(_context(), CONTEXT_ACTIONS)
+        old_frames = np.stack([s.step_raw(a) for a in ACTIONS])
+    assert np.array_equal(old_frames, step_only)

@@ -44,6 +44,7 @@ NF_TEST(bundle_parse_valid) {
     CHECK(b.step_graph_path() == "/b/step.onnx");
     CHECK(b.find_step_input("prev") != nullptr);
     CHECK(b.step.inputs.size() == 7);
+    CHECK(!b.has_kv_graph());  // optional; its checks run through the core in tests/test_runtime_errors.py
     nf_test::TinyManifest no_prev;
     no_prev.with_prev = false;
     CHECK(Bundle::parse(no_prev.text(), "/b").find_step_input("prev") == nullptr);
