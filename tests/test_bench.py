@@ -26,7 +26,9 @@ def test_bench_json(tmp_path, capsys):
     assert out["device"]["cpu"] and out["n_steps"] == 2
     assert out["runtime_fps"] > 0 and out["torch_fps"] > 0
     assert out["parity_cpp_vs_torch_max_nmse"] <= 1e-6
-    assert set(out["loops"]) == {"cpp_runtime", "python_ort_loop", "torch_eager_cached", "torch_eager_no_cache"}
+    assert set(out["loops"]) == {"cpp_runtime", "cpp_runtime_step_graph_only", "python_ort_loop", "torch_eager_cached",
+                                 "torch_eager_no_cache"}
+    assert out["loops"]["cpp_runtime"]["core_stats"]["uses_kv_graph"] and out["speedup_kv_graph"] > 0
     assert out["loops"]["cpp_runtime"]["n_frames"] == 12  # warm-up frames are not timed
     assert 0.0 <= out["cpp_runtime_overhead_fraction"] < 1.0
 
@@ -39,3 +41,14 @@ def test_bench_errors(tmp_path, capsys):
     assert main(["bench", "--model", str(model_path), "--frames", "5"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("nextframe: bench: --frames must be at least") and "\n" not in err
+
+
+def test_distill_table_fps_interleaves_entries(tmp_path):
+    from conftest import square_episode
+    from nextframe.benchmarks.distill_table import runtime_fps
+
+    models = [randomized_model(tiny_config(), seed) for seed in (0, 1)]
+    rows = runtime_fps(models, [2, 1], square_episode(8, 0), n_frames=30, warmup=5, threads=1)
+    assert len(rows) == 2
+    for row in rows:
+        assert row["fps"] > 0 and row["latency_p50_ms"] <= row["latency_p99_ms"] and 0 < row["engine_fraction"] <= 1
