@@ -93,13 +93,17 @@ public:
     OrtEngine(const Bundle& bundle, const GraphInfo& graph, const EngineParams& params, bool cuda, std::string note)
         : Engine(graph.inputs, graph.outputs, cuda ? "ort-cuda" : "ort-cpu"),
           api_(ort_api(params.ort_lib)),
-          env_(ort_env()) {
+          env_(ort_env(params.threads)) {
         set_note(std::move(note));
         OrtSessionOptions* raw_opts = nullptr;
         ort_check(api_.CreateSessionOptions(&raw_opts), "engine_ort: CreateSessionOptions failed");
         OrtSessionOptionsPtr opts(raw_opts);
-        ort_check(api_.SetIntraOpNumThreads(opts.get(), int(params.threads)), "engine_ort: SetIntraOpNumThreads failed");
-        ort_check(api_.SetInterOpNumThreads(opts.get(), 1), "engine_ort: SetInterOpNumThreads failed");
+        if (params.threads == env_.global_intra_threads) {
+            ort_check(api_.DisablePerSessionThreads(opts.get()), "engine_ort: DisablePerSessionThreads failed");
+        } else {
+            ort_check(api_.SetIntraOpNumThreads(opts.get(), int(params.threads)), "engine_ort: SetIntraOpNumThreads failed");
+            ort_check(api_.SetInterOpNumThreads(opts.get(), 1), "engine_ort: SetInterOpNumThreads failed");
+        }
         ort_check(api_.SetSessionExecutionMode(opts.get(), ORT_SEQUENTIAL), "engine_ort: SetSessionExecutionMode failed");
         ort_check(api_.SetSessionGraphOptimizationLevel(opts.get(), ORT_ENABLE_ALL),
                   "engine_ort: SetSessionGraphOptimizationLevel failed");
@@ -117,7 +121,7 @@ public:
         }
         const std::string path = bundle.path_of(graph.file);
         OrtSession* raw_session = nullptr;
-        ort_check(api_.CreateSession(env_.get(), path.c_str(), opts.get(), &raw_session),
+        ort_check(api_.CreateSession(env_.env.get(), path.c_str(), opts.get(), &raw_session),
                   "engine_ort: cannot load graph '" + path + "'");
         session_.reset(raw_session);
 
@@ -163,7 +167,7 @@ private:
     }
 
     const OrtApi& api_;
-    std::shared_ptr<OrtEnv> env_;  // outlives session_ (declared first, destroyed last)
+    OrtSharedEnv env_;  // outlives session_ (declared first, destroyed last)
     OrtSessionPtr session_;
     OrtMemoryInfoPtr memory_;
     std::vector<const char*> input_names_, output_names_;  // point into inputs()/outputs() names

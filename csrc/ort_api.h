@@ -43,6 +43,7 @@ struct OrtDeleter {
     void operator()(OrtTypeInfo* p) const { Ort::GetApi().ReleaseTypeInfo(p); }
     void operator()(OrtStatus* p) const { Ort::GetApi().ReleaseStatus(p); }
     void operator()(OrtCUDAProviderOptionsV2* p) const { Ort::GetApi().ReleaseCUDAProviderOptions(p); }
+    void operator()(OrtThreadingOptions* p) const { Ort::GetApi().ReleaseThreadingOptions(p); }
 };
 
 using OrtEnvPtr = std::unique_ptr<OrtEnv, OrtDeleter>;
@@ -54,7 +55,13 @@ using OrtTypeInfoPtr = std::unique_ptr<OrtTypeInfo, OrtDeleter>;
 using OrtStatusPtr = std::unique_ptr<OrtStatus, OrtDeleter>;
 using OrtCudaOptionsPtr = std::unique_ptr<OrtCUDAProviderOptionsV2, OrtDeleter>;
 
-// The process-wide environment (created on first use, shared by every session).
-std::shared_ptr<OrtEnv> ort_env();
+// The process-wide environment (created on first use, shared by every session, released with the last one),
+// with a global intra-op thread pool of the size the first session of its lifetime asked for. Sessions that
+// want that many threads use the global pool (DisablePerSessionThreads); others get their own.
+struct OrtSharedEnv {
+    std::shared_ptr<OrtEnv> env;
+    std::int64_t global_intra_threads = 0;
+};
+OrtSharedEnv ort_env(std::int64_t intra_threads);
 
 }  // namespace nf
