@@ -167,13 +167,13 @@ void FrameLoop::speculate(std::int64_t action) {
     prev_action_saved_ = prev_action_in_.data<std::int64_t>()[0];
     float* noise = spec_noise_.data<float>();
     draw(noise);
-    draw(noise + numel_);
+    draw_context(noise + numel_);
     try {
         std::memcpy(spec_frame_.raw(), noise, sizeof(float) * std::size_t(numel_));
         compute_frame(action, spec_frame_.data<float>(), noise + numel_);
     } catch (...) {
         // compute_frame pushes last, so the ring is untouched; give the noise back for the next draws.
-        unread(noise + numel_);
+        if (context_from_stream()) unread(noise + numel_);
         unread(noise);
         throw;
     }
@@ -193,6 +193,19 @@ void FrameLoop::draw(float* dst) {
     }
     if (fed_mode_) fed_.fill(dst, numel_);
     else seeded_.fill(dst, numel_);
+}
+
+// Context noise is scaled by the context-noise level before it reaches the graph. At level 0 the seeded
+// stream has no context draws at all (their Box-Muller was half the runtime's own per-frame work), so they
+// are neither drawn nor carried back on a rollback; fed noise is always consumed, in the documented order.
+bool FrameLoop::context_from_stream() const { return fed_mode_ || context_noise_ != 0.0f; }
+
+void FrameLoop::draw_context(float* dst) {
+    if (!context_from_stream()) {
+        std::memset(dst, 0, sizeof(float) * std::size_t(numel_));
+        return;
+    }
+    draw(dst);
 }
 
 void FrameLoop::unread(const float* chunk) {
@@ -268,7 +281,7 @@ void FrameLoop::roll_back_speculation(bool keep_noise) {
     --n_generated_;
     if (keep_noise) {
         const float* noise = spec_noise_.data<float>();
-        unread(noise + numel_);
+        if (context_from_stream()) unread(noise + numel_);
         unread(noise);
     }
 }
@@ -294,7 +307,7 @@ void FrameLoop::reset(const float* frames, std::int64_t n_frames, const std::int
     n_generated_ = 0;
     for (std::int64_t i = 0; i < n_frames; ++i) {
         float* noise = spec_noise_.data<float>();  // free while no speculation is pending
-        draw(noise);
+        draw_context(noise);
         push_locked(frames + i * numel_, actions[i], noise);
     }
 }
@@ -306,7 +319,7 @@ void FrameLoop::push_frame(const float* frame, std::int64_t action) {
     roll_back_speculation(true);
     require_noise(1);
     float* noise = spec_noise_.data<float>();
-    draw(noise);
+    draw_context(noise);
     push_locked(frame, action, noise);
 }
 
@@ -332,7 +345,7 @@ void FrameLoop::step(std::int64_t action, float* out) {
         float* x = x_state_.data<float>();
         float* ctx = spec_noise_.data<float>() + numel_;  // free: no speculation is pending now
         draw(x);
-        draw(ctx);
+        draw_context(ctx);
         compute_frame(action, x, ctx);
         std::memcpy(out, x, sizeof(float) * std::size_t(numel_));
     }

@@ -1,7 +1,8 @@
 // The frame loop: step(action) -> frame, from schedule x sampler x engine x kv_cache. It mirrors
 // nextframe.models.sampling.CachedSampler exactly (same arithmetic order, same noise order):
 //
-//   push_frame(frame, a): e ~ N(0,1); x = (1 - cn) frame + cn e (cn = sampler.context_noise);
+//   push_frame(frame, a): e ~ N(0,1); x = (1 - cn) frame + cn e (cn = sampler.context_noise; at cn = 0 the
+//       seeded stream draws no e, fed noise still supplies one);
 //       run step(x, t = cn, a, prev, cache, ages[, prev_action]) (or the kv graph, same inputs, when the
 //       bundle has one); write k_new/v_new into slot pos % n_slots;
 //       prev = x, prev_action = a.
@@ -92,6 +93,8 @@ private:
     void wait_worker_locked();
     void validate_action(std::int64_t action, bool allow_no_action, const char* what) const;
     void draw(float* dst);
+    void draw_context(float* dst);  // a context-noise draw: zeros from the seeded stream at level 0
+    bool context_from_stream() const;
     void unread(const float* chunk);  // puts one frame of noise back in front of the stream
     Bindings bind_io(const Engine& engine, const std::string& graph, const std::vector<std::string>& outputs);
     void run_engine();

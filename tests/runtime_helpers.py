@@ -20,7 +20,7 @@ CONTEXT_NOISE = 0.05
 
 
 @functools.lru_cache(maxsize=None)
-def tiny_bundle(prev_action: bool = False) -> tuple[str, torch.nn.Module]:
+def tiny_bundle(prev_action: bool = False, context_noise: float = CONTEXT_NOISE) -> tuple[str, torch.nn.Module]:
     """(bundle dir, model): tiny_config() (16x16, window 3 -> 4 slots), 3 Euler steps, context noise 0.05;
     prev_action: the model (and so the step graph) also takes the action that led to the previous frame."""
     from nextframe.export.bundle import export_bundle
@@ -29,7 +29,7 @@ def tiny_bundle(prev_action: bool = False) -> tuple[str, torch.nn.Module]:
     root = tempfile.mkdtemp(prefix="nf_runtime_tests_")
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     out = Path(root) / "bundle"
-    export_bundle(model, str(out), n_steps=N_STEPS, context_noise=CONTEXT_NOISE)
+    export_bundle(model, str(out), n_steps=N_STEPS, context_noise=context_noise)
     return str(out), model
 
 
