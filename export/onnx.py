@@ -96,7 +96,7 @@ def export_kv(model: NextFrameDiT, path: str) -> None:
 def _export(module: torch.nn.Module, model: NextFrameDiT, path: str, outputs: tuple[str, ...]) -> None:
     with warnings.catch_warnings():
         # torch 2.13 flags the TorchScript exporter as legacy; it is the one that gives plain, fixed-shape
-        # graphs ORT and TensorRT both take without onnxscript (see docs/runtime.md)
+        # graphs ORT and TensorRT both take without onnxscript
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.simplefilter("ignore", category=UserWarning)
