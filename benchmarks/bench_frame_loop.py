@@ -33,8 +33,8 @@ from nextframe.export.bundle import export_bundle, sha256_file
 from nextframe.models.sampling import CachedSampler, UncachedSampler
 from nextframe.training.checkpoint import load_model
 
-PARITY_NMSE_BOUND = 1e-6
-CHUNK = 20  # frames per loop per round  # C++ vs PyTorch on fed noise (tests/test_runtime_parity.py explains the bound)
+PARITY_NMSE_BOUND = 1e-6  # C++ vs PyTorch on fed noise (tests/test_runtime_parity.py explains the bound)
+CHUNK = 20  # frames per loop per round
 
 
 def summary(ms: list[float]) -> dict:

@@ -1,7 +1,6 @@
 #include "bundle.h"
 
 #include <algorithm>
-
 #include <cmath>
 #include <fstream>
 #include <sstream>

@@ -80,7 +80,6 @@ struct Bundle {
     std::string step_graph_path() const { return path_of(step.file); }
     // The optional kv graph: the step graph's inputs, only k_new/v_new out (the cache write of a finished frame).
     bool has_kv_graph() const { return !kv.file.empty(); }
-    std::string kv_graph_path() const { return path_of(kv.file); }
     const TensorSpec* find_step_input(const std::string& name) const;
 
     std::string dir;

@@ -94,10 +94,6 @@ std::unique_ptr<Engine> make_engine(const Bundle& bundle, const EngineParams& pa
     throw InvalidArgument("engine: unknown backend");
 }
 
-}  // namespace nf
-
-namespace nf {
-
 std::unique_ptr<Engine> make_kv_engine(const Bundle& bundle, const Engine& step_engine, const EngineParams& params) {
     if (!bundle.has_kv_graph()) return nullptr;
     // Same provider as the step engine (so "auto" cannot split the two across devices). TensorRT bundles

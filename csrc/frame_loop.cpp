@@ -228,19 +228,18 @@ void FrameLoop::require_noise(std::int64_t n_draws) const {
 
 // ---- frame computation -------------------------------------------------------------------------------
 
-void FrameLoop::run_engine() {
+void FrameLoop::run_timed(Engine& engine, const Bindings& bindings) {
     const auto t0 = Clock::now();
-    engine_->run(bindings_);
+    engine.run(bindings);
     engine_ms_accum_ += ms_since(t0);
     stats_.record_engine_run();
 }
 
+void FrameLoop::run_engine() { run_timed(*engine_, bindings_); }
+
 void FrameLoop::run_kv_engine() {
-    if (!kv_engine_) return run_engine();
-    const auto t0 = Clock::now();
-    kv_engine_->run(kv_bindings_);
-    engine_ms_accum_ += ms_since(t0);
-    stats_.record_engine_run();
+    if (kv_engine_) run_timed(*kv_engine_, kv_bindings_);
+    else run_engine();
 }
 
 void FrameLoop::compute_ages() { kv_.ages(ages_in_.data<std::int64_t>()); }

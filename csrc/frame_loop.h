@@ -97,6 +97,7 @@ private:
     bool context_from_stream() const;
     void unread(const float* chunk);  // puts one frame of noise back in front of the stream
     Bindings bind_io(const Engine& engine, const std::string& graph, const std::vector<std::string>& outputs);
+    void run_timed(Engine& engine, const Bindings& bindings);  // counted as engine time in the stats
     void run_engine();
     void run_kv_engine();  // the cache write: the kv graph if there is one, else the step graph
     void compute_ages();

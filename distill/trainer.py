@@ -26,7 +26,7 @@ from nextframe.distill.windows import Window
 from nextframe.export.bundle import sha256_file
 from nextframe.models.flow import flow_schedule
 from nextframe.training.checkpoint import load_model, model_metadata, save_model
-from nextframe.training.trainer import own_predictions
+from nextframe.training.trainer import chained_own_predictions
 
 STATE_FILE = "distill_state.safetensors"
 STUDENT_FILE = "student.safetensors"
@@ -119,10 +119,7 @@ class DistillTrainer:
         cfg = self.cfg
         if cfg.own_context_prob <= 0 or rng.random() >= cfg.own_context_prob:
             return None
-        shown = frames
-        for _ in range(1 + int(rng.integers(cfg.own_context_passes))):
-            shown = own_predictions(self.teacher, shown, actions, cfg, gen)
-        return shown
+        return chained_own_predictions(self.teacher, frames, actions, cfg, 1 + int(rng.integers(cfg.own_context_passes)), gen)
 
     # ---- one step of each method ---------------------------------------------------------------------
     def _cd_step(self, w: Window, gen: torch.Generator) -> dict:

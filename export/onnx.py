@@ -30,23 +30,16 @@ def step_input_names(model: NextFrameDiT) -> tuple[str, ...]:
     return STEP_INPUTS + ((PREV_ACTION_INPUT,) if model.cfg.prev_action_input else ())
 
 
-class _Step(torch.nn.Module):
-    def __init__(self, model: NextFrameDiT):
+class _Graph(torch.nn.Module):
+    """model.step as a graph: (denoised, k_new, v_new), or with kv_only just (k_new, v_new)."""
+
+    def __init__(self, model: NextFrameDiT, kv_only: bool):
         super().__init__()
-        self.model = model
+        self.model, self.kv_only = model, kv_only
 
     def forward(self, x, t, action, prev, cache_k, cache_v, ages, prev_action=None):
-        return self.model.step(x, t, action, prev, cache_k, cache_v, ages, prev_action)
-
-
-class _Kv(torch.nn.Module):
-    def __init__(self, model: NextFrameDiT):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x, t, action, prev, cache_k, cache_v, ages, prev_action=None):
-        _, k, v = self.model.step(x, t, action, prev, cache_k, cache_v, ages, prev_action, kv_only=True)
-        return k, v
+        denoised, k, v = self.model.step(x, t, action, prev, cache_k, cache_v, ages, prev_action, kv_only=self.kv_only)
+        return (k, v) if self.kv_only else (denoised, k, v)
 
 
 def n_slots(model: NextFrameDiT) -> int:
@@ -86,11 +79,11 @@ def kv_io_specs(model: NextFrameDiT) -> tuple[list[dict], list[dict]]:
 
 
 def export_step(model: NextFrameDiT, path: str) -> None:
-    _export(_Step(model.eval()), model, path, STEP_OUTPUTS)
+    _export(_Graph(model.eval(), kv_only=False), model, path, STEP_OUTPUTS)
 
 
 def export_kv(model: NextFrameDiT, path: str) -> None:
-    _export(_Kv(model.eval()), model, path, KV_OUTPUTS)
+    _export(_Graph(model.eval(), kv_only=True), model, path, KV_OUTPUTS)
 
 
 def _export(module: torch.nn.Module, model: NextFrameDiT, path: str, outputs: tuple[str, ...]) -> None:

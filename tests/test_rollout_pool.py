@@ -12,8 +12,8 @@ import torch
 from nextframe.data.dataset import WindowDataset
 from nextframe.models.sampling import CachedSampler
 from nextframe.training.config import TrainConfig
-from nextframe.training.rollout_pool import RolloutPool, consistency_mask
-from nextframe.training.trainer import Trainer
+from nextframe.training.rollout_pool import RolloutPool
+from nextframe.training.trainer import Trainer, consistency_mask
 from conftest import randomized_model, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")

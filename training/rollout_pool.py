@@ -10,33 +10,18 @@ as targets.
 
 Deep in a rollout, the generated scene and the real one legitimately differ where the game diverged (the ball
 took another path, a brick broke in one and not the other); teaching the model to jump to the real content
-there would teach it to guess. `consistency_mask` keeps the loss only where the real frame did not change and
-the generated frame is within `tolerance` of it: the drift the model should undo, not the divergence it
+there would teach it to guess. trainer.consistency_mask keeps the loss only where the real frame did not change
+and the generated frame is within `tolerance` of it: the drift the model should undo, not the divergence it
 cannot know about.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from nextframe.data.dataset import WindowDataset
 from nextframe.models.dit import NextFrameDiT
 from nextframe.models.sampling import CachedSampler
-
-
-def consistency_mask(generated: torch.Tensor, real: torch.Tensor, tolerance: float) -> torch.Tensor:
-    """generated, real [B, F, C, H, W] in [-1, 1] (generated[:, i] is the context for target real[:, i + 1]
-    as well as a stand-in for real[:, i]) -> weights [B, F, 1, H, W] in {0, 1} for the targets real[:, 1:]
-    (index 0 is 0: the first frame of a window is never a target). A target pixel counts where the real scene
-    did not change there (|real[i] - real[i-1]| <= 0.1, dilated by 1 px like the motion weights) and the
-    frame the model was shown differs from it by at most `tolerance`."""
-    changed = (real[:, 1:] - real[:, :-1]).abs().amax(dim=2, keepdim=True) > 0.1
-    b, f = changed.shape[:2]
-    changed = F.max_pool2d(changed.float().flatten(0, 1), 3, stride=1, padding=1).reshape(b, f, 1, *changed.shape[3:]) > 0
-    close = (generated[:, :-1] - real[:, 1:]).abs().amax(dim=2, keepdim=True) <= tolerance
-    keep = (~changed & close).float()
-    return torch.cat([torch.zeros_like(keep[:, :1]), keep], dim=1)
 
 
 class RolloutPool:

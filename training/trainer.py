@@ -25,7 +25,7 @@ from nextframe.models.flow import add_noise, sample_train_times, x0_loss_weight
 from nextframe.training.checkpoint import load_training_state, save_model, save_training_state
 from nextframe.training.config import TrainConfig
 from nextframe.training.plot import write_loss_svg
-from nextframe.training.rollout_pool import RolloutPool, consistency_mask
+from nextframe.training.rollout_pool import RolloutPool
 
 
 def motion_weights(x0: torch.Tensor, strength: float) -> torch.Tensor:
@@ -36,6 +36,18 @@ def motion_weights(x0: torch.Tensor, strength: float) -> torch.Tensor:
     moved = F.max_pool2d(moved.flatten(0, 1), 3, stride=1, padding=1).reshape(b, f, *moved.shape[2:])
     moved = torch.cat([torch.zeros_like(moved[:, :1]), moved], dim=1)
     return 1.0 + strength * moved
+
+
+def consistency_mask(shown: torch.Tensor, real: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """Loss weights [B, F, 1, H, W] in {0, 1} for a rollout pool window (training/rollout_pool.py): shown[:, i]
+    is the context for target real[:, i + 1]. A target pixel counts where the real scene did not change there
+    (motion_weights' moved mask, dilated by 1 px) and the frame the model was shown differs from it by at most
+    `tolerance`: the drift the model should undo, not the divergence of the game it cannot know about. Frame 0
+    is never a target (0)."""
+    static = motion_weights(real, 1.0)[:, 1:] == 1.0
+    close = (shown[:, :-1] - real[:, 1:]).abs().amax(dim=2, keepdim=True) <= tolerance
+    keep = (static & close).float()
+    return torch.cat([torch.zeros_like(keep[:, :1]), keep], dim=1)
 
 
 def training_loss(model: NextFrameDiT, frames: torch.Tensor, actions: torch.Tensor, cfg: TrainConfig,
@@ -49,8 +61,7 @@ def training_loss(model: NextFrameDiT, frames: torch.Tensor, actions: torch.Tens
         context = shown
     elif cfg.own_context_prob > 0 and float(torch.rand(1, generator=generator)) < cfg.own_context_prob:
         passes = 1 + int(torch.randint(cfg.own_context_passes, (1,), generator=generator))
-        for _ in range(passes):
-            context = own_predictions(model, context, actions, cfg, generator)
+        context = chained_own_predictions(model, context, actions, cfg, passes, generator)
     clean = add_noise(context, clean_t, torch.randn(frames.shape, generator=generator))
     t = sample_train_times((b, f), generator=generator, mean=cfg.time_logit_mean, std=cfg.time_logit_std)
     noisy = add_noise(frames, t, torch.randn(frames.shape, generator=generator))
@@ -74,6 +85,14 @@ def own_predictions(model: NextFrameDiT, frames: torch.Tensor, actions: torch.Te
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
         pred = model.forward_sequence(frames, torch.zeros(b, f), actions, noise, torch.ones(b, f), actions, torch.arange(f))
     return torch.cat([frames[:, :1], pred[:, 1:].float().clamp(-1, 1)], dim=1)
+
+
+def chained_own_predictions(model: NextFrameDiT, frames: torch.Tensor, actions: torch.Tensor, cfg, passes: int,
+                            generator: torch.Generator | None) -> torch.Tensor:
+    """own_predictions fed its own output `passes` times: context with up to passes-step compounded errors."""
+    for _ in range(passes):
+        frames = own_predictions(model, frames, actions, cfg, generator)
+    return frames
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
