@@ -30,6 +30,7 @@ from nextframe.cli import add_bench_arguments, sampler_defaults
 from nextframe.data.dataset import to_model_resolution
 from nextframe.data.record import record_episode
 from nextframe.export.bundle import export_bundle, sha256_file
+from nextframe.export.onnx import step_by_name
 from nextframe.models.sampling import CachedSampler, UncachedSampler
 from nextframe.training.checkpoint import load_model
 
@@ -207,7 +208,7 @@ def _run_on_bundle(args, model, bundle: str) -> dict:
 
 @torch.no_grad()
 def torch_step(model, *inputs):
-    outs = model.step(*(torch.from_numpy(np.asarray(a)) for a in inputs))
+    outs = step_by_name(model, [torch.from_numpy(np.asarray(a)) for a in inputs])
     return [o.numpy() for o in outs]
 
 

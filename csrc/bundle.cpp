@@ -91,7 +91,8 @@ std::vector<TensorSpec> parse_specs(const Reader& graph, const std::string& key)
     return specs;
 }
 
-// What the frame loop binds, derived from the frame and kv_cache sections. "prev" is optional.
+// What the frame loop binds, derived from the frame and kv_cache sections. "prev", "prev_action" and "prev2"
+// are optional.
 void check_step_io(const Bundle& b) {
     const auto& f = b.frame;
     const auto& kv = b.kv_cache;
@@ -112,6 +113,7 @@ void check_step_io(const Bundle& b) {
         {"cache_v", DType::F32, kv.cache_shape(), "kv_cache", true},
         {"ages", DType::I64, {kv.n_slots}, "kv_cache.n_slots", true},
         {"prev_action", DType::I64, {1}, "a single action", false},
+        {"prev2", DType::F32, frame, "frame", false},
     };
     const std::vector<Expect> outputs = {
         {prediction_output_name(prediction_of_kind(b.sampler.kind)), DType::F32, frame, "frame", true},

@@ -64,6 +64,7 @@ FrameLoop::FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const
     t_in_ = HostTensor(DType::F32, {1});
     action_in_ = HostTensor(DType::I64, {1});
     prev_in_ = HostTensor(DType::F32, frame);
+    prev2_in_ = HostTensor(DType::F32, frame);
     prev_action_in_ = HostTensor(DType::I64, {1});
     prev_action_in_.data<std::int64_t>()[0] = no_action_;
     ages_in_ = HostTensor(DType::I64, {kv_.layout().n_slots});
@@ -75,6 +76,7 @@ FrameLoop::FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const
     spec_frame_ = HostTensor(DType::F32, {numel_});
     spec_noise_ = HostTensor(DType::F32, {2, numel_});
     prev_saved_ = HostTensor(DType::F32, {numel_});
+    prev2_saved_ = HostTensor(DType::F32, {numel_});
 
     bindings_ = bind_io(*engine_, "step", {prediction_output_name(sampler_.prediction()), "k_new", "v_new"});
     if (kv_engine_) kv_bindings_ = bind_io(*kv_engine_, "kv", {"k_new", "v_new"});
@@ -90,6 +92,7 @@ Bindings FrameLoop::bind_io(const Engine& engine, const std::string& graph, cons
         else if (s.name == "t") t = &t_in_;
         else if (s.name == "action") t = &action_in_;
         else if (s.name == "prev") t = &prev_in_, has_prev_ = true;
+        else if (s.name == "prev2") t = &prev2_in_, has_prev2_ = true;
         else if (s.name == "prev_action") t = &prev_action_in_;
         else if (s.name == "cache_k") t = &kv_.k();
         else if (s.name == "cache_v") t = &kv_.v();
@@ -163,7 +166,8 @@ void FrameLoop::wait_worker_locked() {
 
 void FrameLoop::speculate(std::int64_t action) {
     engine_ms_accum_ = 0;
-    if (has_prev_) std::memcpy(prev_saved_.raw(), prev_in_.raw(), prev_in_.nbytes());
+    if (has_prev_ || has_prev2_) std::memcpy(prev_saved_.raw(), prev_in_.raw(), prev_in_.nbytes());
+    if (has_prev2_) std::memcpy(prev2_saved_.raw(), prev2_in_.raw(), prev2_in_.nbytes());
     prev_action_saved_ = prev_action_in_.data<std::int64_t>()[0];
     float* noise = spec_noise_.data<float>();
     draw(noise);
@@ -258,7 +262,12 @@ void FrameLoop::push_locked(const float* frame, std::int64_t action, const float
     compute_ages();
     run_kv_engine();
     kv_.push(k_new_.data<float>(), v_new_.data<float>());
-    if (has_prev_) std::memcpy(prev_in_.raw(), x_in_.raw(), x_in_.nbytes());
+    ++n_pushed_;
+    if (has_prev2_) {
+        const HostTensor& before = n_pushed_ > 1 ? prev_in_ : x_in_;  // no frame before the first: no change
+        std::memcpy(prev2_in_.raw(), before.raw(), prev2_in_.nbytes());
+    }
+    if (has_prev_ || has_prev2_) std::memcpy(prev_in_.raw(), x_in_.raw(), x_in_.nbytes());
     prev_action_in_.data<std::int64_t>()[0] = action;  // read only by graphs with a prev_action input
 }
 
@@ -275,9 +284,11 @@ void FrameLoop::roll_back_speculation(bool keep_noise) {
     if (!spec_pending_) return;
     spec_pending_ = false;
     kv_.rewind(1);
-    if (has_prev_) std::memcpy(prev_in_.raw(), prev_saved_.raw(), prev_in_.nbytes());
+    if (has_prev_ || has_prev2_) std::memcpy(prev_in_.raw(), prev_saved_.raw(), prev_in_.nbytes());
+    if (has_prev2_) std::memcpy(prev2_in_.raw(), prev2_saved_.raw(), prev2_in_.nbytes());
     prev_action_in_.data<std::int64_t>()[0] = prev_action_saved_;
     --n_generated_;
+    --n_pushed_;
     if (keep_noise) {
         const float* noise = spec_noise_.data<float>();
         if (context_from_stream()) unread(noise + numel_);
@@ -302,8 +313,9 @@ void FrameLoop::reset(const float* frames, std::int64_t n_frames, const std::int
     require_noise(n_frames);
     kv_.clear();
     prev_in_.zero();
+    prev2_in_.zero();
     prev_action_in_.data<std::int64_t>()[0] = no_action_;
-    n_generated_ = 0;
+    n_generated_ = n_pushed_ = 0;
     for (std::int64_t i = 0; i < n_frames; ++i) {
         float* noise = spec_noise_.data<float>();  // free while no speculation is pending
         draw_context(noise);

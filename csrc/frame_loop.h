@@ -114,6 +114,7 @@ private:
     std::int64_t n_actions_, no_action_;
     float context_noise_;
     bool has_prev_ = false;
+    bool has_prev2_ = false;  // the graph reads the frame before prev (models with a motion refiner)
 
     std::unique_ptr<Engine> engine_;
     std::unique_ptr<Engine> kv_engine_;  // may be null
@@ -126,6 +127,8 @@ private:
     // engine io (bound once)
     HostTensor x_in_, t_in_, action_in_, prev_in_, ages_in_;
     HostTensor prev_action_in_;  // the action that led to prev_in_ (graphs of prev_action_input models)
+    HostTensor prev2_in_;        // the frame before prev_in_; prev_in_ itself after the first frame
+    std::int64_t n_pushed_ = 0;  // frames pushed since reset (speculation included)
     std::int64_t prev_action_saved_ = 0;
     HostTensor prediction_, k_new_, v_new_;  // prediction_: the "velocity" or "denoised" output
     Bindings bindings_, kv_bindings_;
@@ -142,7 +145,7 @@ private:
     std::int64_t carry_head_ = 0, n_carried_ = 0;
 
     // speculation (touched by the worker only while worker_busy_)
-    HostTensor spec_frame_, spec_noise_, prev_saved_;
+    HostTensor spec_frame_, spec_noise_, prev_saved_, prev2_saved_;
     bool spec_pending_ = false;
     std::int64_t spec_action_ = -1;
     double engine_ms_accum_ = 0;  // engine time since the current step()/speculation began

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nextframe.export.onnx import KV_OUTPUTS, STEP_OUTPUTS, example_step_inputs, step_input_names
+from nextframe.export.onnx import KV_OUTPUTS, STEP_OUTPUTS, example_step_inputs, step_by_name, step_input_names
 from nextframe.models.dit import NextFrameDiT
 
 NMSE_BOUND = 1e-7
@@ -27,7 +27,7 @@ def check_step_parity(model: NextFrameDiT, onnx_path: str, seed: int = 0, kv_pat
     ins = example_step_inputs(model, seed)
     feed = {n: t.numpy() for n, t in zip(step_input_names(model), ins)}
     with torch.no_grad():
-        ref = dict(zip(STEP_OUTPUTS, (r.numpy() for r in model.eval().step(*ins))))
+        ref = dict(zip(STEP_OUTPUTS, (r.numpy() for r in step_by_name(model.eval(), ins))))
     errors = {}
     for prefix, path, outputs in (("", onnx_path, STEP_OUTPUTS), ("kv.", kv_path, KV_OUTPUTS)):
         if path is None:

@@ -22,12 +22,19 @@ from nextframe.models.dit import NextFrameDiT
 OPSET = 20
 STEP_INPUTS = ("x", "t", "action", "prev", "cache_k", "cache_v", "ages")
 PREV_ACTION_INPUT = "prev_action"  # appended for models with prev_action_input
+PREV2_INPUT = "prev2"  # appended (last) for models with a motion refiner (config.needs_prev2)
 STEP_OUTPUTS = ("denoised", "k_new", "v_new")
 KV_OUTPUTS = ("k_new", "v_new")
 
 
 def step_input_names(model: NextFrameDiT) -> tuple[str, ...]:
-    return STEP_INPUTS + ((PREV_ACTION_INPUT,) if model.cfg.prev_action_input else ())
+    cfg = model.cfg
+    return STEP_INPUTS + ((PREV_ACTION_INPUT,) if cfg.prev_action_input else ()) + ((PREV2_INPUT,) if cfg.needs_prev2 else ())
+
+
+def step_by_name(model: NextFrameDiT, inputs, kv_only: bool = False):
+    """model.step on the graph inputs in step_input_names order (graph input names are step's argument names)."""
+    return model.step(**dict(zip(step_input_names(model), inputs)), kv_only=kv_only)
 
 
 class _Graph(torch.nn.Module):
@@ -37,8 +44,8 @@ class _Graph(torch.nn.Module):
         super().__init__()
         self.model, self.kv_only = model, kv_only
 
-    def forward(self, x, t, action, prev, cache_k, cache_v, ages, prev_action=None):
-        denoised, k, v = self.model.step(x, t, action, prev, cache_k, cache_v, ages, prev_action, kv_only=self.kv_only)
+    def forward(self, *inputs):
+        denoised, k, v = step_by_name(self.model, inputs, self.kv_only)
         return (k, v) if self.kv_only else (denoised, k, v)
 
 
@@ -55,6 +62,8 @@ def step_io_specs(model: NextFrameDiT) -> tuple[list[dict], list[dict]]:
               ("cache_k", "float32", cache), ("cache_v", "float32", cache), ("ages", "int64", [n_slots(model)])]
     if c.prev_action_input:
         inputs.append((PREV_ACTION_INPUT, "int64", [1]))
+    if c.needs_prev2:
+        inputs.append((PREV2_INPUT, "float32", frame))
     outputs = [("denoised", "float32", frame), ("k_new", "float32", kv), ("v_new", "float32", kv)]
     spec = lambda rows: [{"name": n, "dtype": d, "shape": s} for n, d, s in rows]  # noqa: E731
     return spec(inputs), spec(outputs)
@@ -70,7 +79,11 @@ def example_step_inputs(model: NextFrameDiT, seed: int = 0) -> tuple[torch.Tenso
     ages[-1] = s  # older than the window: must be ignored
     ins = (torch.randn(shapes["x"], generator=g), torch.tensor([0.7]), torch.tensor([min(2, model.cfg.n_actions - 1)]),
            torch.randn(shapes["prev"], generator=g), torch.randn(shapes["cache_k"], generator=g), torch.randn(shapes["cache_v"], generator=g), ages)
-    return ins + ((torch.tensor([min(1, model.cfg.n_actions - 1)]),) if model.cfg.prev_action_input else ())
+    if model.cfg.prev_action_input:
+        ins += (torch.tensor([min(1, model.cfg.n_actions - 1)]),)
+    if model.cfg.needs_prev2:
+        ins += (torch.randn(shapes[PREV2_INPUT], generator=g),)
+    return ins
 
 
 def kv_io_specs(model: NextFrameDiT) -> tuple[list[dict], list[dict]]:
@@ -95,3 +108,24 @@ def _export(module: torch.nn.Module, model: NextFrameDiT, path: str, outputs: tu
         warnings.simplefilter("ignore", category=UserWarning)
         torch.onnx.export(module, example_step_inputs(model), path, input_names=list(step_input_names(model)),
                           output_names=list(outputs), opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    _restore_unused_inputs(model, path)
+
+
+def _restore_unused_inputs(model: NextFrameDiT, path: str) -> None:
+    """The exporter drops inputs a graph does not read (the kv graph skips the motion refiner, the only
+    reader of prev2 there). Every graph keeps the step graph's full input list (docs/formats.md), so they
+    go back in as declared, unread inputs, in step_input_names order."""
+    import onnx
+
+    m = onnx.load(path)
+    have = {i.name for i in m.graph.input}
+    specs = {s["name"]: s for s in step_io_specs(model)[0]}
+    if all(n in have for n in specs):
+        return
+    types = {"float32": onnx.TensorProto.FLOAT, "int64": onnx.TensorProto.INT64}
+    by_name = {i.name: i for i in m.graph.input}
+    ordered = [by_name.get(n) or onnx.helper.make_tensor_value_info(n, types[specs[n]["dtype"]], specs[n]["shape"])
+               for n in step_input_names(model)]
+    del m.graph.input[:]
+    m.graph.input.extend(ordered)
+    onnx.save(m, path)

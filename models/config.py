@@ -24,6 +24,11 @@ class ModelConfig:
     # the action that led to the previous frame conditions each frame too: Breakout's paddle moves by the
     # action one step back (measured: paddle-dx residual std 1.9 px given it vs 2.9 px given only the current one)
     prev_action_input: bool = False
+    # hidden channels of a pixel-level conv net (0 = none) that corrects the transformer's frame from
+    # [frame, prev, prev - prev2]. Patch tokens must learn a 1-px ball's move separately for each of the 64
+    # positions inside a patch; a conv can learn it once for all positions. Tried in phase 8 (model card): on
+    # the CPU budget it blurred the ball instead of moving it, so the shipped model has none
+    motion_refiner: int = 0
 
     def __post_init__(self):
         for name in ("height", "width", "channels", "patch", "dim", "depth", "heads", "n_actions", "context"):
@@ -31,6 +36,10 @@ class ModelConfig:
                 raise ValueError(f"model config: {name} must be positive (got {getattr(self, name)})")
         if self.height % self.patch or self.width % self.patch:
             raise ValueError(f"model config: resolution {self.height}x{self.width} not divisible by patch {self.patch}")
+        if self.motion_refiner and not self.prev_frame_input:
+            raise ValueError("model config: motion_refiner needs prev_frame_input")
+        if self.motion_refiner < 0:
+            raise ValueError(f"model config: motion_refiner must be non-negative (got {self.motion_refiner})")
         if self.dim % self.heads:
             raise ValueError(f"model config: dim {self.dim} not divisible by heads {self.heads}")
 
@@ -41,6 +50,11 @@ class ModelConfig:
     @property
     def input_channels(self) -> int:
         return self.channels * (2 if self.prev_frame_input else 1)
+
+    @property
+    def needs_prev2(self) -> bool:
+        """Whether the model reads the frame before the previous one (step's prev2)."""
+        return self.motion_refiner > 0
 
     @property
     def head_dim(self) -> int:

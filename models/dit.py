@@ -51,6 +51,22 @@ def unpatchify(x: torch.Tensor, p: int, c: int, h: int, w: int) -> torch.Tensor:
     return x.reshape(*lead, c, h, w)
 
 
+class MotionRefiner(nn.Module):
+    """frame + conv([frame, prev, prev - prev2]): three 3x3 convs (receptive field 7 px, a ball's move per frame
+    is 1-2 px at 64x64). The last conv starts at zero, so adding it to a trained model changes nothing."""
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3 * channels, hidden, 3, padding=1), nn.GELU(approximate="tanh"),
+                                 nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU(approximate="tanh"),
+                                 nn.Conv2d(hidden, channels, 3, padding=1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, frame, prev, prev2):
+        return frame + self.net(torch.cat([frame, prev, prev - prev2], dim=1))
+
+
 def modulate(x, shift, scale):
     return x * (1 + scale) + shift
 
@@ -117,6 +133,8 @@ class NextFrameDiT(nn.Module):
         for m in (self.final_modulation, self.head):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
+        if cfg.motion_refiner:
+            self.refiner = MotionRefiner(c, cfg.motion_refiner)
 
     # ---- shared pieces -------------------------------------------------------------------------------
     def condition(self, t: torch.Tensor, action: torch.Tensor, prev_action: torch.Tensor | None = None) -> torch.Tensor:
@@ -132,14 +150,22 @@ class NextFrameDiT(nn.Module):
             x = torch.cat([x, prev], dim=-3)
         return self.patch_embed(patchify(x, self.cfg.patch)) + self.pos_embed
 
-    def output(self, h: torch.Tensor, c: torch.Tensor, prev: torch.Tensor | None) -> torch.Tensor:
+    def output(self, h: torch.Tensor, c: torch.Tensor, prev: torch.Tensor | None,
+               prev2: torch.Tensor | None = None) -> torch.Tensor:
         """The denoised frame. With the previous frame as input the head predicts the change from it: an
         untrained head already gives the copy-last-frame prediction, and training only has to learn what moves."""
         shift, scale = self.final_modulation(c).chunk(2, dim=-1)
         out = self.head(modulate(self.final_norm(h), shift, scale))
         cfg = self.cfg
         out = unpatchify(out, cfg.patch, cfg.channels, cfg.height, cfg.width)
-        return out + prev if cfg.prev_frame_input else out
+        if not cfg.prev_frame_input:
+            return out
+        out = out + prev
+        if cfg.motion_refiner:
+            lead = out.shape[:-3]
+            flat = lambda z: z.reshape(-1, *z.shape[-3:])  # noqa: E731
+            out = self.refiner(flat(out), flat(prev), flat(prev2)).reshape(*lead, *out.shape[-3:])
+        return out
 
     # ---- many frames at once (training and the no-cache reference) ----------------------------------
     def forward_sequence(self, clean, clean_t, clean_action, noisy, noisy_t, noisy_action, noisy_pos,
@@ -172,6 +198,8 @@ class NextFrameDiT(nn.Module):
         c = self.condition(torch.cat([clean_t, noisy_t], dim=1), torch.cat([clean_action, noisy_action], dim=1),
                            prev_action)
         prev = torch.cat([torch.zeros_like(clean[:, :1]), clean], dim=1)[:, pos]  # clean frame p-1, zeros at p=0
+        # clean frame p-2; where there is none, prev itself (no change): what a sampler has after one frame
+        prev2 = torch.cat([torch.zeros_like(clean[:, :1]), clean[:, :1], clean], dim=1)[:, pos]
         x = self.embed(frames, prev).reshape(b, nf * n, cfg.dim)
 
         def tokens(per_frame):  # [B, F, K] -> [B, F*N, K]
@@ -202,11 +230,11 @@ class NextFrameDiT(nn.Module):
             if return_features and i == feature_block:
                 features = x.reshape(b, nf, n, cfg.dim)[:, fc:]
         h = x.reshape(b, nf, n, cfg.dim)[:, fc:]
-        out = self.output(h, c[:, fc:, None, :], prev[:, fc:])
+        out = self.output(h, c[:, fc:, None, :], prev[:, fc:], prev2[:, fc:])
         return (out, features) if return_features else out
 
     # ---- one frame against the KV cache (sampling) --------------------------------------------------
-    def step(self, x, t, action, prev, cache_k, cache_v, ages, prev_action=None, kv_only: bool = False):
+    def step(self, x, t, action, prev, cache_k, cache_v, ages, prev_action=None, kv_only: bool = False, prev2=None):
         """One network evaluation for the current frame.
 
         x [B, C, H, W] (noisy frame, or a clean frame whose K/V is wanted), t [B], action [B] (int64);
@@ -215,7 +243,8 @@ class NextFrameDiT(nn.Module):
         frames back the slot's frame lies; only ages 1..context are attended (0 marks an empty slot, and a
         slot older than the window, kept so a speculative frame can be rolled back, is ignored too);
         prev_action [B] int64 (models with prev_action_input): the action that led to `prev` (no_action before
-        the first frame).
+        the first frame); prev2 [B, C, H, W] (models with a motion refiner): the frame before prev as cached,
+        prev itself when there was none.
         Returns (denoised [B, C, H, W], k [L, B, H, N, hd], v [L, B, H, N, hd]) of the current frame.
         kv_only: return (None, k, v), skipping what only `denoised` needs (the last block's attention and MLP,
         the head): the cache write of a finished frame reads only k and v.
@@ -223,6 +252,8 @@ class NextFrameDiT(nn.Module):
         cfg = self.cfg
         b = x.shape[0]
         n, s = cfg.tokens_per_frame, cache_k.shape[3]
+        if cfg.needs_prev2 and prev2 is None:
+            raise ValueError("NextFrameDiT: this model has a motion refiner; pass prev2 (the frame before prev)")
         h = self.embed(x, prev)
         c = self.condition(t, action, prev_action)[:, None, :]  # [B, 1, D]
         valid = (ages > 0) & (ages <= cfg.context)
@@ -246,5 +277,5 @@ class NextFrameDiT(nn.Module):
                 h, k, v = blk(h, blk.modulation(c), attend)
             new_k.append(k)
             new_v.append(v)
-        denoised = None if kv_only else self.output(h, c, prev)
+        denoised = None if kv_only else self.output(h, c, prev, prev2)
         return denoised, torch.stack(new_k), torch.stack(new_v)

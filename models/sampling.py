@@ -45,7 +45,7 @@ class CachedSampler:
         self.context_noise = context_noise
         self.generator = generator or torch.Generator().manual_seed(0)
         self.cache = KvCache(model, batch)
-        self.prev = self._zeros()
+        self.prev = self.prev2 = self._zeros()
         self.prev_action = self._action(model.cfg.no_action)
 
     def _zeros(self):
@@ -66,8 +66,11 @@ class CachedSampler:
         x = add_noise(frame, self._full(self.context_noise), self._noise())
         a = self._action(action)
         _, k, v = self.model.step(x, self._full(self.context_noise), a, self.prev,
-                                  self.cache.k, self.cache.v, self.cache.ages(), self.prev_action, kv_only=True)
+                                  self.cache.k, self.cache.v, self.cache.ages(), self.prev_action, kv_only=True,
+                                  prev2=self.prev2)
         self.cache.push(k, v)
+        # the next frame's prev2: the frame before x, or x itself after the first frame, as in forward_sequence
+        self.prev2 = self.prev if self.cache.n_pushed > 1 else x
         self.prev, self.prev_action = x, a
 
     def _action(self, action):
@@ -77,7 +80,7 @@ class CachedSampler:
     def reset(self, frames: torch.Tensor, actions) -> None:
         """frames [C, 3, H, W] (or [B, C, ...]) real context; actions [C]: the action leading to each frame."""
         self.cache = KvCache(self.model, self.batch)
-        self.prev = self._zeros()
+        self.prev = self.prev2 = self._zeros()
         self.prev_action = self._action(self.model.cfg.no_action)
         if frames.dim() == 4:
             frames = frames[None]
@@ -91,7 +94,7 @@ class CachedSampler:
         ages = self.cache.ages()
         for t, t_next in zip(self.times[:-1], self.times[1:]):
             denoised, _, _ = self.model.step(x, self._full(t), a, self.prev, self.cache.k, self.cache.v, ages,
-                                             self.prev_action)
+                                             self.prev_action, prev2=self.prev2)
             x = euler_update(x, denoised, t, t_next)
         return x.clamp(-1.0, 1.0)
 

@@ -109,7 +109,7 @@ def integrate(x: np.ndarray, times: list[float], predict: Callable[[np.ndarray, 
 
 
 # ---- one frame of the loop ----------------------------------------------------------------------------
-StepFn = Callable[..., tuple]  # (x, t, action, prev, cache_k, cache_v, ages[, prev_action]) -> (out, k_new, v_new)
+StepFn = Callable[..., tuple]  # (x, t, action, prev, cache_k, cache_v, ages[, prev_action][, prev2]) -> (out, k_new, v_new)
 
 
 class ReferenceLoop:
@@ -136,6 +136,9 @@ class ReferenceLoop:
         self.no_action = int(manifest["no_action"])
         self.uses_prev_action = any(i["name"] == "prev_action" for i in manifest["graphs"]["step"]["inputs"])
         self.prev_action = self.no_action
+        # graphs with a prev2 input get the frame before `prev` (prev itself after the first frame)
+        self.uses_prev2 = any(i["name"] == "prev2" for i in manifest["graphs"]["step"]["inputs"])
+        self.prev2, self.n_pushed = self.prev, 0
         self.n_generated = 0
 
     def _draw(self) -> np.ndarray:
@@ -144,6 +147,7 @@ class ReferenceLoop:
     def _run(self, x, t, action, fn=None):
         ages = np.array(self.ring.ages(), np.int64)
         extra = (np.array([self.prev_action], np.int64),) if self.uses_prev_action else ()
+        extra += (self.prev2,) if self.uses_prev2 else ()
         return (fn or self.step_fn)(x, np.array([t], F32), np.array([action], np.int64), self.prev, self.k, self.v, ages, *extra)
 
     def push_frame(self, frame: np.ndarray, action: int) -> None:
@@ -155,13 +159,15 @@ class ReferenceLoop:
             _, k_new, v_new = self._run(x, self.cn, action)
         slot = self.ring.push()
         self.k[:, :, :, slot], self.v[:, :, :, slot] = k_new, v_new
+        self.n_pushed += 1
+        self.prev2 = self.prev if self.n_pushed > 1 else x
         self.prev, self.prev_action = x, action
 
     def reset(self, frames: np.ndarray, actions) -> None:
         self.ring = Ring(self.ring.n_slots, self.ring.window)
-        self.prev = np.zeros(self.shape, F32)
+        self.prev = self.prev2 = np.zeros(self.shape, F32)
         self.prev_action = self.no_action
-        self.n_generated = 0
+        self.n_pushed = self.n_generated = 0
         for f, a in zip(frames, actions):
             self.push_frame(f, int(a))
 

@@ -23,9 +23,9 @@ def test_patchify_round_trip():
     assert torch.equal(p[0, 0, 0], x[0, 0, :, :8, :8].reshape(-1))  # first patch is the top-left corner
 
 
-@pytest.mark.parametrize("context_noise, prev_action", [(0.0, False), (0.1, False), (0.1, True)])
-def test_cached_equals_uncached_through_wraparound(context_noise, prev_action):
-    cfg = tiny_config(context=3, prev_action_input=prev_action)
+@pytest.mark.parametrize("context_noise, prev_action, refiner", [(0.0, False, 0), (0.1, False, 0), (0.1, True, 0), (0.1, True, 4)])
+def test_cached_equals_uncached_through_wraparound(context_noise, prev_action, refiner):
+    cfg = tiny_config(context=3, prev_action_input=prev_action, motion_refiner=refiner)
     model = randomized_model(cfg)
     frames = torch.rand(4, 3, 16, 16) * 2 - 1
     outs = []
@@ -96,6 +96,17 @@ def test_flow_schedule():
     assert s[0] == 1.0 and s[-1] == 0.0 and s[2] == pytest.approx(0.75)
     with pytest.raises(ValueError, match="schedule: n_steps must be at least 1"):
         flow_schedule(0)
+
+
+def test_motion_refiner_needs_the_frame_before_prev():
+    model = randomized_model(tiny_config(motion_refiner=4))
+    cache = KvCache(model)
+    x = torch.randn(1, 3, 16, 16)
+    with pytest.raises(ValueError, match="pass prev2"):
+        model.step(x, torch.tensor([0.5]), torch.tensor([0]), x, cache.k, cache.v, cache.ages())
+    a, _, _ = model.step(x, torch.tensor([0.5]), torch.tensor([0]), x, cache.k, cache.v, cache.ages(), prev2=x)
+    b, _, _ = model.step(x, torch.tensor([0.5]), torch.tensor([0]), x, cache.k, cache.v, cache.ages(), prev2=-x)
+    assert (a - b).abs().max() > 1e-3  # the refiner reads it
 
 
 def test_config_errors():

@@ -40,8 +40,8 @@ def _context(seed: int = 3) -> np.ndarray:
     return (torch.rand(N_CONTEXT, 3, 16, 16, generator=g) * 2 - 1).numpy()
 
 
-def _cpp_rollout(noise: list[np.ndarray], prev_action: bool = False, **kwargs) -> np.ndarray:
-    bundle, _ = tiny_bundle(prev_action)
+def _cpp_rollout(noise: list[np.ndarray], prev_action: bool = False, refiner: int = 0, **kwargs) -> np.ndarray:
+    bundle, _ = tiny_bundle(prev_action, refiner=refiner)
     with Session(bundle, backend="ort-cpu", threads=1, **kwargs) as s:
         s.feed_noise(np.concatenate([n.reshape(-1) for n in noise]))
         s.reset(_context(), CONTEXT_ACTIONS)
@@ -51,8 +51,8 @@ def _cpp_rollout(noise: list[np.ndarray], prev_action: bool = False, **kwargs) -
     return frames
 
 
-def _torch_rollout(noise: list[np.ndarray], prev_action: bool = False) -> np.ndarray:
-    _, model = tiny_bundle(prev_action)
+def _torch_rollout(noise: list[np.ndarray], prev_action: bool = False, refiner: int = 0) -> np.ndarray:
+    _, model = tiny_bundle(prev_action, refiner=refiner)
     s = FedCachedSampler(model, noise, n_steps=N_STEPS, context_noise=CONTEXT_NOISE)
     s.reset(torch.from_numpy(_context()), CONTEXT_ACTIONS)
     return np.stack([s.step(a)[0].numpy() for a in ACTIONS])
@@ -62,10 +62,10 @@ def _noise(seed: int = 11) -> list[np.ndarray]:
     return noise_draws(N_CONTEXT + 2 * len(ACTIONS), (3, 16, 16), seed)
 
 
-@pytest.mark.parametrize("prev_action", [False, True])
-def test_rollout_matches_pytorch_cached_sampler(prev_action):
+@pytest.mark.parametrize("prev_action, refiner", [(False, 0), (True, 0), (True, 4)])
+def test_rollout_matches_pytorch_cached_sampler(prev_action, refiner):
     noise = _noise()
-    got, want = _cpp_rollout(noise, prev_action), _torch_rollout(noise, prev_action)
+    got, want = _cpp_rollout(noise, prev_action, refiner), _torch_rollout(noise, prev_action, refiner)
     errors = [nmse(g, w) for g, w in zip(got, want)]
     print(f"\nC++ vs PyTorch NMSE per frame: max {max(errors):.3g}, " + " ".join(f"{e:.2g}" for e in errors))
     assert max(errors) <= NMSE_BOUND_TORCH
@@ -83,8 +83,8 @@ def test_a_wrong_noise_order_is_caught():
     assert max(nmse(g, w) for g, w in zip(got, want)) > 1e-3
 
 
-def _ort_step_fn(threads: int = 1, prev_action: bool = False, graph: str = "step"):
-    bundle, _ = tiny_bundle(prev_action)
+def _ort_step_fn(threads: int = 1, prev_action: bool = False, graph: str = "step", refiner: int = 0):
+    bundle, _ = tiny_bundle(prev_action, refiner=refiner)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -99,18 +99,20 @@ def _ort_step_fn(threads: int = 1, prev_action: bool = False, graph: str = "step
     return step
 
 
-@pytest.mark.parametrize("sampler, n_steps, disa, prev_action", [
-    ("euler", None, None, False),  # the manifest's times
-    ("euler", 5, None, False),     # flow_schedule(5, shift) computed by the core
-    ("heun", None, {"n_max": 4, "n_min": 1, "n_anneal_frames": 6, "kind": "cosine"}, False),
-    ("euler", None, None, True),   # a graph with the prev_action input
+@pytest.mark.parametrize("sampler, n_steps, disa, prev_action, refiner", [
+    ("euler", None, None, False, 0),  # the manifest's times
+    ("euler", 5, None, False, 0),     # flow_schedule(5, shift) computed by the core
+    ("heun", None, {"n_max": 4, "n_min": 1, "n_anneal_frames": 6, "kind": "cosine"}, False, 0),
+    ("euler", None, None, True, 0),   # a graph with the prev_action input
+    ("euler", None, None, True, 4),   # and the prev2 input (motion refiner)
 ])
-def test_rollout_matches_numpy_reference_bit_for_bit(sampler, n_steps, disa, prev_action):
-    bundle, _ = tiny_bundle(prev_action)
+def test_rollout_matches_numpy_reference_bit_for_bit(sampler, n_steps, disa, prev_action, refiner):
+    bundle, _ = tiny_bundle(prev_action, refiner=refiner)
     noise = _noise(seed=5)
-    got = _cpp_rollout(noise, prev_action, sampler=sampler, n_steps=n_steps, disa=disa)
-    loop = ref.ReferenceLoop(read_manifest(bundle), _ort_step_fn(prev_action=prev_action), noise, sampler=sampler,
-                             n_steps=n_steps, disa=disa, kv_fn=_ort_step_fn(prev_action=prev_action, graph="kv"))
+    got = _cpp_rollout(noise, prev_action, refiner, sampler=sampler, n_steps=n_steps, disa=disa)
+    loop = ref.ReferenceLoop(read_manifest(bundle), _ort_step_fn(prev_action=prev_action, refiner=refiner), noise,
+                             sampler=sampler, n_steps=n_steps, disa=disa,
+                             kv_fn=_ort_step_fn(prev_action=prev_action, graph="kv", refiner=refiner))
     loop.reset(_context(), CONTEXT_ACTIONS)
     want = np.stack([loop.step(a) for a in ACTIONS])
     assert loop.ring.slot_pos == [12, 13, 14, 15]
@@ -182,3 +184,21 @@ def test_kv_graph_writes_the_same_cache_as_the_step_graph(tmp_path):
         s.reset(_context(), CONTEXT_ACTIONS)
         old_frames = np.stack([s.step_raw(a) for a in ACTIONS])
     assert np.array_equal(old_frames, step_only)
+
+
+def test_refiner_graphs_take_prev2_and_the_kv_graph_keeps_it_unread():
+    """A motion-refiner model reads the frame before prev. Only its output head does, so the exporter drops
+    prev2 from the kv graph; export puts it back so both graphs keep one input list (docs/formats.md)."""
+    import onnx
+
+    bundle, _ = tiny_bundle(True, refiner=4)
+    names = [i["name"] for i in read_manifest(bundle)["graphs"]["step"]["inputs"]]
+    assert names[-2:] == ["prev_action", "prev2"]
+    for graph in ("step", "kv"):
+        proto = onnx.load(f"{bundle}/{graph}.onnx")
+        onnx.checker.check_model(proto)
+        assert [i.name for i in proto.graph.input] == names
+    noise = _noise(seed=7)
+    with_kv = _cpp_rollout(noise, True, 4)
+    step_only = _cpp_rollout(noise, True, 4, use_kv_graph=False)
+    assert max(nmse(a, b) for a, b in zip(with_kv, step_only)) <= 1e-12

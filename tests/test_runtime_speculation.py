@@ -14,8 +14,8 @@ ACTIONS = [1, 1, 1, 2, 2, 0, 3, 3, 3, 3, 1, 2, 2, 0, 0]  # runs (hits) and chang
 
 
 def _run(speculate: bool, seed: int = 9, reset_at: int | None = None,
-         prev_action: bool = False, context_noise: float = 0.05) -> tuple[np.ndarray, dict, list]:
-    bundle, _ = tiny_bundle(prev_action, context_noise)
+         prev_action: bool = False, context_noise: float = 0.05, refiner: int = 0) -> tuple[np.ndarray, dict, list]:
+    bundle, _ = tiny_bundle(prev_action, context_noise, refiner)
     ctx = np.zeros((2, 16, 16, 3), np.uint8)
     ctx[:, 4:10, 5:9] = 255
     with Session(bundle, backend="ort-cpu", threads=1, seed=seed, speculate=speculate) as s:
@@ -28,12 +28,13 @@ def _run(speculate: bool, seed: int = 9, reset_at: int | None = None,
         return np.stack(frames), s.stats(), s.slot_pos
 
 
-# a rollback must restore the previous action too; at context noise 0 the seeded stream skips context draws,
-# so a rolled-back speculation's carried draws must still line up
-@pytest.mark.parametrize("prev_action, context_noise", [(False, 0.05), (True, 0.05), (False, 0.0)])
-def test_speculation_is_bit_identical_with_hits_and_misses(prev_action, context_noise):
-    plain, plain_stats, plain_slots = _run(False, prev_action=prev_action, context_noise=context_noise)
-    spec, stats, spec_slots = _run(True, prev_action=prev_action, context_noise=context_noise)
+# a rollback must restore the previous action (and the frame before prev) too; at context noise 0 the seeded
+# stream skips context draws, so a rolled-back speculation's carried draws must still line up
+@pytest.mark.parametrize("prev_action, context_noise, refiner", [(False, 0.05, 0), (True, 0.05, 0), (False, 0.0, 0),
+                                                                 (True, 0.05, 4)])
+def test_speculation_is_bit_identical_with_hits_and_misses(prev_action, context_noise, refiner):
+    plain, plain_stats, plain_slots = _run(False, prev_action=prev_action, context_noise=context_noise, refiner=refiner)
+    spec, stats, spec_slots = _run(True, prev_action=prev_action, context_noise=context_noise, refiner=refiner)
     assert np.array_equal(plain, spec)
     # a step hits when its action repeats the previous one: 8 repeats, 6 changes in ACTIONS
     assert stats["n_speculation_hits"] == 8

@@ -3,6 +3,7 @@ resume where they stopped, and config files are validated."""
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 
 import numpy as np
@@ -12,7 +13,7 @@ from safetensors import safe_open
 
 from nextframe.training.checkpoint import load_model, save_model
 from nextframe.training.config import TrainConfig, load_config
-from nextframe.training.trainer import Trainer, lr_at, training_loss
+from nextframe.training.trainer import Trainer, lr_at, motion_share_weights, training_loss
 from nextframe.data.dataset import WindowDataset
 from conftest import randomized_model, tiny_config
 
@@ -81,6 +82,21 @@ def test_lr_schedule():
     assert lr_at(110, cfg) == pytest.approx(0.1)
 
 
+def test_motion_share_gives_a_tiny_mover_its_share_of_the_loss():
+    x = -torch.ones(1, 3, 3, 32, 32)
+    x[:, 1, :, 10, 10] = 1.0  # one pixel appears in frame 1 (a ball), gone again in frame 2
+    w = motion_share_weights(x, 0.5)[0, :, 0]
+    assert torch.all(w[0] == 1.0)  # frame 0 is never a target
+    for f in (1, 2):
+        assert w[f].mean() == pytest.approx(1.0)  # the frame's total weight is unchanged
+        moved = w[f] > 0.5
+        assert moved.sum() == 9  # the changed pixel, dilated by 1 px
+        # half the frame's weight is split among its 9 changed pixels, on top of their plain share of the rest
+        assert w[f][moved].sum() / w[f].sum() == pytest.approx(0.5 + 0.5 * 9 / 1024)
+    still = motion_share_weights(-torch.ones(1, 2, 3, 8, 8), 0.5)
+    assert torch.all(still == 1.0)
+
+
 def test_config_file_errors(tmp_path):
     p = tmp_path / "c.json"
     p.write_text(json.dumps({"model": {"dim": 64, "heads": 2}, "train": {"batch_sise": 3}}))
@@ -91,8 +107,16 @@ def test_config_file_errors(tmp_path):
         load_config(str(p))
     with pytest.raises(ValueError, match="seq_len must be at least 2"):
         TrainConfig(seq_len=1)
+    with pytest.raises(ValueError, match=r"motion_share must be in \[0, 1\)"):
+        TrainConfig(motion_share=1.0)
 
 
 def test_shipped_config_parses():
     model, train = load_config("configs/breakout_default.json")
     assert model.tokens_per_frame == 64 and train.seq_len > model.context
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob("configs/breakout_*.json")))
+def test_every_training_config_parses(path):
+    model, train = load_config(path)
+    assert model.game == "Breakout" and train.total_steps > 0

@@ -33,6 +33,8 @@ class TrainConfig:
     pool_frames_per_step: int = 4  # rollout frames generated per training step
     pool_tolerance: float = 0.5  # max |shown - real| (in [-1, 1] units) for a pool target pixel to count
     motion_weight: float = 4.0  # extra loss weight on pixels that changed since the previous frame
+    motion_share: float = 0.0  # > 0: each frame's changed pixels carry this share of its loss however few they
+    # are, so a 1-px ball weighs as much as the whole paddle (trainer.motion_share_weights); replaces motion_weight
     bf16: bool = True  # autocast matmuls to bfloat16 (fast on CPUs with AMX/AVX512-BF16; exact elsewhere)
     log_every: int = 20
     eval_every: int = 500
@@ -50,6 +52,8 @@ class TrainConfig:
                      "pool_frames_per_step"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train config: {name} must be positive (got {getattr(self, name)})")
+        if not 0.0 <= self.motion_share < 1.0:
+            raise ValueError(f"train config: motion_share must be in [0, 1) (got {self.motion_share})")
         if self.pool_context_prob > 0 and not self.seq_len <= self.pool_min_len <= self.pool_max_len:
             raise ValueError(f"train config: need seq_len <= pool_min_len <= pool_max_len "
                              f"(got {self.seq_len}, {self.pool_min_len}, {self.pool_max_len})")
