@@ -166,7 +166,7 @@ void FrameLoop::wait_worker_locked() {
 
 void FrameLoop::speculate(std::int64_t action) {
     engine_ms_accum_ = 0;
-    if (has_prev_ || has_prev2_) std::memcpy(prev_saved_.raw(), prev_in_.raw(), prev_in_.nbytes());
+    if (keeps_prev()) std::memcpy(prev_saved_.raw(), prev_in_.raw(), prev_in_.nbytes());
     if (has_prev2_) std::memcpy(prev2_saved_.raw(), prev2_in_.raw(), prev2_in_.nbytes());
     prev_action_saved_ = prev_action_in_.data<std::int64_t>()[0];
     float* noise = spec_noise_.data<float>();
@@ -262,12 +262,11 @@ void FrameLoop::push_locked(const float* frame, std::int64_t action, const float
     compute_ages();
     run_kv_engine();
     kv_.push(k_new_.data<float>(), v_new_.data<float>());
-    ++n_pushed_;
     if (has_prev2_) {
-        const HostTensor& before = n_pushed_ > 1 ? prev_in_ : x_in_;  // no frame before the first: no change
+        const HostTensor& before = kv_.pos() > 1 ? prev_in_ : x_in_;  // no frame before the first: no change
         std::memcpy(prev2_in_.raw(), before.raw(), prev2_in_.nbytes());
     }
-    if (has_prev_ || has_prev2_) std::memcpy(prev_in_.raw(), x_in_.raw(), x_in_.nbytes());
+    if (keeps_prev()) std::memcpy(prev_in_.raw(), x_in_.raw(), x_in_.nbytes());
     prev_action_in_.data<std::int64_t>()[0] = action;  // read only by graphs with a prev_action input
 }
 
@@ -284,11 +283,10 @@ void FrameLoop::roll_back_speculation(bool keep_noise) {
     if (!spec_pending_) return;
     spec_pending_ = false;
     kv_.rewind(1);
-    if (has_prev_ || has_prev2_) std::memcpy(prev_in_.raw(), prev_saved_.raw(), prev_in_.nbytes());
+    if (keeps_prev()) std::memcpy(prev_in_.raw(), prev_saved_.raw(), prev_in_.nbytes());
     if (has_prev2_) std::memcpy(prev2_in_.raw(), prev2_saved_.raw(), prev2_in_.nbytes());
     prev_action_in_.data<std::int64_t>()[0] = prev_action_saved_;
     --n_generated_;
-    --n_pushed_;
     if (keep_noise) {
         const float* noise = spec_noise_.data<float>();
         if (context_from_stream()) unread(noise + numel_);
@@ -315,7 +313,7 @@ void FrameLoop::reset(const float* frames, std::int64_t n_frames, const std::int
     prev_in_.zero();
     prev2_in_.zero();
     prev_action_in_.data<std::int64_t>()[0] = no_action_;
-    n_generated_ = n_pushed_ = 0;
+    n_generated_ = 0;
     for (std::int64_t i = 0; i < n_frames; ++i) {
         float* noise = spec_noise_.data<float>();  // free while no speculation is pending
         draw_context(noise);

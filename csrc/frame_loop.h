@@ -5,7 +5,7 @@
 //       seeded stream draws no e, fed noise still supplies one);
 //       run step(x, t = cn, a, prev, cache, ages[, prev_action]) (or the kv graph, same inputs, when the
 //       bundle has one); write k_new/v_new into slot pos % n_slots;
-//       prev = x, prev_action = a.
+//       prev2 = prev (x itself for the first frame; graphs with a prev2 input), prev = x, prev_action = a.
 //   reset(frames, actions): clear the ring, prev = 0, push each frame.
 //   step(a): x = e ~ N(0,1); integrate with the sampler over the frame's schedule (each evaluation runs the
 //       graph with the ring's current ages; the graph predicts the velocity or the clean frame, as the
@@ -115,6 +115,7 @@ private:
     float context_noise_;
     bool has_prev_ = false;
     bool has_prev2_ = false;  // the graph reads the frame before prev (models with a motion refiner)
+    bool keeps_prev() const { return has_prev_ || has_prev2_; }  // prev2 is taken from prev
 
     std::unique_ptr<Engine> engine_;
     std::unique_ptr<Engine> kv_engine_;  // may be null
@@ -128,7 +129,6 @@ private:
     HostTensor x_in_, t_in_, action_in_, prev_in_, ages_in_;
     HostTensor prev_action_in_;  // the action that led to prev_in_ (graphs of prev_action_input models)
     HostTensor prev2_in_;        // the frame before prev_in_; prev_in_ itself after the first frame
-    std::int64_t n_pushed_ = 0;  // frames pushed since reset (speculation included)
     std::int64_t prev_action_saved_ = 0;
     HostTensor prediction_, k_new_, v_new_;  // prediction_: the "velocity" or "denoised" output
     Bindings bindings_, kv_bindings_;

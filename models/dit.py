@@ -67,6 +67,16 @@ class MotionRefiner(nn.Module):
         return frame + self.net(torch.cat([frame, prev, prev - prev2], dim=1))
 
 
+def previous_frames(clean: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """clean [B, F, C, H, W] at positions 0..F-1 -> (prev, prev2) [B, len(pos), C, H, W] for frames at `pos`:
+    prev = clean frame p-1 (zeros at p=0); prev2 = clean frame p-2, or prev itself where there is none (no
+    change), which is what a sampler has after one frame."""
+    zeros = torch.zeros_like(clean[:, :1])
+    prev = torch.cat([zeros, clean], dim=1)[:, pos]
+    prev2 = torch.cat([zeros, clean[:, :1], clean], dim=1)[:, pos]
+    return prev, prev2
+
+
 def modulate(x, shift, scale):
     return x * (1 + scale) + shift
 
@@ -197,9 +207,7 @@ class NextFrameDiT(nn.Module):
         prev_action = torch.cat([torch.full_like(clean_action[:, :1], cfg.no_action), clean_action], dim=1)[:, pos]
         c = self.condition(torch.cat([clean_t, noisy_t], dim=1), torch.cat([clean_action, noisy_action], dim=1),
                            prev_action)
-        prev = torch.cat([torch.zeros_like(clean[:, :1]), clean], dim=1)[:, pos]  # clean frame p-1, zeros at p=0
-        # clean frame p-2; where there is none, prev itself (no change): what a sampler has after one frame
-        prev2 = torch.cat([torch.zeros_like(clean[:, :1]), clean[:, :1], clean], dim=1)[:, pos]
+        prev, prev2 = previous_frames(clean, pos)
         x = self.embed(frames, prev).reshape(b, nf * n, cfg.dim)
 
         def tokens(per_frame):  # [B, F, K] -> [B, F*N, K]

@@ -138,7 +138,7 @@ class ReferenceLoop:
         self.prev_action = self.no_action
         # graphs with a prev2 input get the frame before `prev` (prev itself after the first frame)
         self.uses_prev2 = any(i["name"] == "prev2" for i in manifest["graphs"]["step"]["inputs"])
-        self.prev2, self.n_pushed = self.prev, 0
+        self.prev2 = self.prev
         self.n_generated = 0
 
     def _draw(self) -> np.ndarray:
@@ -159,15 +159,14 @@ class ReferenceLoop:
             _, k_new, v_new = self._run(x, self.cn, action)
         slot = self.ring.push()
         self.k[:, :, :, slot], self.v[:, :, :, slot] = k_new, v_new
-        self.n_pushed += 1
-        self.prev2 = self.prev if self.n_pushed > 1 else x
+        self.prev2 = self.prev if self.ring.pos > 1 else x
         self.prev, self.prev_action = x, action
 
     def reset(self, frames: np.ndarray, actions) -> None:
         self.ring = Ring(self.ring.n_slots, self.ring.window)
         self.prev = self.prev2 = np.zeros(self.shape, F32)
         self.prev_action = self.no_action
-        self.n_pushed = self.n_generated = 0
+        self.n_generated = 0
         for f, a in zip(frames, actions):
             self.push_frame(f, int(a))
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from nextframe.data.dataset import WindowDataset
-from nextframe.models.dit import MotionRefiner, NextFrameDiT
+from nextframe.models.dit import MotionRefiner, NextFrameDiT, previous_frames
 from nextframe.training.checkpoint import load_model, save_model
-from nextframe.training.trainer import motion_share_weights
+from nextframe.training.trainer import motion_share_weights, moved_mask
 
 
 def one_step_inputs(base: NextFrameDiT, frames: torch.Tensor, actions: torch.Tensor):
@@ -27,8 +27,7 @@ def one_step_inputs(base: NextFrameDiT, frames: torch.Tensor, actions: torch.Ten
     with torch.no_grad():
         pred = base.forward_sequence(frames, torch.zeros(b, f), actions, torch.randn(frames.shape), torch.ones(b, f),
                                      actions, torch.arange(f))
-    prev = torch.cat([torch.zeros_like(frames[:, :1]), frames[:, :-1]], 1)
-    prev2 = torch.cat([torch.zeros_like(frames[:, :1]), frames[:, :1], frames[:, :-2]], 1)
+    prev, prev2 = previous_frames(frames, torch.arange(f))
     flat = lambda z: z[:, 1:].flatten(0, 1)  # noqa: E731  (frame 0 is never a target)
     return flat(pred), flat(prev), flat(prev2)
 
@@ -39,7 +38,7 @@ def moving_pixel_error(refiner, batch) -> tuple[float, float]:
     with torch.no_grad():
         out = refiner(pred, prev, prev2)
     target = frames[:, 1:].flatten(0, 1)
-    moved = (motion_share_weights(frames, 0.5)[:, 1:].flatten(0, 1) > 0.6).float()
+    moved = moved_mask(frames)[:, 1:].flatten(0, 1)
     err = (out - target).square().sum(1, keepdim=True)
     return float((err * moved).sum() / moved.sum()), float(err.mean())
 

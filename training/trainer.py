@@ -28,22 +28,27 @@ from nextframe.training.plot import write_loss_svg
 from nextframe.training.rollout_pool import RolloutPool
 
 
-def motion_weights(x0: torch.Tensor, strength: float) -> torch.Tensor:
-    """x0 [B, F, C, H, W] -> weights [B, F, 1, H, W]: 1 + strength where the frame changed (dilated by 1 px)."""
+def moved_mask(x0: torch.Tensor) -> torch.Tensor:
+    """x0 [B, F, C, H, W] -> [B, F, 1, H, W] in {0, 1}: 1 where the frame changed since the one before (any
+    channel by more than 0.1), dilated by 1 px; frame 0 is 0."""
     diff = (x0[:, 1:] - x0[:, :-1]).abs().amax(dim=2, keepdim=True)
     moved = (diff > 0.1).float()
     b, f = moved.shape[:2]
     moved = F.max_pool2d(moved.flatten(0, 1), 3, stride=1, padding=1).reshape(b, f, *moved.shape[2:])
-    moved = torch.cat([torch.zeros_like(moved[:, :1]), moved], dim=1)
-    return 1.0 + strength * moved
+    return torch.cat([torch.zeros_like(moved[:, :1]), moved], dim=1)
+
+
+def motion_weights(x0: torch.Tensor, strength: float) -> torch.Tensor:
+    """x0 [B, F, C, H, W] -> weights [B, F, 1, H, W]: 1 + strength where the frame changed (moved_mask)."""
+    return 1.0 + strength * moved_mask(x0)
 
 
 def motion_share_weights(x0: torch.Tensor, share: float) -> torch.Tensor:
     """x0 [B, F, C, H, W] -> weights [B, F, 1, H, W] with mean 1 per frame: `share` of the frame's weight is
-    split evenly among the changed pixels (motion_weights' mask), the rest spread over all pixels. motion_weights' fixed factor leaves a
-    ball of a few pixels at 64x64 a negligible part of the loss (measured: the model left it in place);
-    here it weighs as much as any other motion. Frames where nothing changed keep weight 1."""
-    moved = (motion_weights(x0, 1.0) - 1.0)
+    split evenly among the changed pixels (moved_mask), the rest spread over all pixels. motion_weights' fixed
+    factor leaves a ball of a few pixels at 64x64 a negligible part of the loss; here it weighs as much as any
+    other motion. Frames where nothing changed keep weight 1."""
+    moved = moved_mask(x0)
     n_pix = moved.shape[-1] * moved.shape[-2]
     n_moved = moved.sum(dim=(2, 3, 4), keepdim=True)
     per_moved = share * n_pix / n_moved.clamp(min=1.0)
@@ -54,10 +59,9 @@ def motion_share_weights(x0: torch.Tensor, share: float) -> torch.Tensor:
 def consistency_mask(shown: torch.Tensor, real: torch.Tensor, tolerance: float) -> torch.Tensor:
     """Loss weights [B, F, 1, H, W] in {0, 1} for a rollout pool window (training/rollout_pool.py): shown[:, i]
     is the context for target real[:, i + 1]. A target pixel counts where the real scene did not change there
-    (motion_weights' moved mask, dilated by 1 px) and the frame the model was shown differs from it by at most
-    `tolerance`: the drift the model should undo, not the divergence of the game it cannot know about. Frame 0
-    is never a target (0)."""
-    static = motion_weights(real, 1.0)[:, 1:] == 1.0
+    (moved_mask) and the frame the model was shown differs from it by at most `tolerance`: the drift the model
+    should undo, not the divergence of the game it cannot know about. Frame 0 is never a target (0)."""
+    static = moved_mask(real)[:, 1:] == 0.0
     close = (shown[:, :-1] - real[:, 1:]).abs().amax(dim=2, keepdim=True) <= tolerance
     keep = (static & close).float()
     return torch.cat([torch.zeros_like(keep[:, :1]), keep], dim=1)
@@ -66,7 +70,7 @@ def consistency_mask(shown: torch.Tensor, real: torch.Tensor, tolerance: float) 
 def training_loss(model: NextFrameDiT, frames: torch.Tensor, actions: torch.Tensor, cfg: TrainConfig,
                   generator: torch.Generator | None = None, shown: torch.Tensor | None = None) -> torch.Tensor:
     """shown: frames to use as context instead of `frames` (a rollout pool window); the loss then counts only
-    the pixels rollout_pool.consistency_mask keeps."""
+    the pixels consistency_mask keeps."""
     b, f = frames.shape[:2]
     clean_t = torch.rand(b, f, generator=generator) * cfg.context_noise_max
     context = frames
