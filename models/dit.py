@@ -53,10 +53,13 @@ def unpatchify(x: torch.Tensor, p: int, c: int, h: int, w: int) -> torch.Tensor:
 
 class MotionRefiner(nn.Module):
     """frame + conv([frame, prev, prev - prev2]): three 3x3 convs (receptive field 7 px, a ball's move per frame
-    is 1-2 px at 64x64). The last conv starts at zero, so adding it to a trained model changes nothing."""
+    is 1-2 px at 64x64). The last conv starts at zero, so adding it to a trained model changes nothing.
+    gate_radius > 0: the correction applies only within that many px of where prev2 -> prev changed (by more
+    than 0.1 in any channel, moved_mask's threshold), so static content is the transformer's alone."""
 
-    def __init__(self, channels: int, hidden: int):
+    def __init__(self, channels: int, hidden: int, gate_radius: int = 0):
         super().__init__()
+        self.gate_radius = gate_radius
         self.net = nn.Sequential(nn.Conv2d(3 * channels, hidden, 3, padding=1), nn.GELU(approximate="tanh"),
                                  nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU(approximate="tanh"),
                                  nn.Conv2d(hidden, channels, 3, padding=1))
@@ -64,7 +67,12 @@ class MotionRefiner(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, frame, prev, prev2):
-        return frame + self.net(torch.cat([frame, prev, prev - prev2], dim=1))
+        change = prev - prev2
+        delta = self.net(torch.cat([frame, prev, change], dim=1))
+        if self.gate_radius:
+            moved = (change.abs().amax(dim=1, keepdim=True) > 0.1).to(delta.dtype)
+            delta = delta * F.max_pool2d(moved, 2 * self.gate_radius + 1, stride=1, padding=self.gate_radius)
+        return frame + delta
 
 
 def previous_frames(clean: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,7 +152,7 @@ class NextFrameDiT(nn.Module):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
         if cfg.motion_refiner:
-            self.refiner = MotionRefiner(c, cfg.motion_refiner)
+            self.refiner = MotionRefiner(c, cfg.motion_refiner, cfg.refiner_gate)
 
     # ---- shared pieces -------------------------------------------------------------------------------
     def condition(self, t: torch.Tensor, action: torch.Tensor, prev_action: torch.Tensor | None = None) -> torch.Tensor:

@@ -20,13 +20,15 @@ CONTEXT_NOISE = 0.05
 
 
 @functools.lru_cache(maxsize=None)
-def tiny_bundle(prev_action: bool = False, context_noise: float = CONTEXT_NOISE, refiner: int = 0) -> tuple[str, torch.nn.Module]:
+def tiny_bundle(prev_action: bool = False, context_noise: float = CONTEXT_NOISE, refiner: int = 0,
+                gate: int = 0) -> tuple[str, torch.nn.Module]:
     """(bundle dir, model): tiny_config() (16x16, window 3 -> 4 slots), 3 Euler steps, context noise 0.05;
     prev_action: the model (and so the step graph) also takes the action that led to the previous frame;
-    refiner: hidden channels of a motion refiner (the graphs then also take prev2, the frame before prev)."""
+    refiner: hidden channels of a motion refiner (the graphs then also take prev2, the frame before prev);
+    gate: its refiner_gate radius."""
     from nextframe.export.bundle import export_bundle
 
-    model = randomized_model(tiny_config(prev_action_input=prev_action, motion_refiner=refiner))
+    model = randomized_model(tiny_config(prev_action_input=prev_action, motion_refiner=refiner, refiner_gate=gate))
     root = tempfile.mkdtemp(prefix="nf_runtime_tests_")
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     out = Path(root) / "bundle"

@@ -98,6 +98,23 @@ def test_flow_schedule():
         flow_schedule(0)
 
 
+def test_refiner_gate_leaves_static_pixels_alone():
+    model = randomized_model(tiny_config(motion_refiner=4, refiner_gate=1))
+    frame = torch.rand(1, 3, 16, 16) * 2 - 1
+    prev = torch.rand(1, 3, 16, 16) * 2 - 1
+    prev2 = prev.clone()
+    prev2[0, 1, 5, 7] += 0.5  # one pixel changed between prev2 and prev
+    prev2[0, :, 12, 12] += 0.05  # below the threshold: not a change
+    near = torch.zeros(16, 16, dtype=torch.bool)
+    near[4:7, 6:9] = True
+    with torch.no_grad():
+        out = model.refiner(frame, prev, prev2)
+    assert torch.equal(out[..., ~near], frame[..., ~near])
+    assert (out[..., near] - frame[..., near]).abs().amin() > 1e-4  # every pixel of the gate is corrected
+    with pytest.raises(ValueError, match="refiner_gate needs motion_refiner"):
+        tiny_config(refiner_gate=2)
+
+
 def test_motion_refiner_needs_the_frame_before_prev():
     model = randomized_model(tiny_config(motion_refiner=4))
     cache = KvCache(model)

@@ -40,8 +40,9 @@ def _context(seed: int = 3) -> np.ndarray:
     return (torch.rand(N_CONTEXT, 3, 16, 16, generator=g) * 2 - 1).numpy()
 
 
-def _cpp_rollout(noise: list[np.ndarray], prev_action: bool = False, refiner: int = 0, **kwargs) -> np.ndarray:
-    bundle, _ = tiny_bundle(prev_action, refiner=refiner)
+def _cpp_rollout(noise: list[np.ndarray], prev_action: bool = False, refiner: int = 0, gate: int = 0,
+                 **kwargs) -> np.ndarray:
+    bundle, _ = tiny_bundle(prev_action, refiner=refiner, gate=gate)
     with Session(bundle, backend="ort-cpu", threads=1, **kwargs) as s:
         s.feed_noise(np.concatenate([n.reshape(-1) for n in noise]))
         s.reset(_context(), CONTEXT_ACTIONS)
@@ -51,8 +52,8 @@ def _cpp_rollout(noise: list[np.ndarray], prev_action: bool = False, refiner: in
     return frames
 
 
-def _torch_rollout(noise: list[np.ndarray], prev_action: bool = False, refiner: int = 0) -> np.ndarray:
-    _, model = tiny_bundle(prev_action, refiner=refiner)
+def _torch_rollout(noise: list[np.ndarray], prev_action: bool = False, refiner: int = 0, gate: int = 0) -> np.ndarray:
+    _, model = tiny_bundle(prev_action, refiner=refiner, gate=gate)
     s = FedCachedSampler(model, noise, n_steps=N_STEPS, context_noise=CONTEXT_NOISE)
     s.reset(torch.from_numpy(_context()), CONTEXT_ACTIONS)
     return np.stack([s.step(a)[0].numpy() for a in ACTIONS])
@@ -62,10 +63,10 @@ def _noise(seed: int = 11) -> list[np.ndarray]:
     return noise_draws(N_CONTEXT + 2 * len(ACTIONS), (3, 16, 16), seed)
 
 
-@pytest.mark.parametrize("prev_action, refiner", [(False, 0), (True, 0), (True, 4)])
-def test_rollout_matches_pytorch_cached_sampler(prev_action, refiner):
+@pytest.mark.parametrize("prev_action, refiner, gate", [(False, 0, 0), (True, 0, 0), (True, 4, 0), (True, 4, 1)])
+def test_rollout_matches_pytorch_cached_sampler(prev_action, refiner, gate):
     noise = _noise()
-    got, want = _cpp_rollout(noise, prev_action, refiner), _torch_rollout(noise, prev_action, refiner)
+    got, want = _cpp_rollout(noise, prev_action, refiner, gate), _torch_rollout(noise, prev_action, refiner, gate)
     errors = [nmse(g, w) for g, w in zip(got, want)]
     print(f"\nC++ vs PyTorch NMSE per frame: max {max(errors):.3g}, " + " ".join(f"{e:.2g}" for e in errors))
     assert max(errors) <= NMSE_BOUND_TORCH

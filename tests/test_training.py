@@ -97,6 +97,22 @@ def test_motion_share_gives_a_tiny_mover_its_share_of_the_loss():
     assert torch.all(still == 1.0)
 
 
+def test_trainable_prefixes_freeze_the_rest(tmp_path, square_episodes):
+    """trainable=["refiner."]: own and pool context still run the whole model, but only the refiner moves."""
+    model_cfg = tiny_config(prev_frame_input=True, motion_refiner=8)
+    cfg = _cfg(tmp_path, square_episodes, trainable=("refiner.",), total_steps=6, own_context_prob=0.5,
+               pool_context_prob=0.5, pool_min_len=4, pool_max_len=6)
+    trainer = Trainer(model_cfg, cfg, progress=False)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train()
+    after = trainer.model.state_dict()
+    changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    assert changed and all(k.startswith("refiner.") for k in changed), changed
+    assert {k for k in before if k.startswith("refiner.") and k.endswith("weight")} <= set(changed)
+    with pytest.raises(ValueError, match=r"trainable \['refinr.'\] matches no parameter"):
+        Trainer(model_cfg, _cfg(tmp_path / "b", square_episodes, trainable=("refinr.",)), progress=False)
+
+
 def test_config_file_errors(tmp_path):
     p = tmp_path / "c.json"
     p.write_text(json.dumps({"model": {"dim": 64, "heads": 2}, "train": {"batch_sise": 3}}))

@@ -43,6 +43,8 @@ class TrainConfig:
     ckpt_every: int = 200
     seed: int = 0
     init_from: str = ""  # a model file to warm-start from (weights whose shapes fit; see Trainer.warm_start)
+    trainable: tuple[str, ...] = ()  # parameter name prefixes to train (e.g. ["refiner."]); the rest stays frozen.
+    # () = all. A small head trained on a frozen model cannot unlearn what the model already does well.
     cache_dir: str = "data_cache"
 
     def __post_init__(self):
@@ -81,6 +83,7 @@ def load_config(path: str) -> tuple[ModelConfig, TrainConfig]:
     bad = sorted(set(train_raw) - known)
     if bad:
         raise ValueError(f"train config: {path} has unknown train keys {bad}")
-    if "data" in train_raw:
-        train_raw["data"] = tuple(train_raw["data"])
+    for key in ("data", "trainable"):
+        if key in train_raw:
+            train_raw[key] = tuple(train_raw[key])
     return model, TrainConfig(**train_raw)

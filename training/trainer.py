@@ -131,7 +131,7 @@ class Trainer:
         self.model = NextFrameDiT(model_cfg)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         decay, no_decay = [], []
-        for name, p in self.model.named_parameters():
+        for name, p in self.trainable_parameters(self.model, cfg.trainable):
             (no_decay if p.dim() < 2 or "embed" in name or "distance_bias" in name else decay).append(p)
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                       {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
@@ -145,6 +145,22 @@ class Trainer:
             self.history = self._read_history()
         elif cfg.init_from:
             self.warm_start(cfg.init_from)
+
+    @staticmethod
+    def trainable_parameters(model: NextFrameDiT, prefixes: tuple[str, ...]) -> list[tuple[str, torch.nn.Parameter]]:
+        """(name, parameter) pairs to optimise: all, or those whose name starts with one of `prefixes`; the
+        others get requires_grad False, so the frozen part of the forward pass builds no graph."""
+        if not prefixes:
+            return list(model.named_parameters())
+        chosen = []
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(tuple(prefixes)))
+            if p.requires_grad:
+                chosen.append((name, p))
+        if not chosen:
+            raise ValueError(f"train config: trainable {list(prefixes)} matches no parameter of the model "
+                             f"(e.g. {next(iter(dict(model.named_parameters())))})")
+        return chosen
 
     @torch.no_grad()
     def warm_start(self, path: str) -> None:
@@ -235,7 +251,7 @@ class Trainer:
                 raise RuntimeError(f"train: loss is {loss.item()} at step {self.step}; lower lr or check the data")
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], cfg.grad_clip)
             self.opt.step()
             self.step += 1
             self._update_ema()
