@@ -26,12 +26,12 @@ class ModelConfig:
     prev_action_input: bool = False
     # hidden channels of a pixel-level conv net (0 = none) that corrects the transformer's frame from
     # [frame, prev, prev - prev2]. Patch tokens must learn a 1-px ball's move separately for each of the 64
-    # positions inside a patch; a conv can learn it once for all positions. Tried in phase 8 (model card): on
-    # the CPU budget it blurred the ball instead of moving it, so the shipped model has none
+    # positions inside a patch; a conv can learn it once for all positions. Trained with the transformer
+    # (phase 8) it blurred the ball; trained alone on the frozen transformer (phase 9, shipped) it moves it
     motion_refiner: int = 0
-    # > 0: the refiner may change a pixel only within this many px of a pixel that changed between prev2 and
-    # prev (0 = everywhere). Ungated, its small corrections on static walls and bricks compound over an open-loop
-    # rollout (measured: val PSNR 20 dB after 300 frames, copy 29.5); a ball moves at most 2 px per frame
+    # > 0: the refiner may change a pixel only within this many px of a pixel that changed strongly between prev2
+    # and prev (dit.GATE_THRESHOLD; 0 = everywhere). Ungated, its small corrections on static content compound
+    # open loop (val PSNR 20 dB after 300 frames, copy 29.5); a ball moves at most 2 px per frame
     refiner_gate: int = 0
 
     def __post_init__(self):
