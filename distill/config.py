@@ -9,6 +9,7 @@ from nextframe.models.config import ModelConfig
 from nextframe.training.config import read_json_config
 
 METHODS = ("cd", "fdistill")
+CD_VARIANTS = ("discrete", "continuous")
 DIVERGENCES = ("js", "rkl", "fkl")
 
 
@@ -28,6 +29,10 @@ class DistillConfig:
     context_noise_max: float = 0.1  # context augmentation U(0, this), as the teacher was trained
     own_context_prob: float = 0.0  # share of batches conditioned on the teacher's own chained predictions
     own_context_passes: int = 1  # up to this many chained passes (as in training: k-step compounded errors)
+    pool_context_prob: float = 0.0  # share of batches whose context is the teacher's open-loop rollouts, 100s of frames deep
+    pool_min_len: int = 100  # each pool rollout runs U(min, max) teacher frames, then restarts (training/rollout_pool.py)
+    pool_max_len: int = 300
+    pool_frames_per_step: int = 4  # rollout frames the teacher generates per distillation step
     motion_weight: float = 4.0  # extra weight on pixels that changed since the previous frame (regression losses)
     bf16: bool = True
     student_steps: int = 4  # the student's sampler steps, written to student.safetensors as default_steps
@@ -42,6 +47,10 @@ class DistillConfig:
     cd_intervals: int = 16  # K teacher Euler intervals on flow_schedule(K, cd_shift)
     cd_shift: float = 1.0
     cd_target_decay: float = 0.95  # EMA decay of the target network (Song et al. 2023: mu)
+    cd_variant: str = "discrete"  # discrete (teacher Euler step + target network) | continuous (sCM: JVP tangent)
+    scm_warmup_steps: int = 100  # continuous: tangent warm-up, r from 0 to 1 over this many steps
+    scm_tangent_c: float = 0.1  # continuous: tangent normalisation g / (rms(g) + c)
+    scm_weight_lr: float = 1e-2  # continuous: lr of the learned per-time loss weight (it must settle in a short run)
     # ---- f-distill
     divergence: str = "js"  # js | rkl (= DMD) | fkl
     gen_every: int = 5  # one generator update per this many fake-score / discriminator updates
@@ -51,7 +60,7 @@ class DistillConfig:
     ratio_min: float = 0.1  # density ratio r = exp(D logit) clamped to [ratio_min, ratio_max]
     ratio_max: float = 20.0
     ratio_bins: int = 4  # r normalised to mean 1 inside each of this many equal bins of t
-    time_logit_mean: float = 0.0  # t ~ sigmoid(N(mean, std)) for the fake-score, DM and GAN terms
+    time_logit_mean: float = 0.0  # t ~ sigmoid(N(mean, std)) for the fake-score, DM and GAN terms and continuous CD
     time_logit_std: float = 1.0
     disc_block: int = -1  # teacher block whose output features the discriminator reads (-1: the middle one)
     disc_hidden: int = 256
@@ -61,11 +70,16 @@ class DistillConfig:
             raise ValueError(f"distill config: method must be one of {', '.join(METHODS)} (got {self.method!r})")
         if self.divergence not in DIVERGENCES:
             raise ValueError(f"distill config: divergence must be one of {', '.join(DIVERGENCES)} (got {self.divergence!r})")
+        if self.cd_variant not in CD_VARIANTS:
+            raise ValueError(f"distill config: cd_variant must be one of {', '.join(CD_VARIANTS)} (got {self.cd_variant!r})")
+        if self.scm_tangent_c <= 0 or self.scm_weight_lr <= 0:
+            raise ValueError(f"distill config: scm_tangent_c and scm_weight_lr must be positive "
+                             f"(got {self.scm_tangent_c}, {self.scm_weight_lr})")
         if self.seq_len < 2:
             raise ValueError(f"distill config: seq_len must be at least 2 (got {self.seq_len})")
         for name in ("batch_size", "total_steps", "log_every", "eval_every", "ckpt_every", "cd_intervals",
                      "gen_every", "ratio_bins", "student_steps", "disc_hidden", "teacher_eval_steps",
-                     "own_context_passes"):
+                     "own_context_passes", "pool_frames_per_step"):
             if getattr(self, name) < 1:
                 raise ValueError(f"distill config: {name} must be positive (got {getattr(self, name)})")
         for name in ("ema_decay", "cd_target_decay"):
@@ -73,6 +87,12 @@ class DistillConfig:
                 raise ValueError(f"distill config: {name} must be in [0, 1) (got {getattr(self, name)})")
         if not 0 < self.ratio_min < self.ratio_max:
             raise ValueError(f"distill config: need 0 < ratio_min < ratio_max (got {self.ratio_min}, {self.ratio_max})")
+        for name in ("own_context_prob", "pool_context_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"distill config: {name} must be in [0, 1] (got {getattr(self, name)})")
+        if self.pool_context_prob > 0 and not self.seq_len <= self.pool_min_len <= self.pool_max_len:
+            raise ValueError(f"distill config: need seq_len <= pool_min_len <= pool_max_len "
+                             f"(got {self.seq_len}, {self.pool_min_len}, {self.pool_max_len})")
         if any(n < 1 for n in self.eval_steps):
             raise ValueError(f"distill config: eval_steps must be positive (got {list(self.eval_steps)})")
         if self.method == "fdistill" and self.student_steps != 1:

@@ -1,7 +1,9 @@
 """Consistency distillation (discrete CD, Song et al. 2023), in flow time with x0 prediction.
 
-This is the discrete-time CD the issue allows; continuous-time sCM (tangent warm-up, JVPs through the
-network) was not done.
+The shipped consistency method. Continuous-time CD (sCM, distill/continuous_consistency.py, cd_variant
+"continuous") was run side by side on the same batches and diverged from the teacher: this teacher's
+instantaneous tangent is 99% its time embedding's high frequencies, which a grid interval averages out
+(benchmarks/consistency_tangent.py).
 
 The teacher's probability-flow ODE is discretised on K intervals, times flow_schedule(K, shift) from 1 to 0.
 For a target slot we draw k, noise the real frame to t_k, take one teacher Euler step (x0 parameterisation)

@@ -20,12 +20,14 @@ from nextframe.data.dataset import WindowDataset
 from nextframe.distill.checkpoint import load_state, save_state
 from nextframe.distill.config import DistillConfig, check_teacher
 from nextframe.distill.consistency import cd_grid, consistency_loss, student_times
+from nextframe.distill.continuous_consistency import AdaptiveTimeWeight, continuous_consistency_loss, warmup_ratio
 from nextframe.distill.fdistill import (DiscriminatorHead, discriminator_loss, fake_score_loss, generate,
                                         generator_loss)
 from nextframe.distill.windows import Window
 from nextframe.export.bundle import sha256_file
 from nextframe.models.flow import flow_schedule
 from nextframe.training.checkpoint import load_model, model_metadata, save_model
+from nextframe.training.rollout_pool import RolloutPool
 from nextframe.training.trainer import chained_own_predictions
 
 STATE_FILE = "distill_state.safetensors"
@@ -52,7 +54,12 @@ class DistillTrainer:
         self.modules: dict[str, torch.nn.Module] = {"student": self.student, "ema": self.ema}
         self.opts = {"student": _adamw(self.student.parameters(), cfg.lr, cfg.weight_decay)}
         self.base_lr = {"student": cfg.lr}
-        if cfg.method == "cd":
+        if cfg.method == "cd" and cfg.cd_variant == "continuous":  # no target network: theta^- = sg(theta)
+            self.time_weight = AdaptiveTimeWeight()
+            self.modules["time_weight"] = self.time_weight
+            self.opts["time_weight"] = _adamw(self.time_weight.parameters(), cfg.scm_weight_lr, 0.0)
+            self.base_lr["time_weight"] = cfg.scm_weight_lr
+        elif cfg.method == "cd":
             self.target = copy.deepcopy(self.teacher)
             self.grid = cd_grid(cfg.cd_intervals, cfg.cd_shift)
             self.modules["target"] = self.target
@@ -72,6 +79,9 @@ class DistillTrainer:
             meta = model_metadata(self.state_path)  # checked before loading: other runs hold other networks
             if meta.get("method") != cfg.method:
                 raise ValueError(f"distill: {cfg.out_dir} holds a {meta.get('method')} run, not {cfg.method}; use another --out-dir")
+            if meta.get("cd_variant", "discrete") != cfg.cd_variant and cfg.method == "cd":
+                raise ValueError(f"distill: {cfg.out_dir} holds a {meta.get('cd_variant', 'discrete')} cd run, not "
+                                 f"{cfg.cd_variant}; use another --out-dir")
             if meta.get("teacher_sha256") != self.teacher_sha:
                 raise ValueError(f"distill: {cfg.out_dir} was distilled from a different teacher than {teacher_path}")
             self.step, _ = load_state(self.state_path, self.modules, self.opts)
@@ -104,13 +114,14 @@ class DistillTrainer:
         opt.step()
 
     def save(self) -> None:
-        meta = {"method": self.cfg.method, "teacher": self.teacher_path, "teacher_sha256": self.teacher_sha,
-                "config": self.teacher.cfg.to_json()}
+        meta = {"method": self.cfg.method, "cd_variant": self.cfg.cd_variant, "teacher": self.teacher_path,
+                "teacher_sha256": self.teacher_sha, "config": self.teacher.cfg.to_json()}
         save_state(self.state_path, self.modules, self.opts, self.step, meta)
         save_model(self.ema, self.student_path, {
             "default_steps": str(self.cfg.student_steps),
             "default_context_noise": self.teacher_meta.get("default_context_noise", "0.0"),
             "distill_method": self.cfg.method, "distill_step": str(self.step),
+            **({"cd_variant": self.cfg.cd_variant} if self.cfg.method == "cd" else {}),
             "teacher_sha256": self.teacher_sha})
 
     def _own_context(self, frames, actions, rng: np.random.Generator, gen: torch.Generator):
@@ -121,6 +132,22 @@ class DistillTrainer:
             return None
         return chained_own_predictions(self.teacher, frames, actions, cfg, 1 + int(rng.integers(cfg.own_context_passes)), gen)
 
+    def _window(self, data: WindowDataset, pool: RolloutPool | None, rng: np.random.Generator,
+                gen: torch.Generator) -> Window:
+        """One batch of conditioning: a rollout pool window (the teacher's own open-loop frames, up to
+        pool_max_len deep: the context the teacher learned to recover from in phase 7, and which own-context
+        chains of a few passes never reach), else real windows with or without own-prediction context.
+        Every loss here compares the student with the teacher on the same context, so drifted context needs
+        no consistency mask: the student should do whatever the teacher does there."""
+        cfg = self.cfg
+        if pool is not None:
+            pool.advance(cfg.pool_frames_per_step)
+            if rng.random() < cfg.pool_context_prob:
+                shown, frames, actions = pool.window()
+                return Window.from_batch(frames, actions, cfg.context_noise_max, cfg.bf16, gen, shown, deep=True)
+        frames, actions = data.sample(cfg.batch_size, rng)
+        return Window.from_batch(frames, actions, cfg.context_noise_max, cfg.bf16, gen, self._own_context(frames, actions, rng, gen))
+
     # ---- one step of each method ---------------------------------------------------------------------
     def _cd_step(self, w: Window, gen: torch.Generator) -> dict:
         cfg = self.cfg
@@ -130,16 +157,36 @@ class DistillTrainer:
         self._lerp(self.ema, self.student, cfg.ema_decay)
         return {"loss": loss.item()}
 
+    def _continuous_cd_step(self, w: Window, gen: torch.Generator) -> dict:
+        cfg = self.cfg
+        loss, stats = continuous_consistency_loss(
+            self.student, self.teacher, self.time_weight, w, warmup_ratio(self.step, cfg.scm_warmup_steps),
+            cfg.scm_tangent_c, cfg.time_logit_mean, cfg.time_logit_std, cfg.motion_weight, gen)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"distill: student loss is {loss.item()} at step {self.step}; lower lr or check the data")
+        for opt in (self.opts["student"], self.opts["time_weight"]):
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
+        self.opts["student"].step()
+        self.opts["time_weight"].step()
+        self._lerp(self.ema, self.student, cfg.ema_decay)
+        return {"loss": loss.item(), **stats}
+
     def _fdistill_step(self, w: Window, gen: torch.Generator) -> dict:
         cfg = self.cfg
         with torch.no_grad():
             x0_gen = generate(self.student, w, torch.randn(w.target.shape, generator=gen))
         loss_fake = fake_score_loss(self.fake, w, x0_gen, cfg.motion_weight, cfg.time_logit_mean, cfg.time_logit_std, gen)
         self._update("fake", loss_fake, self.fake.parameters())
-        loss_d = discriminator_loss(self.teacher, self.disc, w, x0_gen, cfg.feature_block, cfg.time_logit_mean,
-                                    cfg.time_logit_std, gen)
-        self._update("disc", loss_d, self.disc.parameters())
-        out = {"loss_fake": loss_fake.item(), "loss_disc": loss_d.item()}
+        out = {"loss_fake": loss_fake.item()}
+        # deep windows pair drifted context with real targets that may have diverged from it: a discriminator
+        # trained there could tell real from fake by that mismatch alone, so it learns on real context only
+        if not w.deep:
+            loss_d = discriminator_loss(self.teacher, self.disc, w, x0_gen, cfg.feature_block, cfg.time_logit_mean,
+                                        cfg.time_logit_std, gen)
+            self._update("disc", loss_d, self.disc.parameters())
+            out["loss_disc"] = loss_d.item()
         # two time-scale updates: the fake score must track G's current distribution for F - T to be its score gap
         if (self.step + 1) % cfg.gen_every == 0:
             loss_g, stats = generator_loss(self.student, self.teacher, self.fake, self.disc, w, cfg, gen)
@@ -183,13 +230,17 @@ class DistillTrainer:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
         end = cfg.total_steps if max_steps is None else min(cfg.total_steps, self.step + max_steps)
         bar = tqdm(total=end, initial=self.step, desc=f"distill {cfg.method}", unit="step", disable=not self.progress)
-        step_fn = self._cd_step if cfg.method == "cd" else self._fdistill_step
+        step_fn = {"fdistill": self._fdistill_step, "cd": self._cd_step, "scm": self._continuous_cd_step}[
+            "scm" if cfg.method == "cd" and cfg.cd_variant == "continuous" else cfg.method]
+        pool = None
+        if cfg.pool_context_prob > 0:  # the frozen teacher rolls out: students are judged against its behaviour
+            pool = RolloutPool(self.teacher, data, cfg.batch_size, cfg.seq_len, cfg.pool_min_len, cfg.pool_max_len,
+                               rng, torch.Generator().manual_seed(cfg.seed * 7_919 + self.step))
         sums: dict[str, list[float]] = {}
         t0, n = time.perf_counter(), 0
         while self.step < end:
             self._set_lr()
-            frames, actions = data.sample(cfg.batch_size, rng)
-            w = Window.from_batch(frames, actions, cfg.context_noise_max, cfg.bf16, gen, self._own_context(frames, actions, rng, gen))
+            w = self._window(data, pool, rng, gen)
             for k, v in step_fn(w, gen).items():
                 sums.setdefault(k, []).append(v)
             self.step += 1

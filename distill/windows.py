@@ -26,18 +26,19 @@ class Window:
     pos: torch.Tensor  # [F-1] = 1..F-1
     prev: torch.Tensor  # [B, F-1, C, H, W] the real frame before each target (unaugmented)
     bf16: bool = True
+    deep: bool = False  # context from a rollout pool: the real targets may have diverged from it (another ball path)
 
     @classmethod
     def from_batch(cls, frames, actions, context_noise_max: float, bf16: bool, generator=None,
-                   shown: torch.Tensor | None = None) -> "Window":
-        """shown: frames to condition on instead of the real ones (e.g. the teacher's own predictions,
-        training.trainer.own_predictions); targets and `prev` stay the real frames."""
+                   shown: torch.Tensor | None = None, deep: bool = False) -> "Window":
+        """shown: frames to condition on instead of the real ones (the teacher's own predictions,
+        training.trainer.own_predictions, or a rollout pool window: deep); targets and `prev` stay real."""
         b, f = frames.shape[:2]
         context = frames if shown is None else shown
         clean_t = torch.rand(b, f - 1, generator=generator) * context_noise_max
         clean = add_noise(context[:, :-1], clean_t, torch.randn(frames[:, :-1].shape, generator=generator))
         return cls(clean, clean_t, actions[:, :-1], frames[:, 1:], actions[:, 1:], torch.arange(1, f),
-                   frames[:, :-1], bf16)
+                   frames[:, :-1], bf16, deep)
 
     @property
     def n_targets(self) -> int:

@@ -18,7 +18,11 @@ from nextframe.distill.config import DistillConfig, load_distill_config
 from nextframe.distill.consistency import cd_grid, consistency_loss, consistency_target, student_times
 from nextframe.distill.fdistill import density_ratio, generator_weights, h_of_r, normalise_per_bin
 from nextframe.distill.trainer import DistillTrainer
-from nextframe.distill.windows import Window
+from nextframe.distill.continuous_consistency import (BOUNDARY_T, consistency_function, consistency_tangent,
+                                                      normalise_tangent)
+from nextframe.distill.windows import Window, per_slot
+from nextframe.models.flow import add_noise
+from nextframe.training.rollout_pool import RolloutPool
 from nextframe.training.checkpoint import load_model, save_model
 
 
@@ -106,6 +110,62 @@ def test_cd_loss_falls_student_samples_and_resume(tmp_path, square_episodes, tea
     assert meta["default_steps"] == "2" and meta["distill_method"] == "cd" and meta["distill_step"] == "12"
 
 
+def test_continuous_tangent_is_the_derivative_along_the_teacher_ode():
+    student, teacher = randomized_model(tiny_config()), randomized_model(tiny_config(), seed=1)
+    g = torch.Generator().manual_seed(0)
+    frames, actions = torch.rand(2, 4, 3, 16, 16, generator=g) * 2 - 1, torch.randint(0, 4, (2, 4), generator=g)
+    w = Window.from_batch(frames, actions, 0.0, False)
+    t = torch.tensor([[0.6, 0.3, 0.9], [0.45, 0.7, 0.2]])
+    x = add_noise(w.target, t, torch.randn(w.target.shape, generator=g))
+    f, tangent = consistency_tangent(student, teacher, w, x, t, r=1.0)
+    assert f.requires_grad and not tangent.requires_grad
+    d = 1e-5  # one tiny Euler step of the teacher's ODE, then f there: f - d * df/dt to first order
+    with torch.no_grad():
+        x_back = x - d * (x - w.predict(teacher, x, t)) / per_slot(t)
+        f_back = consistency_function(student, w, x_back, t - d)
+    rel = ((f.detach() - d * tangent - f_back).norm() / (f.detach() - f_back).norm()).item()
+    assert rel < 0.05, rel  # 0.0045 seen (float32, the 1000 t time embedding is steep)
+    # r = 0 (start of the warm-up): only the velocity gap to the teacher, zero for a student equal to it
+    _, warm = consistency_tangent(teacher, teacher, w, x, t, r=0.0)
+    assert warm.abs().max() < 1e-5
+    # the boundary is structural: f(x, 0) = x whatever the network, and the network's x0 from BOUNDARY_T on
+    zero, late = torch.zeros(2, 3), torch.full((2, 3), BOUNDARY_T)
+    with torch.no_grad():
+        assert torch.equal(consistency_function(student, w, x, zero), x)
+        torch.testing.assert_close(consistency_function(student, w, x, late), w.predict(student, x, late))
+    assert normalise_tangent(torch.full((1, 1, 3, 4, 4), 10.0), 0.1).max() < 1.0
+
+
+def test_continuous_cd_trains_its_time_weight_and_resumes(tmp_path, square_episodes, teacher):
+    cfg = _cfg(tmp_path, square_episodes, method="cd", cd_variant="continuous", lr=3e-4, scm_warmup_steps=0,
+               student_steps=1, cd_intervals=4, eval_steps=(2, 1), total_steps=12, ckpt_every=5, eval_every=6,
+               scm_weight_lr=0.05)
+    tr = DistillTrainer(teacher, cfg, progress=False)
+    assert "target" not in tr.modules  # theta^- is the student itself, no EMA target network
+    before = [p.detach().clone() for p in tr.student.parameters()]
+    tr.train(max_steps=10)
+    assert any(not torch.equal(a, b) for a, b in zip(before, tr.student.parameters()))
+    recs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    logs = [r for r in recs if r["kind"] == "distill"]
+    assert all(np.isfinite(r["loss"]) for r in logs)
+    # the learned log-weight w(t) (starting at 0) moves towards log(error), the minimum of err * exp(-w) + w
+    target = math.log(logs[-1]["consistency_mse"])
+    with torch.no_grad():
+        w_now = tr.time_weight(torch.linspace(0.1, 0.9, 9)).mean().item()
+    assert abs(w_now - target) < 0.8 * abs(target), (w_now, target)
+    again = DistillTrainer(teacher, cfg, progress=False)
+    assert again.step == 10
+    torch.testing.assert_close(again.time_weight.linear.bias, tr.time_weight.linear.bias)
+    again.train()
+    assert again.step == 12
+    with pytest.raises(ValueError, match="holds a continuous cd run, not discrete"):
+        DistillTrainer(teacher, dataclasses.replace(cfg, cd_variant="discrete"), progress=False)
+    with safe_open(str(tmp_path / "run" / "student.safetensors"), framework="pt") as f:
+        assert f.metadata()["cd_variant"] == "continuous"
+    with pytest.raises(ValueError, match="cd_variant must be one of"):
+        _cfg(tmp_path, square_episodes, cd_variant="trig")
+
+
 def test_own_context_conditions_on_teacher_predictions(tmp_path, square_episodes, teacher):
     cfg = _cfg(tmp_path, square_episodes, own_context_prob=1.0, own_context_passes=2)
     tr = DistillTrainer(teacher, cfg, progress=False)
@@ -122,6 +182,31 @@ def test_own_context_conditions_on_teacher_predictions(tmp_path, square_episodes
     assert off._own_context(frames, actions, np.random.default_rng(0), None) is None
     tr.train(max_steps=3)
     assert tr.step == 3
+
+
+def test_pool_context_is_the_teachers_deep_rollout(tmp_path, square_episodes, teacher):
+    cfg = _cfg(tmp_path, square_episodes, method="fdistill", student_steps=1, pool_context_prob=1.0,
+               pool_min_len=6, pool_max_len=9, pool_frames_per_step=2, gen_every=2, context_noise_max=0.0)
+    tr = DistillTrainer(teacher, cfg, progress=False)
+    data = WindowDataset(cfg.data, 16, 16, cfg.seq_len, 4, cfg.cache_dir)
+    pool = RolloutPool(tr.teacher, data, cfg.batch_size, cfg.seq_len, cfg.pool_min_len, cfg.pool_max_len,
+                       np.random.default_rng(0), torch.Generator().manual_seed(0))
+    w = tr._window(data, pool, np.random.default_rng(0), torch.Generator().manual_seed(0))
+    assert w.deep and pool.horizon == 2
+    shown, real, _ = pool.window()
+    torch.testing.assert_close(w.clean, shown[:, :-1], rtol=0, atol=1e-6)
+    torch.testing.assert_close(w.target, real[:, 1:])
+    assert (shown[:, -1] - real[:, -1]).abs().max() > 1e-3  # the teacher's frames, not the recording's
+    # a deep window trains the fake score and (every gen_every-th step) the generator, never the discriminator
+    disc_before = [p.detach().clone() for p in tr.disc.parameters()]
+    tr.train(max_steps=4)
+    assert tr.step == 4 and all(torch.equal(a, b) for a, b in zip(disc_before, tr.disc.parameters()))
+    recs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert "loss_disc" not in recs[0] and np.isfinite(recs[0]["loss"])
+    with pytest.raises(ValueError, match="seq_len <= pool_min_len"):
+        _cfg(tmp_path, square_episodes, pool_context_prob=0.5, pool_min_len=2)
+    with pytest.raises(ValueError, match="pool_context_prob must be in"):
+        _cfg(tmp_path, square_episodes, pool_context_prob=1.5)
 
 
 def test_h_of_r_ratio_clamp_and_bins():
@@ -220,3 +305,13 @@ def test_shipped_distill_configs_parse():
     assert cd.method == "cd" and cd.batch_size == 8 and cd.seq_len == 8 and model["dim"] == 192
     fd, _ = load_distill_config("configs/distill_fdistill.json", method="fdistill")
     assert fd.method == "fdistill" and fd.student_steps == 1 and fd.divergence == "js"
+    scm, _ = load_distill_config("configs/distill_scm.json", method="cd")
+    assert scm.cd_variant == "continuous" and cd.cd_variant == "discrete"
+    # the comparison is fair: both consistency runs see the same batches, context mix and learning rate
+    same = ("data", "seq_len", "batch_size", "lr", "pool_context_prob", "own_context_prob", "seed", "motion_weight")
+    assert all(getattr(scm, k) == getattr(cd, k) for k in same)
+    # every shipped config is written for the shipped teacher
+    from nextframe.training.checkpoint import load_model
+    from nextframe.distill.config import check_teacher
+    for path in ("configs/distill_cd.json", "configs/distill_fdistill.json", "configs/distill_scm.json"):
+        check_teacher(load_model("nextframe/default_model/breakout.safetensors").cfg, load_distill_config(path)[1], path)
