@@ -72,6 +72,8 @@ def main():
     ap.add_argument("--fps-frames", type=int, default=150)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--extra-seeds", type=int, default=0,
+                    help="also roll out with sampler noise seeds 1..N: the spread of the all-frames metrics")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     entries = [parse_entry(e) for e in args.entry]
@@ -87,6 +89,13 @@ def main():
                "quality": {h: m[h] for h in ("1-10", "11-30", "all") if h in m}, "copy_baseline": {h: c[h] for h in ("1-10", "11-30", "all") if h in c},
                "ball_tracking": ball, "quality_bar": quality_bar(m, c, ball),
                "quality_wall_s": round(time.perf_counter() - t0, 1)}
+        if args.extra_seeds:
+            # 300 open-loop frames diverge chaotically (another ball path): one noise seed is one sample
+            alls = [m["all"]] + [evaluate_held_out(model, episodes, args.context, steps, seed=s)[1]["all"]
+                                 for s in range(1, args.extra_seeds + 1)]
+            row["all_by_seed"] = {k: [a[k] for a in alls] for k in ("psnr", "paddle_x_err")}
+            row["all_seed_mean_std"] = {k: [round(float(np.mean(v)), 3), round(float(np.std(v, ddof=1)), 3)]
+                                        for k, v in row["all_by_seed"].items()}
         print(json.dumps(row), flush=True)
         rows.append(row)
     fps = runtime_fps(models, [r["n_steps"] for r in rows], episodes[0][1], args.fps_frames, args.warmup, args.threads)

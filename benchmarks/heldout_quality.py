@@ -44,10 +44,10 @@ def mean_over_episodes(results: list[dict], who: str) -> dict:
     return out
 
 
-def evaluate_held_out(model, episodes, context: int, steps: int, context_noise: float = 0.0):
-    """Open-loop rollouts (PyTorch, seed 0) of every held-out episode. Returns (per-episode metrics, the
-    model's mean per horizon, the copy baseline's mean per horizon)."""
-    per_ep = [{"episode": name, **rollout_episode(model, ep, context, steps, context_noise, seed=0)[1]}
+def evaluate_held_out(model, episodes, context: int, steps: int, context_noise: float = 0.0, seed: int = 0):
+    """Open-loop rollouts (PyTorch, sampler noise seed `seed`) of every held-out episode. Returns (per-episode
+    metrics, the model's mean per horizon, the copy baseline's mean per horizon)."""
+    per_ep = [{"episode": name, **rollout_episode(model, ep, context, steps, context_noise, seed=seed)[1]}
               for name, ep in episodes]
     return per_ep, mean_over_episodes(per_ep, "model"), mean_over_episodes(per_ep, "copy_baseline")
 
