@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ import torch
 from nextframe.benchmarks.device_info import cpu_info, versions
 from nextframe.benchmarks.result_file import write_result
 from nextframe.data.dataset import WindowDataset
+from nextframe.distill.continuous_consistency import jvp
 from nextframe.distill.windows import Window
 from nextframe.models.flow import add_noise, euler_update
 from nextframe.training.checkpoint import load_model
@@ -39,10 +39,8 @@ def tangent_parts(model, w: Window, t_value: float, intervals: int, generator: t
     def f(xx, tt):
         return w.predict(model, xx, tt)
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=DeprecationWarning)
-        _, j_x = torch.func.jvp(f, (x, t), (v, torch.zeros_like(t)))
-        _, j_t = torch.func.jvp(f, (x, t), (torch.zeros_like(x), torch.ones_like(t)))
+    _, j_x = jvp(f, (x, t), (v, torch.zeros_like(t)))
+    _, j_t = jvp(f, (x, t), (torch.zeros_like(x), torch.ones_like(t)))
     out = {"t": t_value, "rms_dx": rms(j_x), "rms_dt": rms(j_t), "rms_total": rms(j_x + j_t)}
     h = 1.0 / intervals
     if t_value - h > 0:

@@ -29,10 +29,8 @@ from nextframe.models.flow import add_noise, sample_train_times
 from nextframe.training.checkpoint import load_model
 
 
-class TokenHead(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+class TokenHead(DiscriminatorHead):
+    """The shipped head's MLP, applied per token before the mean instead of after it."""
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:  # [B, F, N, D] -> [B, F]
         return self.net(features.float())[..., 0].mean(dim=2)

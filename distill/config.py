@@ -106,6 +106,10 @@ class DistillConfig:
 
 
     @property
+    def continuous_cd(self) -> bool:
+        return self.method == "cd" and self.cd_variant == "continuous"
+
+    @property
     def feature_block(self) -> int | None:
         """The discriminator's teacher block for forward_sequence (None: the middle one)."""
         return None if self.disc_block < 0 else self.disc_block

@@ -72,18 +72,23 @@ def consistency_function(model: NextFrameDiT, w: Window, x_t: torch.Tensor, t: t
     return x_t + s * (w.predict(model, x_t, t) - x_t)
 
 
+def jvp(fn, primals: tuple, tangents: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """torch.func.jvp, without the DeprecationWarning torch raises when its forward-AD decompositions load
+    through torch.jit.script (once per process; pytest runs with warnings as errors)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=DeprecationWarning)
+        return torch.func.jvp(fn, primals, tangents)
+
+
 def consistency_tangent(student: NextFrameDiT, teacher: NextFrameDiT, w: Window, x_t: torch.Tensor,
                         t: torch.Tensor, r: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(the student's f at (x_t, t) with its autograd graph, df/dt (no graph)) for frames x_t at times t [B, F]."""
     with torch.no_grad():
         v_teacher = (x_t - w.predict(teacher, x_t, t)) / per_slot(t)
-    with warnings.catch_warnings():  # torch's forward-AD decompositions load through torch.jit.script once
-        warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated", category=DeprecationWarning)
-        f, jvp = torch.func.jvp(lambda x, tt: consistency_function(student, w, x, tt), (x_t, t),
-                                (v_teacher, torch.ones_like(t)))
-    jvp = jvp.detach()
+    f, df_dt = jvp(lambda x, tt: consistency_function(student, w, x, tt), (x_t, t), (v_teacher, torch.ones_like(t)))
+    df_dt = df_dt.detach()
     v_student = (x_t - f.detach()) / per_slot(t)
-    return f, (1.0 - r) * (v_teacher - v_student) + r * jvp
+    return f, (1.0 - r) * (v_teacher - v_student) + r * df_dt
 
 
 def continuous_consistency_loss(student: NextFrameDiT, teacher: NextFrameDiT, weight: AdaptiveTimeWeight,

@@ -54,7 +54,7 @@ class DistillTrainer:
         self.modules: dict[str, torch.nn.Module] = {"student": self.student, "ema": self.ema}
         self.opts = {"student": _adamw(self.student.parameters(), cfg.lr, cfg.weight_decay)}
         self.base_lr = {"student": cfg.lr}
-        if cfg.method == "cd" and cfg.cd_variant == "continuous":  # no target network: theta^- = sg(theta)
+        if cfg.continuous_cd:  # no target network: theta^- = sg(theta)
             self.time_weight = AdaptiveTimeWeight()
             self.modules["time_weight"] = self.time_weight
             self.opts["time_weight"] = _adamw(self.time_weight.parameters(), cfg.scm_weight_lr, 0.0)
@@ -104,14 +104,18 @@ class DistillTrainer:
         for pd, ps in zip(dst.parameters(), src.parameters()):
             pd.lerp_(ps, 1.0 - decay)
 
-    def _update(self, name: str, loss: torch.Tensor, params) -> None:
+    def _update(self, name: str, loss: torch.Tensor, params, also: tuple[str, ...] = ()) -> None:
+        """One optimizer step of `name` (gradient clipped over params), and of the optimizers in `also` that
+        share its loss (clip-free: sCM's loss-weight function)."""
         if not torch.isfinite(loss):
             raise RuntimeError(f"distill: {name} loss is {loss.item()} at step {self.step}; lower lr or check the data")
-        opt = self.opts[name]
-        opt.zero_grad(set_to_none=True)
+        opts = [self.opts[n] for n in (name, *also)]
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
-        opt.step()
+        for opt in opts:
+            opt.step()
 
     def save(self) -> None:
         meta = {"method": self.cfg.method, "cd_variant": self.cfg.cd_variant, "teacher": self.teacher_path,
@@ -162,14 +166,7 @@ class DistillTrainer:
         loss, stats = continuous_consistency_loss(
             self.student, self.teacher, self.time_weight, w, warmup_ratio(self.step, cfg.scm_warmup_steps),
             cfg.scm_tangent_c, cfg.time_logit_mean, cfg.time_logit_std, cfg.motion_weight, gen)
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"distill: student loss is {loss.item()} at step {self.step}; lower lr or check the data")
-        for opt in (self.opts["student"], self.opts["time_weight"]):
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
-        self.opts["student"].step()
-        self.opts["time_weight"].step()
+        self._update("student", loss, self.student.parameters(), also=("time_weight",))
         self._lerp(self.ema, self.student, cfg.ema_decay)
         return {"loss": loss.item(), **stats}
 
@@ -230,8 +227,10 @@ class DistillTrainer:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
         end = cfg.total_steps if max_steps is None else min(cfg.total_steps, self.step + max_steps)
         bar = tqdm(total=end, initial=self.step, desc=f"distill {cfg.method}", unit="step", disable=not self.progress)
-        step_fn = {"fdistill": self._fdistill_step, "cd": self._cd_step, "scm": self._continuous_cd_step}[
-            "scm" if cfg.method == "cd" and cfg.cd_variant == "continuous" else cfg.method]
+        if cfg.method == "fdistill":
+            step_fn = self._fdistill_step
+        else:
+            step_fn = self._continuous_cd_step if cfg.continuous_cd else self._cd_step
         pool = None
         if cfg.pool_context_prob > 0:  # the frozen teacher rolls out: students are judged against its behaviour
             pool = RolloutPool(self.teacher, data, cfg.batch_size, cfg.seq_len, cfg.pool_min_len, cfg.pool_max_len,
