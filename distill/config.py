@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from nextframe.models.config import ModelConfig
+from nextframe.models.config import ModelConfig, model_config_from_dict  # noqa: F401
 from nextframe.training.config import read_json_config
 
-METHODS = ("cd", "fdistill")
+METHODS = ("cd", "fdistill", "trajectory")  # trajectory: frame-stack (unet) teachers only
 CD_VARIANTS = ("discrete", "continuous")
 DIVERGENCES = ("js", "rkl", "fkl")
 
@@ -64,6 +64,12 @@ class DistillConfig:
     time_logit_std: float = 1.0
     disc_block: int = -1  # teacher block whose output features the discriminator reads (-1: the middle one)
     disc_hidden: int = 256
+    # ---- frame-stack (unet) teachers: distill/unet_trainer.py
+    teacher_steps: int = 8  # trajectory: Euler steps of the teacher's ODE sample the student learns to reach
+    teacher_shift: float = 1.0  # trajectory: the teacher's schedule flow_schedule(teacher_steps, teacher_shift)
+    mid_time: float = 0.5  # the two-step student's second time: schedule [1, mid_time, 0]
+    time_budget_s: float = 0.0  # > 0: stop after this long (the lr warm-up still counts steps)
+    device: str = "cpu"  # cpu | cuda
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -95,6 +101,11 @@ class DistillConfig:
                              f"(got {self.seq_len}, {self.pool_min_len}, {self.pool_max_len})")
         if any(n < 1 for n in self.eval_steps):
             raise ValueError(f"distill config: eval_steps must be positive (got {list(self.eval_steps)})")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"distill config: device must be cpu or cuda (got {self.device!r})")
+        if not 0.0 < self.mid_time < 1.0 or self.teacher_steps < 1 or self.time_budget_s < 0:
+            raise ValueError(f"distill config: need 0 < mid_time < 1, teacher_steps >= 1, time_budget_s >= 0 "
+                             f"(got {self.mid_time}, {self.teacher_steps}, {self.time_budget_s})")
         if self.method == "fdistill" and self.student_steps != 1:
             raise ValueError(f"distill config: an f-distill generator is one-step; student_steps must be 1 (got {self.student_steps})")
         if self.method == "cd":
@@ -139,7 +150,7 @@ def load_distill_config(path: str, method: str | None = None) -> tuple[DistillCo
             d[name] = tuple(d[name])
     model = raw.get("model")
     if model is not None:
-        ModelConfig.from_dict(model)  # unknown model keys fail here, before any teacher is loaded
+        model_config_from_dict(model)  # unknown model keys fail here, before any teacher is loaded
     return DistillConfig(**d), model
 
 
@@ -147,7 +158,9 @@ def check_teacher(teacher_cfg: ModelConfig, expected: dict | None, teacher_path:
     """The config's "model" section (if any) must describe the teacher: a student is a copy of it."""
     if expected is None:
         return
-    have, want = teacher_cfg.to_dict(), ModelConfig.from_dict(expected).to_dict()
+    have, want = teacher_cfg.to_dict(), model_config_from_dict(expected).to_dict()
+    if set(have) != set(want):
+        raise ValueError(f"distill: teacher {teacher_path} is another kind of model than the config's model section")
     diff = sorted(k for k in want if have[k] != want[k])
     if diff:
         pairs = ", ".join(f"{k}: config {want[k]!r} vs teacher {have[k]!r}" for k in diff)

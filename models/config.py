@@ -84,3 +84,17 @@ class ModelConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def model_config_from_dict(d: dict):
+    """A model config from its JSON form: key "arch" picks the family ("dit", the default, or "unet")."""
+    from nextframe.models.unet_config import ARCH as UNET, UNetConfig
+
+    if not isinstance(d, dict):
+        raise ValueError(f"model config: expected a JSON object (got {type(d).__name__})")
+    arch = d.get("arch", "dit")
+    if arch == UNET:
+        return UNetConfig.from_dict(d)
+    if arch != "dit":
+        raise ValueError(f"model config: unknown arch {arch!r} (expected 'dit' or '{UNET}')")
+    return ModelConfig.from_dict({k: v for k, v in d.items() if k != "arch"})

@@ -10,8 +10,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from nextframe.models.config import ModelConfig
+from nextframe.models.config import model_config_from_dict
 from nextframe.models.dit import NextFrameDiT
+from nextframe.models.registry import build_model
 
 FORMAT = "nextframe.model.v1"
 
@@ -36,11 +37,11 @@ def load_model(path: str) -> NextFrameDiT:
             meta = f.metadata() or {}
             if meta.get("format") != FORMAT:
                 raise ValueError(f"model: {path} is not a nextframe model (format {meta.get('format')!r}, expected {FORMAT!r})")
-            cfg = ModelConfig.from_dict(json.loads(meta["config"]))
+            cfg = model_config_from_dict(json.loads(meta["config"]))
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (OSError, RuntimeError, SafetensorError) as e:  # a truncated or foreign file
         raise ValueError(f"model: {path} is not a readable safetensors file ({e})") from None
-    model = NextFrameDiT(cfg)
+    model = build_model(cfg)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"model: {path} does not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")

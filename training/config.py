@@ -5,7 +5,7 @@ import dataclasses
 import json
 import os
 
-from nextframe.models.config import ModelConfig
+from nextframe.models.config import ModelConfig, model_config_from_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +46,11 @@ class TrainConfig:
     trainable: tuple[str, ...] = ()  # parameter name prefixes to train (e.g. ["refiner."]); the rest stays frozen.
     # () = all. A small head trained on a frozen model cannot unlearn what the model already does well.
     cache_dir: str = "data_cache"
+    # ---- frame-stack models (arch "unet", training/unet_trainer.py)
+    pure_noise_prob: float = 0.0  # share of targets trained at t = 1 exactly, where every sampler starts
+    own_context_steps: int = 1  # sampler steps of the model's own rollouts used as context
+    time_budget_s: float = 0.0  # > 0: stop after this long, the lr schedule running on time as well as steps
+    device: str = "cpu"  # cpu | cuda
 
     def __post_init__(self):
         if self.seq_len < 2:
@@ -54,6 +59,14 @@ class TrainConfig:
                      "pool_frames_per_step"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train config: {name} must be positive (got {getattr(self, name)})")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"train config: device must be cpu or cuda (got {self.device!r})")
+        for name in ("pure_noise_prob", "own_context_prob", "pool_context_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"train config: {name} must be in [0, 1] (got {getattr(self, name)})")
+        if self.time_budget_s < 0 or self.own_context_steps < 1:
+            raise ValueError(f"train config: time_budget_s must be >= 0 and own_context_steps >= 1 "
+                             f"(got {self.time_budget_s}, {self.own_context_steps})")
         if not 0.0 <= self.motion_share < 1.0:
             raise ValueError(f"train config: motion_share must be in [0, 1) (got {self.motion_share})")
         if self.pool_context_prob > 0 and not self.seq_len <= self.pool_min_len <= self.pool_max_len:
@@ -73,11 +86,12 @@ def read_json_config(path: str, what: str):
 
 
 def load_config(path: str) -> tuple[ModelConfig, TrainConfig]:
+    """(model config of either family, TrainConfig)."""
     raw = read_json_config(path, "train config")
     unknown = sorted(set(raw) - {"model", "train", "comment"})
     if unknown:
         raise ValueError(f"train config: {path} has unknown sections {unknown} (expected model, train)")
-    model = ModelConfig.from_dict(raw.get("model", {}))
+    model = model_config_from_dict(raw.get("model", {}))
     train_raw = dict(raw.get("train", {}))
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     bad = sorted(set(train_raw) - known)
