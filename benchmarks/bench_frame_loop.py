@@ -115,7 +115,7 @@ def _run_on_bundle(args, model, bundle: str) -> dict:
     s.feed_noise(np.stack(noise))
     s.reset(ctx.transpose(0, 2, 3, 1), leading)
     cpp_frames = [s.step_raw(int(a)) for a in actions[:n_par]]
-    ref = ReferenceLoop(manifest, lambda *xs: tuple(torch_step(model, *xs)), noise)
+    ref = ReferenceLoop(manifest, lambda feed: torch_step(model, manifest, feed), noise)
     ref.reset(ctx_float.numpy(), leading)
     torch_frames = [ref.step(int(a)) for a in actions[:n_par]]
     nmse = max(float(np.mean((c - t) ** 2) / max(np.mean(t**2), 1e-30)) for c, t in zip(cpp_frames, torch_frames))
@@ -131,8 +131,8 @@ def _run_on_bundle(args, model, bundle: str) -> dict:
 
     def ort_fn(graph: str):
         sess = ort.InferenceSession(os.path.join(bundle, manifest["graphs"][graph]["file"]), so, providers=["CPUExecutionProvider"])
-        names = [i["name"] for i in manifest["graphs"][graph]["inputs"]]
-        return lambda *xs: sess.run(None, dict(zip(names, xs)))
+        names = [o.name for o in sess.get_outputs()]
+        return lambda feed: dict(zip(names, sess.run(None, feed)))
 
     has_kv = "kv" in manifest["graphs"]
     ng = np.random.default_rng(2)
@@ -207,9 +207,11 @@ def _run_on_bundle(args, model, bundle: str) -> dict:
 
 
 @torch.no_grad()
-def torch_step(model, *inputs):
-    outs = step_by_name(model, [torch.from_numpy(np.asarray(a)) for a in inputs])
-    return [o.numpy() for o in outs]
+def torch_step(model, manifest: dict, feed: dict) -> dict:
+    """The PyTorch model as a graph function of the reference loop: inputs by name, outputs by name."""
+    graph = manifest["graphs"]["step"]
+    outs = step_by_name(model, [torch.from_numpy(np.asarray(feed[i["name"]])) for i in graph["inputs"]])
+    return {o["name"]: v.numpy() for o, v in zip(graph["outputs"], outs)}
 
 
 if __name__ == "__main__":

@@ -67,7 +67,10 @@ private:
     std::string path_;
 };
 
-std::vector<TensorSpec> parse_specs(const Reader& graph, const std::string& key) {
+// A graph's inputs or outputs: name, dtype, shape and role (declared, or from a legacy name).
+std::vector<TensorSpec> parse_specs(const Reader& graph, const std::string& key, std::vector<RoleSpec>* roles,
+                                    const std::string& graph_name) {
+    const bool input = key == "inputs";
     std::vector<TensorSpec> specs;
     const auto& items = graph.array(key);
     for (std::size_t i = 0; i < items.size(); ++i) {
@@ -86,75 +89,128 @@ std::vector<TensorSpec> parse_specs(const Reader& graph, const std::string& key)
                          "bundle: manifest key '" + r.name("shape") + "' must hold positive integers");
             s.shape.push_back(d.as_int());
         }
+        RoleSpec role;
+        if (r.find("role") != nullptr) {
+            try {
+                role.role = parse_role(r.string("role"), input);
+            } catch (const InvalidArgument& e) {
+                throw InvalidArgument("bundle: " + graph_name + " graph " + (input ? "input" : "output") + " '" + s.name +
+                                      "': " + e.what());
+            }
+            if (role.role == Role::ContextFrame || role.role == Role::ContextAction) {
+                role.back = r.integer("back");
+                NF_CHECK_ARG(role.back >= 1 && role.back <= kMaxContext,
+                             "bundle: " + graph_name + " graph input '" + s.name + "' back " + std::to_string(role.back) +
+                                 " out of range (expected 1.." + std::to_string(kMaxContext) + ")");
+            }
+        } else {
+            NF_CHECK_ARG(legacy_role(s.name, input, &role),
+                         "bundle: " + graph_name + " graph " + (input ? "input" : "output") + " '" + s.name +
+                             "' not known to the runtime");
+        }
         specs.push_back(std::move(s));
+        roles->push_back(role);
     }
     return specs;
 }
 
-// What the frame loop binds, derived from the frame and kv_cache sections. "prev", "prev_action" and "prev2"
-// are optional.
-void check_step_io(const Bundle& b) {
+// Each io of a graph against what its role implies: dtype, and shape from the frame section, the kv_cache
+// section or the context size. Each role at most once (context_frame / context_action once per `back`);
+// noisy_frame, noise_level, action and the prediction are required, and the cache roles come all together,
+// with k_new and v_new out (kv_only: the kv graph, whose only outputs are those two).
+void check_graph_io(const Bundle& b, const GraphInfo& g, const std::string& graph, bool kv_only) {
     const auto& f = b.frame;
     const auto& kv = b.kv_cache;
     const Shape frame = {1, f.channels, f.height, f.width};
-    struct Expect {
-        const char* name;
-        DType dtype;
-        Shape shape;
-        const char* source;
-        bool required;
+    const std::string where = "bundle: " + graph + " graph ";
+    auto expect = [&](const TensorSpec& s, const char* kind, DType dtype, const Shape& shape, const std::string& source) {
+        NF_CHECK_ARG(s.dtype == dtype, where + kind + " '" + s.name + "' dtype " + dtype_name(s.dtype) + " (expected " +
+                                           dtype_name(dtype) + ")");
+        NF_CHECK_ARG(s.shape == shape, where + kind + " '" + s.name + "' shape " + shape_str(s.shape) + " does not match " +
+                                           source + " (expected " + shape_str(shape) + ")");
     };
-    const std::vector<Expect> inputs = {
-        {"x", DType::F32, frame, "frame", true},
-        {"t", DType::F32, {1}, "a scalar time", true},
-        {"action", DType::I64, {1}, "a single action", true},
-        {"prev", DType::F32, frame, "frame", false},
-        {"cache_k", DType::F32, kv.cache_shape(), "kv_cache", true},
-        {"cache_v", DType::F32, kv.cache_shape(), "kv_cache", true},
-        {"ages", DType::I64, {kv.n_slots}, "kv_cache.n_slots", true},
-        {"prev_action", DType::I64, {1}, "a single action", false},
-        {"prev2", DType::F32, frame, "frame", false},
+    auto context_size = [&](const TensorSpec& s) {
+        const std::int64_t k = s.shape.size() >= 2 ? s.shape[1] : 0;
+        NF_CHECK_ARG(k >= 1 && k <= kMaxContext, where + "input '" + s.name + "' holds " + std::to_string(k) +
+                                                     " context frames (expected 1.." + std::to_string(kMaxContext) + ")");
+        return k;
     };
-    const std::vector<Expect> outputs = {
-        {prediction_output_name(prediction_of_kind(b.sampler.kind)), DType::F32, frame, "frame", true},
-        {"k_new", DType::F32, kv.frame_kv_shape(), "kv_cache", true},
-        {"v_new", DType::F32, kv.frame_kv_shape(), "kv_cache", true},
-    };
-    auto check = [&b](const std::vector<TensorSpec>& got, const std::vector<Expect>& want, const char* kind) {
-        for (const auto& g : got) {
-            const Expect* e = nullptr;
-            for (const auto& w : want)
-                if (g.name == w.name) e = &w;
-            NF_CHECK_ARG(e != nullptr, std::string("bundle: step graph ") + kind + " '" + g.name + "' not known to the runtime" +
-                                           (std::string(kind) == "output" ? " (sampler kind " + b.sampler.kind + ")" : ""));
-            NF_CHECK_ARG(g.dtype == e->dtype, std::string("bundle: step graph ") + kind + " '" + g.name + "' dtype " +
-                                                  dtype_name(g.dtype) + " (expected " + dtype_name(e->dtype) + ")");
-            NF_CHECK_ARG(g.shape == e->shape, std::string("bundle: step graph ") + kind + " '" + g.name + "' shape " +
-                                                  shape_str(g.shape) + " does not match " + e->source +
-                                                  " (expected " + shape_str(e->shape) + ")");
+    std::vector<std::pair<Role, std::int64_t>> seen;
+    for (std::size_t i = 0; i < g.inputs.size(); ++i) {
+        const TensorSpec& s = g.inputs[i];
+        const RoleSpec& r = g.input_roles[i];
+        for (const auto& p : seen)
+            NF_CHECK_ARG(!(p.first == r.role && p.second == r.back), where + "input '" + s.name + "': role " +
+                                                                       role_name(r.role) + " listed twice");
+        seen.emplace_back(r.role, r.back);
+        NF_CHECK_ARG(!is_cache_role(r.role) || kv.n_slots > 0,
+                     where + "input '" + s.name + "' reads the K/V cache but the manifest has no kv_cache section");
+        switch (r.role) {
+            case Role::NoisyFrame:
+            case Role::ContextFrame: expect(s, "input", DType::F32, frame, "frame"); break;
+            case Role::NoiseLevel:
+            case Role::ContextNoiseLevel: expect(s, "input", DType::F32, {1}, "a scalar time"); break;
+            case Role::Action:
+            case Role::ContextAction: expect(s, "input", DType::I64, {1}, "a single action"); break;
+            case Role::ContextFrames: {
+                const std::int64_t k = context_size(s);
+                expect(s, "input", DType::F32, {1, k, f.channels, f.height, f.width}, "frame");
+                break;
+            }
+            case Role::ContextActions: expect(s, "input", DType::I64, {1, context_size(s)}, "context actions"); break;
+            case Role::CacheK:
+            case Role::CacheV: expect(s, "input", DType::F32, kv.cache_shape(), "kv_cache"); break;
+            case Role::CacheAges: expect(s, "input", DType::I64, {kv.n_slots}, "kv_cache.n_slots"); break;
+            default: NF_CHECK_ARG(false, where + "input '" + s.name + "' has an output role");
         }
-        for (const auto& w : want) {
-            if (!w.required) continue;
-            bool found = false;
-            for (const auto& g : got) found = found || g.name == w.name;
-            NF_CHECK_ARG(found, std::string("bundle: step graph ") + kind + " '" + w.name + "' missing");
-        }
-        for (std::size_t i = 0; i < got.size(); ++i)
-            for (std::size_t j = i + 1; j < got.size(); ++j)
-                NF_CHECK_ARG(got[i].name != got[j].name,
-                             std::string("bundle: step graph ") + kind + " '" + got[i].name + "' listed twice");
+    }
+    auto has = [&](Role role) {
+        for (const auto& p : seen)
+            if (p.first == role) return true;
+        return false;
     };
-    check(b.step.inputs, inputs, "input");
-    check(b.step.outputs, outputs, "output");
+    for (Role required : {Role::NoisyFrame, Role::NoiseLevel, Role::Action})
+        NF_CHECK_ARG(has(required), where + "has no " + role_name(required) + " input");
+    const bool cache = has(Role::CacheK) || has(Role::CacheV) || has(Role::CacheAges);
+    NF_CHECK_ARG(!cache || (has(Role::CacheK) && has(Role::CacheV) && has(Role::CacheAges)),
+                 where + "needs all of cache_k, cache_v and cache_ages, or none");
+    const std::string prediction = prediction_output_name(prediction_of_kind(b.sampler.kind));
+    std::vector<Role> outs;
+    for (std::size_t i = 0; i < g.outputs.size(); ++i) {
+        const TensorSpec& s = g.outputs[i];
+        const Role role = g.output_roles[i].role;
+        for (Role o : outs) NF_CHECK_ARG(o != role, where + "output '" + s.name + "': role " + role_name(role) + " listed twice");
+        outs.push_back(role);
+        if (role == Role::Prediction) {
+            NF_CHECK_ARG(s.name == prediction, where + "output '" + s.name + "' not known to the runtime (sampler kind " +
+                                                   b.sampler.kind + ")");
+            expect(s, "output", DType::F32, frame, "frame");
+        } else {
+            NF_CHECK_ARG(cache, where + "output '" + s.name + "' (" + role_name(role) + ") but the graph reads no cache");
+            expect(s, "output", DType::F32, kv.frame_kv_shape(), "kv_cache");
+        }
+    }
+    auto out = [&](Role role) { return std::find(outs.begin(), outs.end(), role) != outs.end(); };
+    if (!kv_only) NF_CHECK_ARG(out(Role::Prediction), where + "output '" + prediction + "' missing");
+    if (cache) {
+        NF_CHECK_ARG(out(Role::KNew), where + "output 'k_new' missing");
+        NF_CHECK_ARG(out(Role::VNew), where + "output 'v_new' missing");
+    }
+    for (std::size_t i = 0; i < g.inputs.size(); ++i)
+        for (std::size_t j = i + 1; j < g.inputs.size(); ++j)
+            NF_CHECK_ARG(g.inputs[i].name != g.inputs[j].name, where + "input '" + g.inputs[i].name + "' listed twice");
 }
 
 // The kv graph is fed the very buffers of the step graph, so its inputs must be the step graph's, and its
 // outputs exactly the step graph's k_new and v_new.
 void check_kv_io(const Bundle& b) {
     NF_CHECK_ARG(b.kv.inputs.size() == b.step.inputs.size(), "bundle: kv graph inputs differ from the step graph's");
-    for (const auto& k : b.kv.inputs) {
+    for (std::size_t i = 0; i < b.kv.inputs.size(); ++i) {
+        const TensorSpec& k = b.kv.inputs[i];
         const TensorSpec* s = b.find_step_input(k.name);
-        NF_CHECK_ARG(s != nullptr && s->dtype == k.dtype && s->shape == k.shape,
+        const RoleSpec* r = b.step.role_of_input(k.name);
+        NF_CHECK_ARG(s != nullptr && s->dtype == k.dtype && s->shape == k.shape && r->role == b.kv.input_roles[i].role &&
+                         r->back == b.kv.input_roles[i].back,
                      "bundle: kv graph input '" + k.name + "' differs from the step graph's");
     }
     for (const auto& si : b.step.inputs) {
@@ -252,6 +308,34 @@ const TensorSpec* Bundle::find_step_input(const std::string& name) const {
     return nullptr;
 }
 
+const RoleSpec* GraphInfo::role_of_input(const std::string& name) const {
+    for (std::size_t i = 0; i < inputs.size(); ++i)
+        if (inputs[i].name == name) return &input_roles[i];
+    return nullptr;
+}
+
+const RoleSpec* GraphInfo::role_of_output(const std::string& name) const {
+    for (std::size_t i = 0; i < outputs.size(); ++i)
+        if (outputs[i].name == name) return &output_roles[i];
+    return nullptr;
+}
+
+bool GraphInfo::has_input_role(Role role) const {
+    for (const auto& r : input_roles)
+        if (r.role == role) return true;
+    return false;
+}
+
+std::int64_t Bundle::history_depth() const {
+    std::int64_t depth = 0;
+    for (std::size_t i = 0; i < step.inputs.size(); ++i) {
+        const RoleSpec& r = step.input_roles[i];
+        if (r.role == Role::ContextFrame || r.role == Role::ContextAction) depth = std::max(depth, r.back);
+        if (r.role == Role::ContextFrames || r.role == Role::ContextActions) depth = std::max(depth, step.inputs[i].shape[1]);
+    }
+    return depth;
+}
+
 Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
     Bundle b;
     b.dir = dir;
@@ -303,16 +387,18 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
                      "bundle: native_decoder needs frame.native_height and frame.native_width");
     }
 
-    const Reader kv = root.object("kv_cache");
-    b.kv_cache.n_layers = kv.positive("n_layers");
-    b.kv_cache.n_heads = kv.positive("n_heads");
-    b.kv_cache.n_slots = kv.positive("n_slots");
-    b.kv_cache.window = kv.positive("window");
-    b.kv_cache.tokens_per_frame = kv.positive("tokens_per_frame");
-    b.kv_cache.head_dim = kv.positive("head_dim");
-    NF_CHECK_ARG(b.kv_cache.n_slots > b.kv_cache.window,
-                 "bundle: kv_cache.n_slots " + std::to_string(b.kv_cache.n_slots) + " must exceed window (expected >= " +
-                     std::to_string(b.kv_cache.window + 1) + ")");
+    if (root.find("kv_cache") != nullptr) {  // models that attend over past frames' K/V
+        const Reader kv = root.object("kv_cache");
+        b.kv_cache.n_layers = kv.positive("n_layers");
+        b.kv_cache.n_heads = kv.positive("n_heads");
+        b.kv_cache.n_slots = kv.positive("n_slots");
+        b.kv_cache.window = kv.positive("window");
+        b.kv_cache.tokens_per_frame = kv.positive("tokens_per_frame");
+        b.kv_cache.head_dim = kv.positive("head_dim");
+        NF_CHECK_ARG(b.kv_cache.n_slots > b.kv_cache.window,
+                     "bundle: kv_cache.n_slots " + std::to_string(b.kv_cache.n_slots) + " must exceed window (expected >= " +
+                         std::to_string(b.kv_cache.window + 1) + ")");
+    }
 
     const Reader sampler = root.object("sampler");
     b.sampler.kind = sampler.string("kind");
@@ -342,15 +428,15 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
     const Reader step = graphs.object("step");
     b.step.file = step.string("file");
     b.step.opset = step.positive("opset");
-    b.step.inputs = parse_specs(step, "inputs");
-    b.step.outputs = parse_specs(step, "outputs");
+    b.step.inputs = parse_specs(step, "inputs", &b.step.input_roles, "step");
+    b.step.outputs = parse_specs(step, "outputs", &b.step.output_roles, "step");
     if (graphs.find("kv") != nullptr) {
         const Reader kv = graphs.object("kv");
         b.kv.file = kv.string("file");
         NF_CHECK_ARG(!b.kv.file.empty(), "bundle: manifest key 'graphs.kv.file' is empty");
         b.kv.opset = kv.positive("opset");
-        b.kv.inputs = parse_specs(kv, "inputs");
-        b.kv.outputs = parse_specs(kv, "outputs");
+        b.kv.inputs = parse_specs(kv, "inputs", &b.kv.input_roles, "kv");
+        b.kv.outputs = parse_specs(kv, "outputs", &b.kv.output_roles, "kv");
     }
 
     const Json& files = root.get("files");
@@ -377,8 +463,12 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
     }
     if (const Json* trt = root.find("tensorrt"); trt != nullptr) parse_tensorrt(b, *trt);
 
-    check_step_io(b);
-    if (b.has_kv_graph()) check_kv_io(b);
+    check_graph_io(b, b.step, "step", false);
+    if (b.has_kv_graph()) {
+        NF_CHECK_ARG(b.uses_cache(), "bundle: a kv graph but the step graph reads no cache");
+        check_kv_io(b);
+        check_graph_io(b, b.kv, "kv", true);
+    }
     return b;
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "graph_roles.h"
 #include "json.h"
 #include "kv_cache.h"
 #include "tensor.h"
@@ -44,6 +45,11 @@ struct GraphInfo {
     std::int64_t opset = 0;
     std::vector<TensorSpec> inputs;
     std::vector<TensorSpec> outputs;
+    std::vector<RoleSpec> input_roles;   // parallel to inputs (graph_roles.h)
+    std::vector<RoleSpec> output_roles;  // parallel to outputs
+    const RoleSpec* role_of_input(const std::string& name) const;
+    const RoleSpec* role_of_output(const std::string& name) const;
+    bool has_input_role(Role role) const;
 };
 
 struct FileEntry {
@@ -81,6 +87,10 @@ struct Bundle {
     // The optional kv graph: the step graph's inputs, only k_new/v_new out (the cache write of a finished frame).
     bool has_kv_graph() const { return !kv.file.empty(); }
     const TensorSpec* find_step_input(const std::string& name) const;
+    // The step graph reads a K/V ring (cache roles); then the manifest has a kv_cache section.
+    bool uses_cache() const { return step.has_input_role(Role::CacheK); }
+    // How many past frames the context roles of the step graph read (0: none; frame_history.h).
+    std::int64_t history_depth() const;
 
     std::string dir;
     Json manifest;  // the whole document, for fields the runtime does not interpret
@@ -90,7 +100,7 @@ struct Bundle {
     std::vector<std::string> actions;
     FrameInfo frame;
     NativeDecoderInfo native_decoder;
-    KvCacheLayout kv_cache;
+    KvCacheLayout kv_cache;  // all zero when the manifest has no kv_cache section (models without a cache)
     SamplerInfo sampler;
     GraphInfo step;
     GraphInfo kv;  // file empty when the manifest has no "graphs.kv"

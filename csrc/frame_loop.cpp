@@ -52,75 +52,112 @@ FrameLoop::FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const
       context_noise_(float(bundle.sampler.context_noise)),
       engine_(std::move(engine)),
       kv_engine_(std::move(kv_engine)),
-      kv_(bundle.kv_cache),
+      kv_(bundle.uses_cache() ? std::make_unique<KvCache>(bundle.kv_cache) : nullptr),
+      history_(bundle.history_depth(), channels_ * height_ * width_, bundle.no_action),
       schedule_(make_schedule(bundle, params)),
       sampler_(params.sampler, prediction_of_kind(bundle.sampler.kind), numel_),
       stats_(params.n_warmup_frames),
       params_(params),
       seeded_(params.seed) {
     NF_CHECK_ARG(engine_ != nullptr, "frame_loop: no engine");
+    NF_CHECK_ARG(kv_engine_ == nullptr || kv_ != nullptr, "frame_loop: a kv engine for a bundle without a cache");
     const Shape frame = {1, channels_, height_, width_};
     x_in_ = HostTensor(DType::F32, frame);
     t_in_ = HostTensor(DType::F32, {1});
     action_in_ = HostTensor(DType::I64, {1});
-    prev_in_ = HostTensor(DType::F32, frame);
-    prev2_in_ = HostTensor(DType::F32, frame);
-    prev_action_in_ = HostTensor(DType::I64, {1});
-    prev_action_in_.data<std::int64_t>()[0] = no_action_;
-    ages_in_ = HostTensor(DType::I64, {kv_.layout().n_slots});
+    context_noise_in_ = HostTensor(DType::F32, {1});
+    context_noise_in_.data<float>()[0] = context_noise_;
+    for (std::size_t i = 0; i < bundle.step.inputs.size(); ++i) {
+        const RoleSpec& r = bundle.step.input_roles[i];
+        if (!is_context_role(r.role)) continue;
+        ContextInput c;
+        c.role = r;
+        const Shape& shape = bundle.step.inputs[i].shape;
+        if (r.role == Role::ContextFrames || r.role == Role::ContextActions) c.n_frames = shape[1];
+        c.tensor = HostTensor(r.role == Role::ContextFrame || r.role == Role::ContextFrames ? DType::F32 : DType::I64, shape);
+        context_inputs_.push_back(std::move(c));
+    }
+    if (kv_) {
+        ages_in_ = HostTensor(DType::I64, {kv_->layout().n_slots});
+        k_new_ = HostTensor(DType::F32, kv_->layout().frame_kv_shape());
+        v_new_ = HostTensor(DType::F32, kv_->layout().frame_kv_shape());
+    }
     prediction_ = HostTensor(DType::F32, frame);
-    k_new_ = HostTensor(DType::F32, kv_.layout().frame_kv_shape());
-    v_new_ = HostTensor(DType::F32, kv_.layout().frame_kv_shape());
     x_state_ = HostTensor(DType::F32, {numel_});
     carry_ = HostTensor(DType::F32, {kCarry, numel_});
     spec_frame_ = HostTensor(DType::F32, {numel_});
     spec_noise_ = HostTensor(DType::F32, {2, numel_});
-    prev_saved_ = HostTensor(DType::F32, {numel_});
-    prev2_saved_ = HostTensor(DType::F32, {numel_});
 
-    bindings_ = bind_io(*engine_, "step", {prediction_output_name(sampler_.prediction()), "k_new", "v_new"});
-    if (kv_engine_) kv_bindings_ = bind_io(*kv_engine_, "kv", {"k_new", "v_new"});
+    bindings_ = bind_io(*engine_, bundle.step, "step", false);
+    if (kv_engine_) kv_bindings_ = bind_io(*kv_engine_, bundle.kv, "kv", true);
+    refresh_context();
     model_fn_ = std::make_unique<Model>(*this);
     if (params_.speculate) worker_ = std::thread([this] { worker_main(); });
 }
 
-Bindings FrameLoop::bind_io(const Engine& engine, const std::string& graph, const std::vector<std::string>& outputs) {
+// Each engine input and output is bound to the loop's buffer for its manifest role; the engine's own io
+// list (what the loaded graph really has) must match the manifest's by name.
+Bindings FrameLoop::bind_io(const Engine& engine, const GraphInfo& graph, const std::string& name, bool kv_only) {
     Bindings b;
     for (const auto& s : engine.inputs()) {
+        const RoleSpec* r = graph.role_of_input(s.name);
+        NF_CHECK_ARG(r != nullptr, "frame_loop: " + name + " graph input '" + s.name + "' not in the manifest");
         HostTensor* t = nullptr;
-        if (s.name == "x") t = &x_in_;
-        else if (s.name == "t") t = &t_in_;
-        else if (s.name == "action") t = &action_in_;
-        else if (s.name == "prev") t = &prev_in_, has_prev_ = true;
-        else if (s.name == "prev2") t = &prev2_in_, has_prev2_ = true;
-        else if (s.name == "prev_action") t = &prev_action_in_;
-        else if (s.name == "cache_k") t = &kv_.k();
-        else if (s.name == "cache_v") t = &kv_.v();
-        else if (s.name == "ages") t = &ages_in_;
-        NF_CHECK_ARG(t != nullptr, "frame_loop: " + graph + " graph input '" + s.name + "' not understood");
+        switch (r->role) {
+            case Role::NoisyFrame: t = &x_in_; break;
+            case Role::NoiseLevel: t = &t_in_; break;
+            case Role::Action: t = &action_in_; break;
+            case Role::ContextNoiseLevel: t = &context_noise_in_; break;
+            case Role::CacheK: t = kv_ ? &kv_->k() : nullptr; break;
+            case Role::CacheV: t = kv_ ? &kv_->v() : nullptr; break;
+            case Role::CacheAges: t = kv_ ? &ages_in_ : nullptr; break;
+            default:
+                for (auto& c : context_inputs_)
+                    if (c.role.role == r->role && c.role.back == r->back) t = &c.tensor;
+        }
+        NF_CHECK_ARG(t != nullptr, "frame_loop: " + name + " graph input '" + s.name + "' (" + role_name(r->role) +
+                                       ") has no buffer");
         b.inputs.push_back(t);
     }
+    bool has_prediction = false, has_k = false, has_v = false;
     for (const auto& s : engine.outputs()) {
+        const RoleSpec* r = graph.role_of_output(s.name);
+        NF_CHECK_ARG(r != nullptr, "frame_loop: " + name + " graph output '" + s.name + "' not in the manifest");
         HostTensor* t = nullptr;
-        if (std::find(outputs.begin(), outputs.end(), s.name) != outputs.end()) {
-            if (s.name == "k_new") t = &k_new_;
-            else if (s.name == "v_new") t = &v_new_;
-            else t = &prediction_;
-        }
-        NF_CHECK_ARG(t != nullptr, "frame_loop: " + graph + " graph output '" + s.name + "' not understood");
+        if (r->role == Role::Prediction && !kv_only) t = &prediction_, has_prediction = true;
+        else if (r->role == Role::KNew && kv_) t = &k_new_, has_k = true;
+        else if (r->role == Role::VNew && kv_) t = &v_new_, has_v = true;
+        NF_CHECK_ARG(t != nullptr, "frame_loop: " + name + " graph output '" + s.name + "' not understood");
         b.outputs.push_back(t);
     }
-    for (const char* name : {"x", "t", "action", "cache_k", "cache_v", "ages"}) {
-        const bool found = std::any_of(engine.inputs().begin(), engine.inputs().end(),
-                                       [&](const TensorSpec& s) { return s.name == name; });
-        NF_CHECK_ARG(found, "frame_loop: " + graph + " graph has no input '" + name + "'");
-    }
-    for (const auto& name : outputs) {
-        const bool found = std::any_of(engine.outputs().begin(), engine.outputs().end(),
-                                       [&](const TensorSpec& s) { return s.name == name; });
-        NF_CHECK_ARG(found, "frame_loop: " + graph + " graph has no output '" + name + "'");
-    }
+    NF_CHECK_ARG(engine.inputs().size() == graph.inputs.size(),
+                 "frame_loop: " + name + " graph has " + std::to_string(engine.inputs().size()) + " inputs (manifest: " +
+                     std::to_string(graph.inputs.size()) + ")");
+    NF_CHECK_ARG(kv_only || has_prediction, "frame_loop: " + name + " graph has no prediction output");
+    NF_CHECK_ARG(!kv_ || (has_k && has_v), "frame_loop: " + name + " graph has no output 'k_new' or 'v_new'");
     return b;
+}
+
+void FrameLoop::refresh_context() {
+    const std::size_t frame_bytes = sizeof(float) * std::size_t(numel_);
+    auto copy_frame = [&](float* dst, std::int64_t back) {
+        const float* src = history_.frame_back(back);
+        if (src) std::memcpy(dst, src, frame_bytes);
+        else std::memset(dst, 0, frame_bytes);
+    };
+    for (auto& c : context_inputs_) {
+        switch (c.role.role) {
+            case Role::ContextFrame: copy_frame(c.tensor.data<float>(), c.role.back); break;
+            case Role::ContextFrames:  // oldest first: slot j holds the frame K - j back
+                for (std::int64_t j = 0; j < c.n_frames; ++j) copy_frame(c.tensor.data<float>() + j * numel_, c.n_frames - j);
+                break;
+            case Role::ContextAction: c.tensor.data<std::int64_t>()[0] = history_.action_back(c.role.back); break;
+            case Role::ContextActions:
+                for (std::int64_t j = 0; j < c.n_frames; ++j) c.tensor.data<std::int64_t>()[j] = history_.action_back(c.n_frames - j);
+                break;
+            default: break;
+        }
+    }
 }
 
 FrameLoop::~FrameLoop() {
@@ -166,9 +203,6 @@ void FrameLoop::wait_worker_locked() {
 
 void FrameLoop::speculate(std::int64_t action) {
     engine_ms_accum_ = 0;
-    if (keeps_prev()) std::memcpy(prev_saved_.raw(), prev_in_.raw(), prev_in_.nbytes());
-    if (has_prev2_) std::memcpy(prev2_saved_.raw(), prev2_in_.raw(), prev2_in_.nbytes());
-    prev_action_saved_ = prev_action_in_.data<std::int64_t>()[0];
     float* noise = spec_noise_.data<float>();
     draw(noise);
     draw_context(noise + numel_);
@@ -246,7 +280,9 @@ void FrameLoop::run_kv_engine() {
     else run_engine();
 }
 
-void FrameLoop::compute_ages() { kv_.ages(ages_in_.data<std::int64_t>()); }
+void FrameLoop::compute_ages() {
+    if (kv_) kv_->ages(ages_in_.data<std::int64_t>());
+}
 
 void FrameLoop::push_locked(const float* frame, std::int64_t action, const float* ctx_noise) {
     float* x = x_in_.data<float>();
@@ -259,15 +295,13 @@ void FrameLoop::push_locked(const float* frame, std::int64_t action, const float
     }
     t_in_.data<float>()[0] = cn;
     action_in_.data<std::int64_t>()[0] = action;
-    compute_ages();
-    run_kv_engine();
-    kv_.push(k_new_.data<float>(), v_new_.data<float>());
-    if (has_prev2_) {
-        const HostTensor& before = kv_.pos() > 1 ? prev_in_ : x_in_;  // no frame before the first: no change
-        std::memcpy(prev2_in_.raw(), before.raw(), prev2_in_.nbytes());
+    if (kv_) {  // the cache write reads the context as it was before this frame
+        compute_ages();
+        run_kv_engine();
+        kv_->push(k_new_.data<float>(), v_new_.data<float>());
     }
-    if (keeps_prev()) std::memcpy(prev_in_.raw(), x_in_.raw(), x_in_.nbytes());
-    prev_action_in_.data<std::int64_t>()[0] = action;  // read only by graphs with a prev_action input
+    history_.push(x, action);
+    refresh_context();
 }
 
 void FrameLoop::compute_frame(std::int64_t action, float* x, const float* ctx_noise) {
@@ -282,10 +316,9 @@ void FrameLoop::compute_frame(std::int64_t action, float* x, const float* ctx_no
 void FrameLoop::roll_back_speculation(bool keep_noise) {
     if (!spec_pending_) return;
     spec_pending_ = false;
-    kv_.rewind(1);
-    if (keeps_prev()) std::memcpy(prev_in_.raw(), prev_saved_.raw(), prev_in_.nbytes());
-    if (has_prev2_) std::memcpy(prev2_in_.raw(), prev2_saved_.raw(), prev2_in_.nbytes());
-    prev_action_in_.data<std::int64_t>()[0] = prev_action_saved_;
+    if (kv_) kv_->rewind(1);
+    history_.rewind(1);
+    refresh_context();
     --n_generated_;
     if (keep_noise) {
         const float* noise = spec_noise_.data<float>();
@@ -309,10 +342,9 @@ void FrameLoop::reset(const float* frames, std::int64_t n_frames, const std::int
     wait_worker_locked();
     roll_back_speculation(true);
     require_noise(n_frames);
-    kv_.clear();
-    prev_in_.zero();
-    prev2_in_.zero();
-    prev_action_in_.data<std::int64_t>()[0] = no_action_;
+    if (kv_) kv_->clear();
+    history_.clear();
+    refresh_context();
     n_generated_ = 0;
     for (std::int64_t i = 0; i < n_frames; ++i) {
         float* noise = spec_noise_.data<float>();  // free while no speculation is pending
@@ -394,13 +426,13 @@ std::int64_t FrameLoop::n_noise_queued() {
 std::int64_t FrameLoop::pos() {
     std::lock_guard<std::mutex> api(api_mu_);
     wait_worker_locked();
-    return kv_.pos();
+    return history_.pos();
 }
 
 std::vector<std::int64_t> FrameLoop::slot_pos() {
     std::lock_guard<std::mutex> api(api_mu_);
     wait_worker_locked();
-    return kv_.slot_pos();
+    return kv_ ? kv_->slot_pos() : history_.slot_pos();
 }
 
 bool FrameLoop::speculation_pending() {

@@ -1,20 +1,23 @@
-// The frame loop: step(action) -> frame, from schedule x sampler x engine x kv_cache. It mirrors
-// nextframe.models.sampling.CachedSampler exactly (same arithmetic order, same noise order):
+// The frame loop: step(action) -> frame, from schedule x sampler x engine x (frame history, K/V ring). It
+// mirrors nextframe.models.sampling.CachedSampler (transformer bundles) and
+// nextframe.models.unet_sampling.FrameStackSampler (frame-stack bundles) exactly (same arithmetic order,
+// same noise order). Graph inputs are bound by the roles the manifest declares (graph_roles.h):
 //
 //   push_frame(frame, a): e ~ N(0,1); x = (1 - cn) frame + cn e (cn = sampler.context_noise; at cn = 0 the
 //       seeded stream draws no e, fed noise still supplies one);
-//       run step(x, t = cn, a, prev, cache, ages[, prev_action]) (or the kv graph, same inputs, when the
-//       bundle has one); write k_new/v_new into slot pos % n_slots;
-//       prev2 = prev (x itself for the first frame; graphs with a prev2 input), prev = x, prev_action = a.
-//   reset(frames, actions): clear the ring, prev = 0, push each frame.
+//       graphs with a K/V cache: run the kv graph (or the step graph) on noisy_frame = x, noise_level = cn,
+//       action = a and the context as it was, and write k_new/v_new into slot pos % n_slots;
+//       then x and a go into the frame history, and every context input is refreshed from it (the frame
+//       k back, the last K frames, the actions that led to them; frame_history.h).
+//   reset(frames, actions): clear the ring and the history (context inputs read zeros), push each frame.
 //   step(a): x = e ~ N(0,1); integrate with the sampler over the frame's schedule (each evaluation runs the
 //       graph with the ring's current ages; the graph predicts the velocity or the clean frame, as the
 //       manifest's sampler kind says, see sampler.h); clamp to [-1, 1]; push_frame(x, a); return x.
 //
 // Speculation (params.speculate): after step(a) returns, a background worker computes the next frame for
 // a (the predicted action) including its push. The next step(a2) returns it at once if a2 == a; otherwise
-// the ring is rewound by one (the slot it overwrote held a frame outside the window, see kv_cache.h), prev
-// is restored and the frame is recomputed. The speculative frame's noise is taken back on a rollback and
+// the ring and the history are rewound by one (the slots they overwrote held frames outside the window,
+// see kv_cache.h and frame_history.h), the context inputs refreshed, and the frame recomputed. The speculative frame's noise is taken back on a rollback and
 // drawn again by the recomputation, so frames equal, bit for bit, those of the plain loop for the same
 // noise and actions, hit or miss.
 //
@@ -34,6 +37,7 @@
 
 #include "bundle.h"
 #include "engine.h"
+#include "frame_history.h"
 #include "kv_cache.h"
 #include "noise.h"
 #include "sampler.h"
@@ -53,7 +57,7 @@ struct FrameLoopParams {
 
 class FrameLoop {
 public:
-    // The engine must run bundle's step graph (its io specs are matched by name to the loop's buffers);
+    // The engine must run bundle's step graph (its inputs and outputs are bound by their manifest roles);
     // kv_engine (optional, make_kv_engine) its kv graph, which then writes the cache instead of the step graph.
     FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const FrameLoopParams& params,
               std::unique_ptr<Engine> kv_engine = nullptr);
@@ -82,6 +86,7 @@ public:
     bool speculation_pending();
     const Engine& engine() const { return *engine_; }
     bool uses_kv_graph() const { return kv_engine_ != nullptr; }
+    bool uses_cache() const { return kv_ != nullptr; }
     StatsSummary stats();
     std::string stats_json();
 
@@ -96,7 +101,8 @@ private:
     void draw_context(float* dst);  // a context-noise draw: zeros from the seeded stream at level 0
     bool context_from_stream() const;
     void unread(const float* chunk);  // puts one frame of noise back in front of the stream
-    Bindings bind_io(const Engine& engine, const std::string& graph, const std::vector<std::string>& outputs);
+    Bindings bind_io(const Engine& engine, const GraphInfo& graph, const std::string& name, bool kv_only);
+    void refresh_context();  // context inputs from the history (after every push, rewind and reset)
     void run_timed(Engine& engine, const Bindings& bindings);  // counted as engine time in the stats
     void run_engine();
     void run_kv_engine();  // the cache write: the kv graph if there is one, else the step graph
@@ -113,23 +119,24 @@ private:
     std::int64_t channels_, height_, width_, numel_;
     std::int64_t n_actions_, no_action_;
     float context_noise_;
-    bool has_prev_ = false;
-    bool has_prev2_ = false;  // the graph reads the frame before prev (models with a motion refiner)
-    bool keeps_prev() const { return has_prev_ || has_prev2_; }  // prev2 is taken from prev
 
     std::unique_ptr<Engine> engine_;
     std::unique_ptr<Engine> kv_engine_;  // may be null
-    KvCache kv_;
+    std::unique_ptr<KvCache> kv_;        // null for graphs without cache roles
+    FrameHistory history_;
     Schedule schedule_;
     Sampler sampler_;
     Stats stats_;
     FrameLoopParams params_;
 
     // engine io (bound once)
-    HostTensor x_in_, t_in_, action_in_, prev_in_, ages_in_;
-    HostTensor prev_action_in_;  // the action that led to prev_in_ (graphs of prev_action_input models)
-    HostTensor prev2_in_;        // the frame before prev_in_; prev_in_ itself after the first frame
-    std::int64_t prev_action_saved_ = 0;
+    HostTensor x_in_, t_in_, action_in_, ages_in_, context_noise_in_;
+    struct ContextInput {
+        RoleSpec role;
+        std::int64_t n_frames = 1;  // K for context_frames / context_actions
+        HostTensor tensor;
+    };
+    std::vector<ContextInput> context_inputs_;  // one per context role of the step graph
     HostTensor prediction_, k_new_, v_new_;  // prediction_: the "velocity" or "denoised" output
     Bindings bindings_, kv_bindings_;
     std::unique_ptr<Model> model_fn_;
@@ -145,7 +152,7 @@ private:
     std::int64_t carry_head_ = 0, n_carried_ = 0;
 
     // speculation (touched by the worker only while worker_busy_)
-    HostTensor spec_frame_, spec_noise_, prev_saved_, prev2_saved_;
+    HostTensor spec_frame_, spec_noise_;
     bool spec_pending_ = false;
     std::int64_t spec_action_ = -1;
     double engine_ms_accum_ = 0;  // engine time since the current step()/speculation began

@@ -1,5 +1,9 @@
-"""All frames of a set of episodes in one uint8 tensor (on the training device), and context windows for a
+"""All frames of a set of episodes in one tensor (on the training device), and context windows for a
 frame-stack model gathered from it by index.
+
+Frames are stored as palette indices, one byte per pixel: an Atari screen holds a handful of the console's
+128 colours (Breakout: 9), so 150,000 native frames take 5 GB instead of 15 and fit beside everything else in
+a 24 GB machine. A window is decoded through the palette when it is gathered.
 
 Context follows the runtime's rule (csrc/frame_history.h): the frame k steps back is the real one where the
 episode has it; before the episode's first frame it is that first frame again, led by no action. A model
@@ -14,55 +18,133 @@ from nextframe.data.dataset import expand_paths
 from nextframe.data.episode import load_episode
 
 
+class Palette:
+    """RGB colours seen so far -> one-byte indices, stable once given (index 0 is black)."""
+
+    def __init__(self):
+        self.colors = np.zeros(1, np.int64)  # packed RGB by index
+        self._keys, self._index = self.colors.copy(), np.zeros(1, np.int64)  # sorted view for lookups
+
+    @staticmethod
+    def pack(frames: np.ndarray) -> np.ndarray:
+        f = frames.astype(np.int64)
+        return (f[..., 0] << 16) | (f[..., 1] << 8) | f[..., 2]
+
+    def _lookup(self, packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pos = np.clip(np.searchsorted(self._keys, packed), 0, len(self._keys) - 1)
+        return self._index[pos], self._keys[pos] != packed
+
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 [..., 3] RGB -> uint8 [...] indices; learns colours it has not seen."""
+        packed = self.pack(frames)
+        idx, miss = self._lookup(packed)
+        if miss.any():
+            self.colors = np.concatenate([self.colors, np.unique(packed[miss])])
+            if len(self.colors) > 256:
+                raise ValueError(f"frame store: more than 256 colours ({len(self.colors)}); not an Atari screen")
+            order = np.argsort(self.colors)
+            self._keys, self._index = self.colors[order], order
+            idx, miss = self._lookup(packed)
+        return idx.astype(np.uint8)
+
+    def rgb(self) -> torch.Tensor:
+        p = self.colors
+        return torch.from_numpy(np.stack([(p >> 16) & 255, (p >> 8) & 255, p & 255], axis=1).astype(np.uint8))
+
+
 class FrameStore:
-    def __init__(self, frames: torch.Tensor, lead_actions: torch.Tensor, episode_start: torch.Tensor, no_action: int):
-        """frames uint8 [N, C, H, W]; lead_actions int64 [N]: the action that led to each frame (no_action for
-        an episode's first); episode_start int64 [N]: index of each frame's episode's first frame."""
+    def __init__(self, frames: torch.Tensor, palette: torch.Tensor, lead_actions: torch.Tensor,
+                 episode_start: torch.Tensor, no_action: int):
+        """frames uint8 [N, H, W] palette indices; palette uint8 [P, 3]; lead_actions int64 [N]: the action that
+        led to each frame (no_action for an episode's first); episode_start int64 [N]: index of each frame's
+        episode's first frame."""
         self.frames, self.lead_actions, self.episode_start = frames, lead_actions, episode_start
+        self.palette = palette.float().div(127.5).sub(1.0).to(frames.device)  # [P, 3] in [-1, 1]
         self.no_action = no_action
         # frames with at least one real frame before them can be targets
         self.targets = torch.nonzero(torch.arange(len(frames), device=frames.device) > episode_start).flatten()
         if self.targets.numel() == 0:
             raise ValueError("frame store: no episode has two frames or more")
+        self.target_weights: torch.Tensor | None = None  # sampling weights per target (None: uniform)
+
+    def weight_events(self, rows: tuple[tuple[int, int], ...], weight: float) -> float:
+        """Sample targets whose frame changed within any of the row ranges `weight` times as often (Breakout:
+        the score and brick rows, so a brick breaking, one frame in 20-50, is seen more often). Returns the
+        share of targets that are such events."""
+        if not rows or weight == 1.0:
+            self.target_weights = None
+            return 0.0
+        event = torch.zeros(len(self.targets), dtype=torch.bool, device=self.frames.device)
+        for i in range(0, len(self.targets), 4096):
+            t = self.targets[i : i + 4096]
+            cur, prev = self.frames[t], self.frames[t - 1]
+            for r0, r1 in rows:
+                event[i : i + len(t)] |= (cur[:, r0:r1] != prev[:, r0:r1]).flatten(1).any(dim=1)
+        self.target_weights = torch.where(event, weight, 1.0).float()
+        return float(event.float().mean())
 
     @classmethod
     def from_episodes(cls, episodes, no_action: int, device="cpu") -> "FrameStore":
-        """episodes: a list of (frames uint8 [T+1, H, W, C], actions int64 [T]) (arrays may be memory-mapped).
-        The frames go straight into one preallocated tensor on `device`, episode by episode."""
+        """episodes: a list of (frames uint8 [T+1, H, W, 3], actions int64 [T]) (arrays may be memory-mapped)."""
         episodes = list(episodes)
-        if not episodes:
-            raise ValueError("frame store: no episodes")
-        n = sum(len(fr) for fr, _ in episodes)
-        h, w, c = episodes[0][0].shape[1:]
-        frames = torch.empty((n, c, h, w), dtype=torch.uint8, device=device)
-        lead, start, at = [], [], 0
-        for fr, ac in episodes:
-            if fr.shape[1:] != (h, w, c):
-                raise ValueError(f"frame store: episodes differ in frame shape ({fr.shape[1:]} vs {(h, w, c)})")
-            frames[at : at + len(fr)] = torch.from_numpy(np.array(fr)).to(device).permute(0, 3, 1, 2)
-            lead.append(torch.from_numpy(np.concatenate([[no_action], ac]).astype(np.int64)))
-            start.append(torch.full((len(fr),), at, dtype=torch.long))
-            at += len(fr)
-        return cls(frames, torch.cat(lead).to(device), torch.cat(start).to(device), no_action)
+        return cls._build([len(fr) for fr, _ in episodes], (lambda i: episodes[i]), no_action, device)
 
     @classmethod
     def from_files(cls, inputs, game: str, n_actions: int, device="cpu") -> "FrameStore":
-        episodes = []
-        for path in expand_paths(list(inputs)):
-            ep = load_episode(path)
+        """Episode files (docs/formats.md), read twice: once for their lengths (the action arrays only), once to
+        encode them one at a time, so memory holds one decoded episode besides the store."""
+        paths = expand_paths(list(inputs))
+        lengths = []
+        for path in paths:
+            with np.load(path, allow_pickle=False) as d:
+                if "actions" not in d.files:
+                    raise ValueError(f"episode: {path} has no key 'actions' (keys: {sorted(d.files)})")
+                lengths.append(len(d["actions"]) + 1)
+
+        def episode(i):
+            ep = load_episode(paths[i])
             if ep.game != game:
-                raise ValueError(f"frame store: {path} is {ep.game}, the model is {game}")
+                raise ValueError(f"frame store: {paths[i]} is {ep.game}, the model is {game}")
             if ep.actions.size and int(ep.actions.max()) >= n_actions:
-                raise ValueError(f"frame store: {path} has action {int(ep.actions.max())}, the model has {n_actions}")
-            episodes.append((ep.frames, ep.actions))
-        return cls.from_episodes(episodes, n_actions, device)
+                raise ValueError(f"frame store: {paths[i]} has action {int(ep.actions.max())}, the model has {n_actions}")
+            if len(ep.frames) != lengths[i]:
+                raise ValueError(f"frame store: {paths[i]} changed while it was read")
+            return ep.frames, ep.actions
+
+        return cls._build(lengths, episode, n_actions, device)
+
+    @classmethod
+    def _build(cls, lengths: list[int], episode, no_action: int, device) -> "FrameStore":
+        """episode(i) -> (frames, actions) of length lengths[i], encoded into one preallocated tensor."""
+        if not lengths:
+            raise ValueError("frame store: no episodes")
+        n = sum(lengths)
+        frames, palette = None, Palette()
+        lead, start, at = [], [], 0
+        for i, length in enumerate(lengths):
+            fr, ac = episode(i)
+            if fr.ndim != 4 or fr.shape[-1] != 3:
+                raise ValueError(f"frame store: frames must be RGB [T, H, W, 3] (got shape {tuple(fr.shape)})")
+            if frames is None:
+                frames = torch.empty((n, *fr.shape[1:3]), dtype=torch.uint8, device=device)
+            elif fr.shape[1:3] != frames.shape[1:]:
+                raise ValueError(f"frame store: episodes differ in frame size ({fr.shape[1:3]} vs {tuple(frames.shape[1:])})")
+            for j in range(0, length, 512):  # chunks bound the packed-int64 temporary
+                frames[at + j : at + min(length, j + 512)] = torch.from_numpy(palette.encode(np.asarray(fr[j : j + 512]))).to(device)
+            lead.append(torch.from_numpy(np.concatenate([[no_action], ac]).astype(np.int64)))
+            start.append(torch.full((length,), at, dtype=torch.long))
+            at += length
+        return cls(frames, palette.rgb(), torch.cat(lead).to(device), torch.cat(start).to(device), no_action)
 
     def __len__(self) -> int:
         return len(self.frames)
 
     def sample_targets(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Uniform target frame indices; generator (if any) must live on the store's device."""
-        i = torch.randint(len(self.targets), (batch,), generator=generator, device=self.targets.device)
+        """Target frame indices (uniform, or by weight_events); generator (if any) must live on the store's device."""
+        if self.target_weights is not None:
+            i = torch.multinomial(self.target_weights, batch, replacement=True, generator=generator)
+        else:
+            i = torch.randint(len(self.targets), (batch,), generator=generator, device=self.targets.device)
         return self.targets[i]
 
     def window(self, target: torch.Tensor, back: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,5 +155,5 @@ class FrameStore:
         start = self.episode_start[target][:, None]
         idx = torch.maximum(want, start)
         actions = torch.where(want > start, self.lead_actions[idx], torch.full_like(idx, self.no_action))
-        frames = self.frames[idx].float().div_(127.5).sub_(1.0)
-        return frames, actions
+        frames = self.palette[self.frames[idx].long()].permute(0, 1, 4, 2, 3)  # [B, F, H, W, 3] -> [B, F, 3, H, W]
+        return frames.contiguous(), actions

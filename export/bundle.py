@@ -16,6 +16,7 @@ from nextframe.export.check import check_step_parity
 from nextframe.export.onnx import OPSET, export_kv, export_step, kv_io_specs, n_slots, step_io_specs
 from nextframe.models.dit import NextFrameDiT
 from nextframe.models.flow import flow_schedule
+from nextframe.models.registry import is_frame_stack
 
 FORMAT = "nextframe.bundle"
 FORMAT_VERSION = 1
@@ -51,13 +52,29 @@ def check_times(times) -> list[float]:
     return times
 
 
-def build_manifest(model: NextFrameDiT, n_steps: int, context_noise: float, shift: float, files: dict,
+def build_manifest(model, n_steps: int, context_noise: float, shift: float, files: dict,
                    times: list[float] | None = None) -> dict:
     """times: an explicit schedule (n_steps + 1 entries) instead of flow_schedule(n_steps, shift)."""
     from nextframe import __version__
 
     c = model.cfg
     inputs, outputs = step_io_specs(model)
+    sampler = {"kind": "flow_euler_x0", "n_steps": n_steps, "shift": shift,
+               "times": flow_schedule(n_steps, shift) if times is None else times, "context_noise": context_noise}
+    if is_frame_stack(model):  # native resolution, no cache: the runtime keeps the context frames
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "producer": f"nextframe {__version__}",
+            "model": c.to_dict(),
+            "actions": action_names(c.game, c.n_actions),
+            "no_action": c.no_action,
+            "frame": {"channels": c.channels, "height": c.height, "width": c.width, "value_range": [-1.0, 1.0],
+                      "native_height": c.height, "native_width": c.width},
+            "sampler": sampler,
+            "graphs": {"step": {"file": STEP_FILE, "opset": OPSET, "inputs": inputs, "outputs": outputs}},
+            "files": files,
+        }
     kv_inputs, kv_outputs = kv_io_specs(model)
     return {
         "format": FORMAT,
@@ -70,8 +87,7 @@ def build_manifest(model: NextFrameDiT, n_steps: int, context_noise: float, shif
                   "native_height": 210, "native_width": 160},
         "kv_cache": {"n_layers": c.depth, "n_heads": c.heads, "n_slots": n_slots(model), "window": c.context,
                      "tokens_per_frame": c.tokens_per_frame, "head_dim": c.head_dim},
-        "sampler": {"kind": "flow_euler_x0", "n_steps": n_steps, "shift": shift, "times": flow_schedule(n_steps, shift) if times is None else times,
-                    "context_noise": context_noise},
+        "sampler": sampler,
         "native_decoder": {"kind": "detail_transfer", "agree_threshold": 20.0},
         "graphs": {"step": {"file": STEP_FILE, "opset": OPSET, "inputs": inputs, "outputs": outputs},
                    "kv": {"file": KV_FILE, "opset": OPSET, "inputs": kv_inputs, "outputs": kv_outputs}},
@@ -79,7 +95,7 @@ def build_manifest(model: NextFrameDiT, n_steps: int, context_noise: float, shif
     }
 
 
-def export_bundle(model: NextFrameDiT, out_dir: str, n_steps: int | None = None, context_noise: float = 0.0,
+def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise: float = 0.0,
                   shift: float = 1.0, check: bool = True, times: list[float] | None = None) -> dict:
     """Export, gate on ORT-vs-PyTorch parity, then move the finished bundle to out_dir (replacing it).
     n_steps defaults to 4; times (optional) fixes the schedule written to the manifest, e.g. [1.0, 0.0] for a
@@ -99,10 +115,14 @@ def export_bundle(model: NextFrameDiT, out_dir: str, n_steps: int | None = None,
     try:
         step_path, kv_path = os.path.join(tmp, STEP_FILE), os.path.join(tmp, KV_FILE)
         export_step(model, step_path)
-        export_kv(model, kv_path)
+        graphs = [(STEP_FILE, step_path)]
+        if is_frame_stack(model):
+            kv_path = None
+        else:
+            export_kv(model, kv_path)
+            graphs.append((KV_FILE, kv_path))
         parity = check_step_parity(model, step_path, kv_path=kv_path) if check else None
-        files = {name: {"sha256": sha256_file(path), "bytes": os.path.getsize(path)}
-                 for name, path in ((STEP_FILE, step_path), (KV_FILE, kv_path))}
+        files = {name: {"sha256": sha256_file(path), "bytes": os.path.getsize(path)} for name, path in graphs}
         manifest = build_manifest(model, n_steps, context_noise, shift, files, times)
         if parity is not None:
             manifest["export_check"] = {"nmse": parity, "backend": "onnxruntime-cpu"}

@@ -8,8 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nextframe.export.onnx import KV_OUTPUTS, STEP_OUTPUTS, example_step_inputs, step_by_name, step_input_names
-from nextframe.models.dit import NextFrameDiT
+from nextframe.export.onnx import KV_OUTPUTS, example_step_inputs, step_by_name, step_input_names, step_output_names
 
 NMSE_BOUND = 1e-7
 
@@ -19,17 +18,18 @@ def nmse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.square(a.astype(np.float64) - b))) / max(den, 1e-30)
 
 
-def check_step_parity(model: NextFrameDiT, onnx_path: str, seed: int = 0, kv_path: str | None = None) -> dict[str, float]:
+def check_step_parity(model, onnx_path: str, seed: int = 0, kv_path: str | None = None) -> dict[str, float]:
     """NMSE of every output of the step graph (and of the kv graph, as "kv.k_new" / "kv.v_new") against
     model.step on the same fixed input."""
     import onnxruntime as ort
 
     ins = example_step_inputs(model, seed)
     feed = {n: t.numpy() for n, t in zip(step_input_names(model), ins)}
+    outs = step_output_names(model)
     with torch.no_grad():
-        ref = dict(zip(STEP_OUTPUTS, (r.numpy() for r in step_by_name(model.eval(), ins))))
+        ref = dict(zip(outs, (r.numpy() for r in step_by_name(model.eval(), ins))))
     errors = {}
-    for prefix, path, outputs in (("", onnx_path, STEP_OUTPUTS), ("kv.", kv_path, KV_OUTPUTS)):
+    for prefix, path, outputs in (("", onnx_path, outs), ("kv.", kv_path, KV_OUTPUTS)):
         if path is None:
             continue
         got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(list(outputs), feed)

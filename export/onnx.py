@@ -1,5 +1,11 @@
-"""torch -> ONNX for the next-frame model: a `step` graph for the denoising calls and a `kv` graph for the
-cache write.
+"""torch -> ONNX for the next-frame models: a `step` graph for the denoising calls and, for the transformer,
+a `kv` graph for the cache write. Every graph input and output is declared with its role (csrc/graph_roles.h,
+docs/formats.md), which is what the runtime binds by.
+
+Frame-stack (U-Net) models: one stateless `step` graph, (x, t, action, ctx_frames, ctx_actions, ctx_t) ->
+denoised; the runtime keeps the frames (context_frames role), so there is no cache and no kv graph.
+
+Transformer models:
 
 The runtime calls `step` n_steps times per frame to denoise (reading `denoised`, the predicted clean frame),
 then `kv` once on the finished frame at the context-noise level to get that frame's K/V (`k_new`, `v_new`),
@@ -18,6 +24,7 @@ import warnings
 import torch
 
 from nextframe.models.dit import NextFrameDiT
+from nextframe.models.registry import is_frame_stack
 
 OPSET = 20
 STEP_INPUTS = ("x", "t", "action", "prev", "cache_k", "cache_v", "ages")
@@ -25,16 +32,42 @@ PREV_ACTION_INPUT = "prev_action"  # appended for models with prev_action_input
 PREV2_INPUT = "prev2"  # appended (last) for models with a motion refiner (config.needs_prev2)
 STEP_OUTPUTS = ("denoised", "k_new", "v_new")
 KV_OUTPUTS = ("k_new", "v_new")
+# (role, back) of every transformer graph input and output (docs/formats.md)
+DIT_ROLES = {"x": ("noisy_frame", 0), "t": ("noise_level", 0), "action": ("action", 0), "prev": ("context_frame", 1),
+             "cache_k": ("cache_k", 0), "cache_v": ("cache_v", 0), "ages": ("cache_ages", 0),
+             "prev_action": ("context_action", 1), "prev2": ("context_frame", 2),
+             "denoised": ("prediction", 0), "k_new": ("k_new", 0), "v_new": ("v_new", 0)}
+FRAME_STACK_INPUTS = ("x", "t", "action", "ctx_frames", "ctx_actions", "ctx_t")
+FRAME_STACK_ROLES = {"x": "noisy_frame", "t": "noise_level", "action": "action", "ctx_frames": "context_frames",
+                     "ctx_actions": "context_actions", "ctx_t": "context_noise_level", "denoised": "prediction"}
 
 
-def step_input_names(model: NextFrameDiT) -> tuple[str, ...]:
+def with_roles(specs: list[dict], roles: dict) -> list[dict]:
+    out = []
+    for s in specs:
+        role = roles[s["name"]]
+        role, back = role if isinstance(role, tuple) else (role, 0)
+        out.append({**s, "role": role, **({"back": back} if back else {})})
+    return out
+
+
+def step_input_names(model) -> tuple[str, ...]:
+    if is_frame_stack(model):
+        return FRAME_STACK_INPUTS
     cfg = model.cfg
     return STEP_INPUTS + ((PREV_ACTION_INPUT,) if cfg.prev_action_input else ()) + ((PREV2_INPUT,) if cfg.needs_prev2 else ())
 
 
-def step_by_name(model: NextFrameDiT, inputs, kv_only: bool = False):
-    """model.step on the graph inputs in step_input_names order (graph input names are step's argument names)."""
+def step_by_name(model, inputs, kv_only: bool = False):
+    """The graph's outputs from the graph inputs in step_input_names order: model.step (graph input names
+    are its argument names), or for a frame-stack model (denoised,) from its forward."""
+    if is_frame_stack(model):
+        return (model(*inputs),)
     return model.step(**dict(zip(step_input_names(model), inputs)), kv_only=kv_only)
+
+
+def step_output_names(model) -> tuple[str, ...]:
+    return ("denoised",) if is_frame_stack(model) else STEP_OUTPUTS
 
 
 class _Graph(torch.nn.Module):
@@ -45,6 +78,8 @@ class _Graph(torch.nn.Module):
         self.model, self.kv_only = model, kv_only
 
     def forward(self, *inputs):
+        if is_frame_stack(self.model):
+            return step_by_name(self.model, inputs)[0]
         denoised, k, v = step_by_name(self.model, inputs, self.kv_only)
         return (k, v) if self.kv_only else (denoised, k, v)
 
@@ -53,7 +88,20 @@ def n_slots(model: NextFrameDiT) -> int:
     return model.cfg.context + 1
 
 
-def step_io_specs(model: NextFrameDiT) -> tuple[list[dict], list[dict]]:
+def frame_stack_io_specs(model) -> tuple[list[dict], list[dict]]:
+    c = model.cfg
+    frame = [1, c.channels, c.height, c.width]
+    inputs = [("x", "float32", frame), ("t", "float32", [1]), ("action", "int64", [1]),
+              ("ctx_frames", "float32", [1, c.context, *frame[1:]]), ("ctx_actions", "int64", [1, c.context]),
+              ("ctx_t", "float32", [1])]
+    spec = lambda rows: [{"name": n, "dtype": d, "shape": s} for n, d, s in rows]  # noqa: E731
+    return with_roles(spec(inputs), FRAME_STACK_ROLES), with_roles(spec([("denoised", "float32", frame)]), FRAME_STACK_ROLES)
+
+
+def step_io_specs(model) -> tuple[list[dict], list[dict]]:
+    """The step graph's inputs and outputs: name, dtype, shape, role (and back)."""
+    if is_frame_stack(model):
+        return frame_stack_io_specs(model)
     c = model.cfg
     cache = [c.depth, 1, c.heads, n_slots(model), c.tokens_per_frame, c.head_dim]
     kv = [c.depth, 1, c.heads, c.tokens_per_frame, c.head_dim]
@@ -66,12 +114,19 @@ def step_io_specs(model: NextFrameDiT) -> tuple[list[dict], list[dict]]:
         inputs.append((PREV2_INPUT, "float32", frame))
     outputs = [("denoised", "float32", frame), ("k_new", "float32", kv), ("v_new", "float32", kv)]
     spec = lambda rows: [{"name": n, "dtype": d, "shape": s} for n, d, s in rows]  # noqa: E731
-    return spec(inputs), spec(outputs)
+    return with_roles(spec(inputs), DIT_ROLES), with_roles(spec(outputs), DIT_ROLES)
 
 
-def example_step_inputs(model: NextFrameDiT, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """A fixed input with a partly filled ring (one empty slot, one out-of-window slot), for export and parity."""
+def example_step_inputs(model, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """A fixed input with a partly filled ring (one empty slot, one out-of-window slot), for export and parity;
+    for a frame-stack model, frames in [-1, 1] and the context actions including no_action."""
     g = torch.Generator().manual_seed(seed)
+    if is_frame_stack(model):
+        c = model.cfg
+        frame = (1, c.channels, c.height, c.width)
+        ctx_actions = torch.tensor([[(i + 1) % (c.n_actions + 1) for i in range(c.context)]])
+        return (torch.randn(frame, generator=g), torch.tensor([0.7]), torch.tensor([min(2, c.n_actions - 1)]),
+                torch.rand((1, c.context, *frame[1:]), generator=g) * 2 - 1, ctx_actions, torch.tensor([0.05]))
     ins, _ = step_io_specs(model)
     shapes = {s["name"]: s["shape"] for s in ins}
     s = n_slots(model)
@@ -91,8 +146,8 @@ def kv_io_specs(model: NextFrameDiT) -> tuple[list[dict], list[dict]]:
     return inputs, [o for o in outputs if o["name"] in KV_OUTPUTS]
 
 
-def export_step(model: NextFrameDiT, path: str) -> None:
-    _export(_Graph(model.eval(), kv_only=False), model, path, STEP_OUTPUTS)
+def export_step(model, path: str) -> None:
+    _export(_Graph(model.eval(), kv_only=False), model, path, step_output_names(model))
 
 
 def export_kv(model: NextFrameDiT, path: str) -> None:
@@ -106,6 +161,8 @@ def _export(module: torch.nn.Module, model: NextFrameDiT, path: str, outputs: tu
         warnings.simplefilter("ignore", category=DeprecationWarning)
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.simplefilter("ignore", category=UserWarning)
+        # group_norm's batch-size check reads a shape as a bool while tracing (fixed shapes: harmless)
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(module, example_step_inputs(model), path, input_names=list(step_input_names(model)),
                           output_names=list(outputs), opset_version=OPSET, dynamo=False, do_constant_folding=True)
     _restore_unused_inputs(model, path)

@@ -33,14 +33,18 @@ def cmd_record(args):
 def cmd_train(args):
     import dataclasses
 
+    from nextframe.models.unet_config import UNetConfig
     from nextframe.training.config import load_config
-    from nextframe.training.trainer import Trainer
 
     model_cfg, train_cfg = load_config(args.config)
     if args.out_dir:
         train_cfg = dataclasses.replace(train_cfg, out_dir=args.out_dir)
     if args.total_steps:
         train_cfg = dataclasses.replace(train_cfg, total_steps=args.total_steps)
+    if isinstance(model_cfg, UNetConfig):
+        from nextframe.training.unet_trainer import UNetTrainer as Trainer
+    else:
+        from nextframe.training.trainer import Trainer
     trainer = Trainer(model_cfg, train_cfg)
     if trainer.step:
         print(f"resuming from step {trainer.step} ({trainer.ckpt_path})", file=sys.stderr)

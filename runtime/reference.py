@@ -108,19 +108,43 @@ def integrate(x: np.ndarray, times: list[float], predict: Callable[[np.ndarray, 
     return x
 
 
+# ---- graph roles (csrc/graph_roles.h) ---------------------------------------------------------------
+# the role of a graph io written before roles were declared, by its name: (role, back)
+LEGACY_INPUT_ROLES = {"x": ("noisy_frame", 0), "t": ("noise_level", 0), "action": ("action", 0),
+                      "prev": ("context_frame", 1), "prev2": ("context_frame", 2), "prev_action": ("context_action", 1),
+                      "cache_k": ("cache_k", 0), "cache_v": ("cache_v", 0), "ages": ("cache_ages", 0)}
+LEGACY_OUTPUT_ROLES = {"denoised": "prediction", "velocity": "prediction", "k_new": "k_new", "v_new": "v_new"}
+
+
+def input_roles(graph: dict) -> list[tuple[str, str, int, list[int]]]:
+    """(name, role, back, shape) of each input of a manifest graph, in order."""
+    out = []
+    for spec in graph["inputs"]:
+        role, back = (spec["role"], int(spec.get("back", 0))) if "role" in spec else LEGACY_INPUT_ROLES[spec["name"]]
+        out.append((spec["name"], role, back, list(spec["shape"])))
+    return out
+
+
+def output_roles(graph: dict) -> dict[str, str]:
+    """role -> output name."""
+    return {(o["role"] if "role" in o else LEGACY_OUTPUT_ROLES[o["name"]]): o["name"] for o in graph["outputs"]}
+
+
 # ---- one frame of the loop ----------------------------------------------------------------------------
-StepFn = Callable[..., tuple]  # (x, t, action, prev, cache_k, cache_v, ages[, prev_action][, prev2]) -> (out, k_new, v_new)
+GraphFn = Callable[[dict], dict]  # {input name: array} -> {output name: array}
 
 
 class ReferenceLoop:
-    """The frame loop around a step function, consuming noise from a list in the runtime's order (per
-    context frame: its context noise; per generated frame: initial noise, then context noise)."""
+    """The frame loop around graph functions, consuming noise from a list in the runtime's order (per
+    context frame: its context noise; per generated frame: initial noise, then context noise). Inputs are
+    fed by the roles the manifest declares; the history is every frame pushed since reset (as cached), read
+    "k back" with the first frame standing in for missing ones, led by no action (csrc/frame_history.h)."""
 
-    def __init__(self, manifest: dict, step_fn: StepFn, noise: list[np.ndarray], sampler: str = "euler",
-                 n_steps: int | None = None, disa: dict | None = None, kv_fn: Callable[..., tuple] | None = None):
-        """kv_fn: the kv graph (same inputs, returns (k_new, v_new)) for the cache write, as the core runs it
-        when the bundle has one; None: the step graph writes the cache."""
-        kv, fr, sm = manifest["kv_cache"], manifest["frame"], manifest["sampler"]
+    def __init__(self, manifest: dict, step_fn: GraphFn, noise: list[np.ndarray], sampler: str = "euler",
+                 n_steps: int | None = None, disa: dict | None = None, kv_fn: GraphFn | None = None):
+        """step_fn: the step graph; kv_fn: the kv graph (same inputs, k_new and v_new out) for the cache write,
+        as the core runs it when the bundle has one; None: the step graph writes the cache."""
+        fr, sm = manifest["frame"], manifest["sampler"]
         self.step_fn, self.noise, self.sampler, self.disa = step_fn, list(noise), sampler, disa
         self.kv_fn = kv_fn
         self.prediction = {"flow_euler": "velocity", "flow_euler_x0": "denoised"}[sm["kind"]]
@@ -128,44 +152,74 @@ class ReferenceLoop:
         self.cn = F32(sm["context_noise"])
         self.shift = sm["shift"]
         self.times = sm["times"] if n_steps in (None, 0, sm["n_steps"]) else flow_schedule(n_steps, sm["shift"])
-        cache = (kv["n_layers"], 1, kv["n_heads"], kv["n_slots"], kv["tokens_per_frame"], kv["head_dim"])
-        self.k, self.v = np.zeros(cache, F32), np.zeros(cache, F32)
-        self.ring = Ring(kv["n_slots"], kv["window"])
-        self.prev = np.zeros(self.shape, F32)
-        # graphs with a prev_action input get the action that led to `prev` (no_action after a reset)
+        self.inputs = input_roles(manifest["graphs"]["step"])
+        self.outputs = output_roles(manifest["graphs"]["step"])
+        self.uses_cache = any(role == "cache_k" for _, role, _, _ in self.inputs)
+        if self.uses_cache:
+            kv = manifest["kv_cache"]
+            cache = (kv["n_layers"], 1, kv["n_heads"], kv["n_slots"], kv["tokens_per_frame"], kv["head_dim"])
+            self.k, self.v = np.zeros(cache, F32), np.zeros(cache, F32)
+            self.ring = Ring(kv["n_slots"], kv["window"])
         self.no_action = int(manifest["no_action"])
-        self.uses_prev_action = any(i["name"] == "prev_action" for i in manifest["graphs"]["step"]["inputs"])
-        self.prev_action = self.no_action
-        # graphs with a prev2 input get the frame before `prev` (prev itself after the first frame)
-        self.uses_prev2 = any(i["name"] == "prev2" for i in manifest["graphs"]["step"]["inputs"])
-        self.prev2 = self.prev
+        self.frames: list[np.ndarray] = []
+        self.actions: list[int] = []
         self.n_generated = 0
 
     def _draw(self) -> np.ndarray:
         return np.asarray(self.noise.pop(0), F32).reshape(self.shape)
 
-    def _run(self, x, t, action, fn=None):
-        ages = np.array(self.ring.ages(), np.int64)
-        extra = (np.array([self.prev_action], np.int64),) if self.uses_prev_action else ()
-        extra += (self.prev2,) if self.uses_prev2 else ()
-        return (fn or self.step_fn)(x, np.array([t], F32), np.array([action], np.int64), self.prev, self.k, self.v, ages, *extra)
+    def frame_back(self, k: int) -> np.ndarray:
+        n = len(self.frames)
+        return np.zeros(self.shape, F32) if n == 0 else self.frames[max(n - k, 0)]
+
+    def action_back(self, k: int) -> int:
+        n = len(self.frames)
+        return self.actions[n - k] if n - k >= 0 else self.no_action
+
+    def feed(self, x: np.ndarray, t: float, action: int) -> dict:
+        feed = {}
+        for name, role, back, shape in self.inputs:
+            if role == "noisy_frame":
+                feed[name] = x
+            elif role == "noise_level":
+                feed[name] = np.array([t], F32)
+            elif role == "action":
+                feed[name] = np.array([action], np.int64)
+            elif role == "context_noise_level":
+                feed[name] = np.array([self.cn], F32)
+            elif role == "context_frame":
+                feed[name] = self.frame_back(back)
+            elif role == "context_frames":  # oldest first
+                feed[name] = np.concatenate([self.frame_back(shape[1] - j) for j in range(shape[1])])[None]
+            elif role == "context_action":
+                feed[name] = np.array([self.action_back(back)], np.int64)
+            elif role == "context_actions":
+                feed[name] = np.array([[self.action_back(shape[1] - j) for j in range(shape[1])]], np.int64)
+            elif role == "cache_k":
+                feed[name] = self.k
+            elif role == "cache_v":
+                feed[name] = self.v
+            elif role == "cache_ages":
+                feed[name] = np.array(self.ring.ages(), np.int64)
+            else:
+                raise ValueError(f"reference: input '{name}' has unknown role '{role}'")
+        return feed
 
     def push_frame(self, frame: np.ndarray, action: int) -> None:
         e = self._draw()
         x = (F32(1.0) - self.cn) * frame.reshape(self.shape).astype(F32) + self.cn * e
-        if self.kv_fn is not None:
-            k_new, v_new = self._run(x, self.cn, action, self.kv_fn)
-        else:
-            _, k_new, v_new = self._run(x, self.cn, action)
-        slot = self.ring.push()
-        self.k[:, :, :, slot], self.v[:, :, :, slot] = k_new, v_new
-        self.prev2 = self.prev if self.ring.pos > 1 else x
-        self.prev, self.prev_action = x, action
+        if self.uses_cache:
+            out = (self.kv_fn or self.step_fn)(self.feed(x, self.cn, action))
+            slot = self.ring.push()
+            self.k[:, :, :, slot] = out[self.outputs["k_new"]]
+            self.v[:, :, :, slot] = out[self.outputs["v_new"]]
+        self.frames.append(x)
+        self.actions.append(int(action))
 
     def reset(self, frames: np.ndarray, actions) -> None:
-        self.ring = Ring(self.ring.n_slots, self.ring.window)
-        self.prev = self.prev2 = np.zeros(self.shape, F32)
-        self.prev_action = self.no_action
+        if self.uses_cache:
+            self.ring = Ring(self.ring.n_slots, self.ring.window)
+        self.frames, self.actions = [], []
         self.n_generated = 0
         for f, a in zip(frames, actions):
             self.push_frame(f, int(a))
@@ -177,7 +231,8 @@ class ReferenceLoop:
             d = self.disa
             times = flow_schedule(disa_steps(self.n_generated, d["n_max"], d["n_min"], d["n_anneal_frames"],
                                              d.get("kind", "linear")), self.shift)
-        x = integrate(x, times, lambda xx, t: self._run(xx, t, action)[0], self.sampler, self.prediction)
+        pred = self.outputs["prediction"]
+        x = integrate(x, times, lambda xx, t: self.step_fn(self.feed(xx, t, action))[pred], self.sampler, self.prediction)
         x = np.clip(x, F32(-1.0), F32(1.0))
         self.push_frame(x, action)
         self.n_generated += 1

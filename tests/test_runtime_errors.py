@@ -121,13 +121,53 @@ def test_bad_kv_graph_entries(tmp_path, edit, message):
 
 
 def test_graph_io_disagreeing_with_manifest(tmp_path):
+    """The manifest declares an input (with its role) that the ONNX graph does not have under that name."""
     b = copy_bundle(tmp_path / "b")
     m = read_manifest(b)
+    for graph in ("step", "kv"):
+        for spec in m["graphs"][graph]["inputs"]:
+            if spec["name"] == "prev":
+                spec["name"] = "x_prev"
+    write_manifest(b, m)
+    _core.Bundle.open(str(b))  # a consistent manifest
+    with pytest.raises(ValueError, match=r"^engine_ort: step.onnx has no input 'x_prev' \(the manifest lists it\)$"):
+        _open(b)
+
+
+def test_legacy_manifest_without_roles(tmp_path):
+    """Bundles written before roles were declared bind by their input names; an unknown name is refused."""
+    b = copy_bundle(tmp_path / "b")
+    m = read_manifest(b)
+    for graph in ("step", "kv"):
+        for spec in m["graphs"][graph]["inputs"] + m["graphs"][graph]["outputs"]:
+            spec.pop("role", None)
+            spec.pop("back", None)
+    write_manifest(b, m)
+    with Session(str(b), backend="ort-cpu", threads=1) as s:  # legacy names: x, t, action, prev, cache_k, ...
+        s.reset(np.zeros((1, 16, 16, 3), np.uint8), [4])
+        assert s.step(0).shape == (16, 16, 3)
     for spec in m["graphs"]["step"]["inputs"]:
         if spec["name"] == "prev":
             spec["name"] = "x_prev"
     write_manifest(b, m)
     with pytest.raises(ValueError, match=r"^bundle: step graph input 'x_prev' not known to the runtime$"):
+        _open(b)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.update(role="context_frame", back=0), r"^bundle: step graph input 'prev' back 0 out of range \(expected 1\.\.64\)$"),
+    (lambda s: s.update(role="previous"), r"^bundle: step graph input 'prev': unknown input role 'previous'"),
+    (lambda s: s.update(role="noisy_frame"), r"^bundle: step graph input 'prev': role noisy_frame listed twice$"),
+    (lambda s: s.update(role="cache_ages"), r"^bundle: step graph input 'prev' dtype float32 \(expected int64\)$"),
+])
+def test_bad_roles(tmp_path, edit, message):
+    b = copy_bundle(tmp_path / "b")
+    m = read_manifest(b)
+    for spec in m["graphs"]["step"]["inputs"]:
+        if spec["name"] == "prev":
+            edit(spec)
+    write_manifest(b, m)
+    with pytest.raises(ValueError, match=message):
         _open(b)
 
 

@@ -92,10 +92,10 @@ def _ort_step_fn(threads: int = 1, prev_action: bool = False, graph: str = "step
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     sess = ort.InferenceSession(f"{bundle}/{graph}.onnx", so, providers=["CPUExecutionProvider"])
-    names = [i.name for i in sess.get_inputs()]
+    outputs = [o.name for o in sess.get_outputs()]
 
-    def step(*args):
-        return sess.run(None, dict(zip(names, args)))
+    def step(feed: dict) -> dict:
+        return dict(zip(outputs, sess.run(None, feed)))
 
     return step
 
@@ -132,9 +132,9 @@ def test_engine_matches_onnxruntime_python():
         else:
             feeds[spec["name"]] = rng.integers(0, 4, spec["shape"]).astype(np.int64)
     got = engine.run(feeds)
-    want = _ort_step_fn()(*[feeds[s["name"]] for s in engine.inputs])
-    for spec, w in zip(engine.outputs, want):
-        assert np.array_equal(got[spec["name"]], w), spec["name"]
+    want = _ort_step_fn()(feeds)
+    for spec in engine.outputs:
+        assert np.array_equal(got[spec["name"]], want[spec["name"]]), spec["name"]
 
 
 def test_session_uint8_io_and_stats():

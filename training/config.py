@@ -51,6 +51,9 @@ class TrainConfig:
     own_context_steps: int = 1  # sampler steps of the model's own rollouts used as context
     time_budget_s: float = 0.0  # > 0: stop after this long, the lr schedule running on time as well as steps
     device: str = "cpu"  # cpu | cuda
+    own_context_after: int = 0  # no own-rollout context before this step (early rollouts are noise)
+    event_rows: tuple[tuple[int, int], ...] = ()  # row ranges where a change marks a rare event (data/frame_store.py)
+    event_weight: float = 1.0  # such targets are sampled this many times as often
 
     def __post_init__(self):
         if self.seq_len < 2:
@@ -64,6 +67,9 @@ class TrainConfig:
         for name in ("pure_noise_prob", "own_context_prob", "pool_context_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"train config: {name} must be in [0, 1] (got {getattr(self, name)})")
+        if self.event_weight <= 0 or any(len(r) != 2 or not 0 <= r[0] < r[1] for r in self.event_rows):
+            raise ValueError(f"train config: event_weight must be positive and event_rows [start, end) pairs "
+                             f"(got {self.event_weight}, {list(self.event_rows)})")
         if self.time_budget_s < 0 or self.own_context_steps < 1:
             raise ValueError(f"train config: time_budget_s must be >= 0 and own_context_steps >= 1 "
                              f"(got {self.time_budget_s}, {self.own_context_steps})")
@@ -100,4 +106,6 @@ def load_config(path: str) -> tuple[ModelConfig, TrainConfig]:
     for key in ("data", "trainable"):
         if key in train_raw:
             train_raw[key] = tuple(train_raw[key])
+    if "event_rows" in train_raw:
+        train_raw["event_rows"] = tuple(tuple(r) for r in train_raw["event_rows"])
     return model, TrainConfig(**train_raw)

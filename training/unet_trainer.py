@@ -184,6 +184,8 @@ class UNetTrainer:
         if self.store is None:
             c = self.model.cfg
             self.store = FrameStore.from_files(self.cfg.data, c.game, c.n_actions, self.device)
+        share = self.store.weight_events(self.cfg.event_rows, self.cfg.event_weight)
+        self._log({"kind": "data", "frames": len(self.store), "targets": len(self.store.targets), "event_share": share})
         return self.store
 
     def train(self, max_steps: int | None = None) -> list[tuple[int, float]]:
@@ -205,7 +207,8 @@ class UNetTrainer:
             lr = cfg.lr * lr_scale(self.progress_fraction(), warmup, cfg.min_lr_ratio)
             for g in self.opt.param_groups:
                 g["lr"] = lr
-            own = cfg.own_context_prob > 0 and float(torch.rand(1, generator=host)) < 0.5
+            own = (cfg.own_context_prob > 0 and self.step >= cfg.own_context_after
+                   and float(torch.rand(1, generator=host)) < 0.5)
             # half the batches carry own-context examples, at twice the share: one rollout length per batch
             n_rollout = int(torch.randint(1, cfg.own_context_passes + 1, (1,), generator=host)) if own else 0
             n_own = min(cfg.batch_size, round(2 * cfg.own_context_prob * cfg.batch_size)) if own else 0

@@ -1,0 +1,77 @@
+#include "graph_roles.h"
+
+#include "common.h"
+
+namespace nf {
+
+namespace {
+
+struct Named {
+    const char* name;
+    Role role;
+    bool input;
+};
+
+constexpr Named kRoles[] = {
+    {"noisy_frame", Role::NoisyFrame, true},         {"noise_level", Role::NoiseLevel, true},
+    {"action", Role::Action, true},                  {"context_frame", Role::ContextFrame, true},
+    {"context_frames", Role::ContextFrames, true},   {"context_action", Role::ContextAction, true},
+    {"context_actions", Role::ContextActions, true}, {"context_noise_level", Role::ContextNoiseLevel, true},
+    {"cache_k", Role::CacheK, true},                 {"cache_v", Role::CacheV, true},
+    {"cache_ages", Role::CacheAges, true},           {"prediction", Role::Prediction, false},
+    {"k_new", Role::KNew, false},                    {"v_new", Role::VNew, false},
+};
+
+}  // namespace
+
+const char* role_name(Role role) {
+    for (const auto& r : kRoles)
+        if (r.role == role) return r.name;
+    return "?";
+}
+
+Role parse_role(const std::string& name, bool input) {
+    std::string known;
+    for (const auto& r : kRoles) {
+        if (r.input != input) continue;
+        if (name == r.name) return r.role;
+        known += known.empty() ? r.name : std::string(", ") + r.name;
+    }
+    throw InvalidArgument(std::string("unknown ") + (input ? "input" : "output") + " role '" + name + "' (expected " +
+                          known + ")");
+}
+
+bool is_context_role(Role role) {
+    return role == Role::ContextFrame || role == Role::ContextFrames || role == Role::ContextAction ||
+           role == Role::ContextActions;
+}
+
+bool is_cache_role(Role role) { return role == Role::CacheK || role == Role::CacheV || role == Role::CacheAges; }
+
+bool legacy_role(const std::string& name, bool input, RoleSpec* out) {
+    struct Legacy {
+        const char* name;
+        Role role;
+        std::int64_t back;
+        bool input;
+    };
+    static constexpr Legacy kLegacy[] = {
+        {"x", Role::NoisyFrame, 0, true},         {"t", Role::NoiseLevel, 0, true},
+        {"action", Role::Action, 0, true},        {"prev", Role::ContextFrame, 1, true},
+        {"prev2", Role::ContextFrame, 2, true},   {"prev_action", Role::ContextAction, 1, true},
+        {"cache_k", Role::CacheK, 0, true},       {"cache_v", Role::CacheV, 0, true},
+        {"ages", Role::CacheAges, 0, true},       {"denoised", Role::Prediction, 0, false},
+        {"velocity", Role::Prediction, 0, false}, {"k_new", Role::KNew, 0, false},
+        {"v_new", Role::VNew, 0, false},
+    };
+    for (const auto& l : kLegacy) {
+        if (l.input == input && name == l.name) {
+            out->role = l.role;
+            out->back = l.back;
+            return true;
+        }
+    }
+    return false;
+}
+
+}  // namespace nf
