@@ -26,12 +26,14 @@ import torch
 from nextframe import _core
 from nextframe.benchmarks.device_info import cpu_info, versions
 from nextframe.benchmarks.result_file import write_result
-from nextframe.cli import add_bench_arguments, sampler_defaults
+from nextframe.cli import add_bench_arguments, sampler_defaults, schedule_args
 from nextframe.data.dataset import to_model_resolution
 from nextframe.data.record import record_episode
 from nextframe.export.bundle import export_bundle, sha256_file
 from nextframe.export.onnx import step_by_name
+from nextframe.models.registry import is_frame_stack
 from nextframe.models.sampling import CachedSampler, UncachedSampler
+from nextframe.models.unet_sampling import FrameStackSampler
 from nextframe.training.checkpoint import load_model
 
 PARITY_NMSE_BOUND = 1e-6  # C++ vs PyTorch on fed noise (tests/test_runtime_parity.py explains the bound)
@@ -80,7 +82,7 @@ def run(args) -> dict:
     d = sampler_defaults(args.model)
     with tempfile.TemporaryDirectory(prefix="nf-bench-") as tmp:
         bundle = os.path.join(tmp, "bundle")
-        export_bundle(model, bundle, n_steps=d["steps"], context_noise=d["context_noise"])
+        export_bundle(model, bundle, context_noise=d["context_noise"], **schedule_args(d, None))
         return _run_on_bundle(args, model, bundle)
 
 
@@ -142,7 +144,13 @@ def _run_on_bundle(args, model, bundle: str) -> dict:
     py_loop = ReferenceLoop(manifest, ort_fn("step"), [ng.standard_normal(cfg.channels * cfg.height * cfg.width).astype(np.float32)
                                                        for _ in range(cfg.context + 2 * args.frames)])
     py_loop.reset(ctx_float.numpy(), leading)
-    eager = CachedSampler(model, n_steps=n_steps, context_noise=cn, generator=torch.Generator().manual_seed(args.seed))
+    frame_stack = is_frame_stack(model)
+    times = manifest["sampler"]["times"]
+    if frame_stack:  # the PyTorch loop of the frame-stack model keeps frames, as the core does
+        eager = FrameStackSampler(model, context_noise=cn, times=times, generator=torch.Generator().manual_seed(args.seed))
+    else:
+        eager = CachedSampler(model, n_steps=n_steps, context_noise=cn, generator=torch.Generator().manual_seed(args.seed))
+        eager.times = times
     eager.reset(ctx_float, leading)
     sessions = {"cpp_runtime": Session(bundle, backend="ort-cpu", threads=args.threads, seed=args.seed, n_warmup_frames=args.warmup)}
     if has_kv:  # the same core writing the cache with the step graph: what the kv graph saves
@@ -162,31 +170,36 @@ def _run_on_bundle(args, model, bundle: str) -> dict:
     results = {name: summary(v) for name, v in ms.items()}
     core = sessions["cpp_runtime"].stats()
     results["cpp_runtime"]["core_stats"] = core
-    decode = _core.NativeDecoder(sessions["cpp_runtime"].bundle)  # the core's decoder, as Session.step_native runs it
-    decode.set_reference(ep.frames[cfg.context - 1], low[cfg.context - 1])
-    t0 = time.perf_counter()
-    for f in frames[: min(50, len(frames))]:
-        decode.decode(np.ascontiguousarray(f.transpose(2, 0, 1)))
-    decode_ms = (time.perf_counter() - t0) * 1000.0 / min(50, len(frames))
+    decode_ms = 0.0  # a native-resolution bundle needs no decoder
+    if sessions["cpp_runtime"].bundle.has_native_decoder:
+        decode = _core.NativeDecoder(sessions["cpp_runtime"].bundle)  # the core's decoder, as Session.step_native runs it
+        decode.set_reference(ep.frames[cfg.context - 1], low[cfg.context - 1])
+        t0 = time.perf_counter()
+        for f in frames[: min(50, len(frames))]:
+            decode.decode(np.ascontiguousarray(f.transpose(2, 0, 1)))
+        decode_ms = (time.perf_counter() - t0) * 1000.0 / min(50, len(frames))
     for sess in sessions.values():
         sess.close()
 
-    # ---- PyTorch without a cache, as its history grows ----------------------------------------------
-    sm = UncachedSampler(model, n_steps=n_steps, context_noise=cn, generator=torch.Generator().manual_seed(args.seed))
-    sm.reset(ctx_float, leading)
-    nc_ms, _ = timed(sm.step, actions[: 64 + args.warmup], args.warmup)
-    results["torch_eager_no_cache"] = summary(nc_ms)
-    hist = np.arange(len(nc_ms)) + cfg.context + args.warmup  # context frames + generated ones
-    results["torch_eager_no_cache"]["latency_ms_by_history"] = {
-        str(h): round(float(nc_ms[i]), 2) for i, h in enumerate(hist) if h in (4, 8, 16, 32, 64)}
+    # ---- PyTorch without a cache, as its history grows (models with a cache only) -----------------------
+    by_hist = {}
+    if not frame_stack:
+        sm = UncachedSampler(model, n_steps=n_steps, context_noise=cn, generator=torch.Generator().manual_seed(args.seed))
+        sm.reset(ctx_float, leading)
+        nc_ms, _ = timed(sm.step, actions[: 64 + args.warmup], args.warmup)
+        results["torch_eager_no_cache"] = summary(nc_ms)
+        hist = np.arange(len(nc_ms)) + cfg.context + args.warmup  # context frames + generated ones
+        results["torch_eager_no_cache"]["latency_ms_by_history"] = by_hist = {
+            str(h): round(float(nc_ms[i]), 2) for i, h in enumerate(hist) if h in (4, 8, 16, 32, 64)}
 
     cpp, torch_c = results["cpp_runtime"], results["torch_eager_cached"]
-    by_hist = results["torch_eager_no_cache"]["latency_ms_by_history"]
     frame_ms = core["latency_mean_ms"]
     out = {
         "benchmark": "frame_loop", "device": cpu_info(), "versions": {**versions(), "onnxruntime": ort.__version__},
         "bundle_sha256": sha256_file(os.path.join(bundle, "manifest.json")), "precision": "fp32",
-        "n_steps": n_steps, "resolution": [cfg.height, cfg.width], "tokens_per_frame": cfg.tokens_per_frame,
+        "model_arch": "unet" if frame_stack else "dit",
+        "n_steps": n_steps, "resolution": [cfg.height, cfg.width],
+        "tokens_per_frame": None if frame_stack else cfg.tokens_per_frame,
         "warmup_frames": args.warmup, "n_frames": args.frames, "threads": args.threads,
         "parity_cpp_vs_torch_max_nmse": nmse,
         "runtime_fps": cpp["fps"], "torch_fps": torch_c["fps"],
@@ -196,7 +209,7 @@ def _run_on_bundle(args, model, bundle: str) -> dict:
                              if "cpp_runtime_step_graph_only" in results else None),
         "timing": f"cached loops interleaved in rounds of {CHUNK} frames; the no-cache loop after them",
         "cpp_runtime_overhead_fraction": round(1.0 - core["engine_fraction"], 4) if frame_ms else None,
-        "native_decode_ms": round(decode_ms, 3),
+        "native_decode_ms": round(decode_ms, 3) if decode_ms else None,
         "fps_with_decode": round(1000.0 / (cpp["latency_mean_ms"] + decode_ms), 1),
         "no_cache_vs_cached_latency_at_64_frames": (round(by_hist["64"] / torch_c["latency_p50_ms"], 2) if "64" in by_hist else None),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),

@@ -213,6 +213,21 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("step_outputs", [](const nf::Bundle& b) { return spec_list(b.step.outputs); })
         .def_property_readonly("step_graph_path", &nf::Bundle::step_graph_path)
         .def_property_readonly("has_kv_graph", &nf::Bundle::has_kv_graph)
+        .def_property_readonly("uses_cache", &nf::Bundle::uses_cache,
+                               "The step graph reads a K/V ring (transformer bundles); frame-stack bundles do not.")
+        .def_property_readonly("history_depth", &nf::Bundle::history_depth,
+                               "Past frames the step graph reads through its context roles.")
+        .def_property_readonly("step_input_roles", [](const nf::Bundle& b) {
+            py::list l;
+            for (std::size_t i = 0; i < b.step.inputs.size(); ++i) {
+                py::dict d;
+                d["name"] = b.step.inputs[i].name;
+                d["role"] = nf::role_name(b.step.input_roles[i].role);
+                d["back"] = b.step.input_roles[i].back;
+                l.append(d);
+            }
+            return l;
+        })
         .def_property_readonly("tensorrt_engines", [](const nf::Bundle& b) {
             py::list l;
             for (const auto& e : b.trt_engines) {

@@ -197,3 +197,60 @@ def unet_predictor(model, n_steps: int = 1, context_noise: float = 0.0, seed: in
         return np.concatenate(out)
 
     return predict
+
+
+def dit_predictor(model, n_steps: int = 1, context_noise: float = 0.0, seed: int = 0):
+    """predict(clips) for the transformer world model: its 64x64 rollout, decoded to native resolution with
+    the detail-transfer decoder whose reference is the last context frame (as `nextframe rollout` does)."""
+    from nextframe.data.dataset import to_model_resolution
+    from nextframe.evaluation.rollout import predict_lowres
+    from nextframe.models.native_decoder import DetailTransferDecoder
+
+    def predict(clips: list[Clip]) -> np.ndarray:
+        k, cfg = model.cfg.context, model.cfg
+        out = []
+        for i, c in enumerate(clips):
+            low = to_model_resolution(c.frames, cfg.height, cfg.width)
+            horizon = len(c.frames) - k
+            pred, _ = predict_lowres(model, low, c.lead_actions[1:], k, n_steps, context_noise, seed + i, horizon,
+                                     int(c.lead_actions[0]))
+            out.append(DetailTransferDecoder(c.frames[k - 1], low[k - 1])(pred))
+        return np.stack(out)
+
+    return predict
+
+
+def runtime_predictor(bundle_dir: str, seed: int = 0, threads: int = 2, **session_kw):
+    """predict(clips) through the C++ runtime (nextframe.runtime.Session) on a native-resolution bundle."""
+    from nextframe.runtime import Session
+
+    def predict(clips: list[Clip]) -> np.ndarray:
+        out = []
+        with Session(bundle_dir, backend="ort-cpu", seed=seed, threads=threads, **session_kw) as s:
+            if (s.height, s.width) != clips[0].frames.shape[1:3]:
+                raise ValueError(f"midplay: bundle frames are {s.height}x{s.width}, clips are native; "
+                                 "use dit_predictor for a model-resolution bundle")
+            k = s.bundle.history_depth
+            for c in clips:
+                s.reset(c.frames[:k], c.lead_actions[:k].tolist())
+                out.append(np.stack([s.step(int(a)) for a in c.lead_actions[k:]]))
+        return np.stack(out)
+
+    return predict
+
+
+def load_or_record_clips(cache: str | None = None, **kw) -> list[Clip]:
+    """The clips (record_clips(**kw)), cached as one .npz (temp file + rename) when `cache` is given."""
+    import os
+
+    if cache and os.path.isfile(cache):
+        with np.load(cache, allow_pickle=False) as d:
+            return [Clip(f, a, str(s)) for f, a, s in zip(d["frames"], d["lead_actions"], d["sources"])]
+    clips = record_clips(**kw)
+    if cache:
+        os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
+        tmp = cache + ".tmp.npz"
+        np.savez(tmp, frames=np.stack([c.frames for c in clips]), lead_actions=np.stack([c.lead_actions for c in clips]),
+                 sources=np.array([c.source for c in clips]))
+        os.replace(tmp, cache)
+    return clips

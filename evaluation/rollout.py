@@ -1,8 +1,9 @@
 """Open-loop rollout of a world model over recorded episodes (the rollout prediction format, docs/formats.md).
 
 The model gets the first `context` real frames and every action; each predicted frame is fed back as context,
-and no real frame after `context - 1` is ever shown to it. Predictions go to native resolution through the
-detail-transfer decoder, whose reference is the last real context frame.
+and no real frame after `context - 1` is ever shown to it. A frame-stack model works at native resolution; a
+transformer's 64x64 predictions go to native resolution through the detail-transfer decoder, whose reference
+is the last real context frame.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from nextframe.data.episode import Episode, load_episode
 from nextframe.evaluation.metrics import by_horizon, per_frame
 from nextframe.models.dit import NextFrameDiT
 from nextframe.models.native_decoder import DetailTransferDecoder
+from nextframe.models.registry import is_frame_stack
 from nextframe.models.sampling import CachedSampler
 
 
@@ -55,11 +57,43 @@ def predict_lowres(model: NextFrameDiT, frames_lowres: np.ndarray, actions: np.n
     return np.stack(out), times
 
 
-def rollout_episode(model: NextFrameDiT, episode: Episode, context: int = 4, n_steps: int = 4,
-                    context_noise: float = 0.0, seed: int = 0, n_predict: int | None = None):
-    """PyTorch eager loop. Returns (pred uint8 [N, 210, 160, 3], metrics dict)."""
+def predict_native(model, frames: np.ndarray, actions: np.ndarray, context: int, n_steps: int, context_noise: float,
+                   seed: int, n_predict: int | None = None, times: list[float] | None = None):
+    """A frame-stack model's rollout at native resolution: frames uint8 [T+1, H, W, 3], actions int64 [T].
+    Returns (uint8 [N, H, W, 3], seconds per frame list)."""
+    from nextframe.models.unet_sampling import FrameStackSampler
+
+    cfg = model.cfg
+    total = len(frames)
+    check_context(total, context)
+    if actions.size and int(actions.max()) >= cfg.n_actions:
+        raise ValueError(f"rollout: action index {int(actions.max())} out of range for the model's {cfg.n_actions} actions")
+    n_predict = total - context if n_predict is None else min(n_predict, total - context)
+    leading = np.concatenate([[cfg.no_action], actions])
+    sampler = FrameStackSampler(model, n_steps=n_steps, context_noise=context_noise, times=times,
+                                generator=torch.Generator().manual_seed(seed))
+    ctx = torch.from_numpy(np.ascontiguousarray(frames[:context].transpose(0, 3, 1, 2))).float().div(127.5).sub(1.0)
+    sampler.reset(ctx, leading[:context].tolist())
+    out, times_s = [], []
+    for j in range(context, context + n_predict):
+        t0 = time.perf_counter()
+        frame = sampler.step(int(leading[j]))
+        times_s.append(time.perf_counter() - t0)
+        out.append(((frame[0] + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy())
+    return np.stack(out), times_s
+
+
+def rollout_episode(model, episode: Episode, context: int = 4, n_steps: int = 4,
+                    context_noise: float = 0.0, seed: int = 0, n_predict: int | None = None,
+                    times: list[float] | None = None):
+    """PyTorch eager loop. Returns (pred uint8 [N, 210, 160, 3], metrics dict). times: the frame-stack
+    sampler's explicit schedule (a distilled student's), else flow_schedule(n_steps)."""
     cfg = model.cfg
     check_game(episode, cfg.game, "model")
+    if is_frame_stack(model):
+        pred, secs = predict_native(model, episode.frames, episode.actions, context, n_steps, context_noise, seed,
+                                    n_predict, times)
+        return score_native(episode, context, pred, secs, n_steps)
     lowres = to_model_resolution(episode.frames, cfg.height, cfg.width)
     pred_low, times = predict_lowres(model, lowres, episode.actions, context, n_steps, context_noise, seed, n_predict)
     return score_rollout(episode, lowres, context, pred_low, times, n_steps)
@@ -73,6 +107,15 @@ def rollout_episode_runtime(bundle_dir: str, episode: Episode, context: int = 4,
         check_game(episode, s.bundle.game, "bundle")
         total = len(episode.frames)
         check_context(total, context)
+        if s.native_resolution:
+            leading = [s.no_action] + episode.actions.tolist()
+            s.reset(episode.frames[:context], leading[:context])
+            out, times = [], []
+            for j in range(context, total):
+                t0 = time.perf_counter()
+                out.append(s.step(int(leading[j])))
+                times.append(time.perf_counter() - t0)
+            return score_native(episode, context, np.stack(out), times, s.bundle.sampler["n_steps"])
         lowres = to_model_resolution(episode.frames, s.height, s.width)
         leading = [s.no_action] + episode.actions.tolist()
         s.reset(lowres[:context].transpose(0, 2, 3, 1), leading[:context])
@@ -88,7 +131,11 @@ def rollout_episode_runtime(bundle_dir: str, episode: Episode, context: int = 4,
 
 def score_rollout(episode: Episode, lowres: np.ndarray, context: int, pred_low: np.ndarray, times: list[float], n_steps: int):
     decode = DetailTransferDecoder(episode.frames[context - 1], lowres[context - 1])
-    pred = decode(pred_low)
+    return score_native(episode, context, decode(pred_low), times, n_steps)
+
+
+def score_native(episode: Episode, context: int, pred: np.ndarray, times: list[float], n_steps: int):
+    """pred uint8 [N, 210, 160, 3] (native) -> (pred, metrics as `nextframe rollout` prints them)."""
     real = episode.frames[context : context + len(pred)]
     copy = np.broadcast_to(episode.frames[context - 1], real.shape)
     ms = np.array(times) * 1000.0
@@ -115,13 +162,14 @@ def write_video(path: str, real: np.ndarray, pred: np.ndarray, fps: int = 30) ->
             w.append_data(frame)
 
 
-def rollout_files(paths: list[str], out_dir: str, model: NextFrameDiT, context: int = 4, n_steps: int = 4,
-                  context_noise: float = 0.0, seed: int = 0, video: bool = True, model_name: str = ""):
+def rollout_files(paths: list[str], out_dir: str, model, context: int = 4, n_steps: int = 4,
+                  context_noise: float = 0.0, seed: int = 0, video: bool = True, model_name: str = "",
+                  times: list[float] | None = None):
     os.makedirs(out_dir, exist_ok=True)
     results = []
     for path in paths:
         ep = load_episode(path)
-        pred, metrics = rollout_episode(model, ep, context, n_steps, context_noise, seed)
+        pred, metrics = rollout_episode(model, ep, context, n_steps, context_noise, seed, times=times)
         stem = os.path.splitext(os.path.basename(path))[0]
         np.savez_compressed(os.path.join(out_dir, f"{stem}.npz"), frames=pred, context=np.array(context))
         if video:

@@ -20,7 +20,16 @@ def sampler_defaults(model_path: str) -> dict:
     from nextframe.training.checkpoint import model_metadata
 
     meta = model_metadata(model_path)
-    return {"steps": int(meta.get("default_steps", 4)), "context_noise": float(meta.get("default_context_noise", 0.0))}
+    times = json.loads(meta["default_times"]) if "default_times" in meta else None  # a distilled student's schedule
+    return {"steps": int(meta.get("default_steps", 4)), "context_noise": float(meta.get("default_context_noise", 0.0)),
+            "times": times}
+
+
+def schedule_args(d: dict, steps: int | None) -> dict:
+    """export_bundle / rollout keywords: the model's own schedule unless --steps asks for another count."""
+    if steps is None or steps == d["steps"]:
+        return {"n_steps": None, "times": d["times"]} if d["times"] else {"n_steps": d["steps"], "times": None}
+    return {"n_steps": steps, "times": None}
 
 
 def cmd_record(args):
@@ -63,7 +72,9 @@ def cmd_rollout(args):
 
     model = _load(args.model)
     d = sampler_defaults(args.model)
-    rollout_files(args.episodes, args.out, model, context=args.context, n_steps=args.steps or d["steps"],
+    sched = schedule_args(d, args.steps)
+    rollout_files(args.episodes, args.out, model, context=args.context,
+                  n_steps=sched["n_steps"] or len(sched["times"]) - 1, times=sched["times"],
                   context_noise=d["context_noise"] if args.context_noise is None else args.context_noise,
                   seed=args.seed, video=not args.no_video, model_name=args.model)
 
@@ -87,13 +98,15 @@ def cmd_demo(args):
             from nextframe.export.bundle import export_bundle
 
             bundle = os.path.join(args.out, "bundle")
-            export_bundle(model, bundle, n_steps=args.steps or d["steps"], context_noise=d["context_noise"])
+            export_bundle(model, bundle, context_noise=d["context_noise"], **schedule_args(d, args.steps))
         t0 = time.perf_counter()
         pred, metrics = rollout_episode_runtime(bundle, episode, args.context, args.seed)
         engine = "cpp-runtime (onnxruntime)"
     else:
         t0 = time.perf_counter()
-        pred, metrics = rollout_episode(model, episode, args.context, args.steps or d["steps"], d["context_noise"], args.seed)
+        sched = schedule_args(d, args.steps)
+        pred, metrics = rollout_episode(model, episode, args.context, sched["n_steps"] or len(sched["times"]) - 1,
+                                        d["context_noise"], args.seed, times=sched["times"])
         engine = "pytorch-eager"
     wall = time.perf_counter() - t0
     video = os.path.join(args.out, "demo.mp4")
@@ -115,7 +128,7 @@ def cmd_export(args):
         import_tensorrt()  # fail before the ONNX export when TensorRT 10 or the GPU is missing
         cuda_device(0)
     d = sampler_defaults(args.model)
-    manifest = export_bundle(_load(args.model), args.out, n_steps=args.steps or d["steps"],
+    manifest = export_bundle(_load(args.model), args.out, **schedule_args(d, args.steps),
                              context_noise=d["context_noise"] if args.context_noise is None else args.context_noise)
     result = {"bundle": args.out, "files": manifest["files"], "export_check": manifest.get("export_check")}
     if args.trt:
@@ -157,7 +170,7 @@ def default_bundle() -> str:
     if not os.path.isfile(os.path.join(path, "manifest.json")):
         d = sampler_defaults(DEFAULT_MODEL)
         print(f"exporting the default model to {path} (once)", file=sys.stderr)
-        export_bundle(_load(DEFAULT_MODEL), path, n_steps=d["steps"], context_noise=d["context_noise"])
+        export_bundle(_load(DEFAULT_MODEL), path, context_noise=d["context_noise"], **schedule_args(d, None))
     return path
 
 
@@ -183,11 +196,17 @@ def cmd_bench(args):
           f"{out['n_steps']} steps/frame, {out['resolution'][0]}x{out['resolution'][1]}, {out['threads']} threads")
     print(f"{'loop':<24}{'fps':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}")
     for name in ("cpp_runtime", "python_ort_loop", "torch_eager_cached", "torch_eager_no_cache"):
+        if name not in loops:  # frame-stack models have no cache, so no no-cache loop
+            continue
         r = loops[name]
         print(f"{name:<24}{r['fps']:>8.1f}{r['latency_p50_ms']:>9.2f}{r['latency_p90_ms']:>9.2f}{r['latency_p99_ms']:>9.2f}")
+    extra = ""
+    if out["native_decode_ms"] is not None:
+        extra += f"{out['fps_with_decode']} FPS with native decode; "
+    if out["no_cache_vs_cached_latency_at_64_frames"] is not None:
+        extra += f"no-cache/cached latency at 64 frames: {out['no_cache_vs_cached_latency_at_64_frames']}x; "
     print(f"C++ vs PyTorch eager: {out['speedup_cpp_vs_torch_eager']}x; runtime overhead "
-          f"{100 * out['cpp_runtime_overhead_fraction']:.1f}% of frame time; {out['fps_with_decode']} FPS with native decode; "
-          f"no-cache/cached latency at 64 frames: {out['no_cache_vs_cached_latency_at_64_frames']}x; "
+          f"{100 * out['cpp_runtime_overhead_fraction']:.1f}% of frame time; {extra}"
           f"parity NMSE {out['parity_cpp_vs_torch_max_nmse']:.2g}")
 
 

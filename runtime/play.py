@@ -44,7 +44,8 @@ def play(bundle_dir: str, scale: int = 3, record: str | None = None, max_frames:
     with Session(bundle_dir, seed=seed) as s:
         game = s.bundle.game
         names = s.actions
-        native, low, acts = context_from_game(game, s.bundle.kv_cache["window"], s.height, s.width, seed)
+        n_context = s.bundle.history_depth if s.native_resolution else s.bundle.kv_cache["window"]
+        native, low, acts = context_from_game(game, n_context, s.height, s.width, seed)
         s.reset(low.transpose(0, 2, 3, 1), [s.no_action] + acts.tolist(), native_reference=native[-1])
         pygame.display.init()  # display and font only: no audio device is opened
         pygame.font.init()

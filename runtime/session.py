@@ -91,6 +91,8 @@ class Session:
         f = self.bundle.frame
         self.height, self.width, self.channels = f["height"], f["width"], f["channels"]
         self._decoder = _core.NativeDecoder(self.bundle) if self.bundle.has_native_decoder else None
+        # a model at the game's own resolution (frame-stack bundles): its frames are the native frames
+        self.native_resolution = self._decoder is None and (f["native_height"], f["native_width"]) == (self.height, self.width)
 
     # ---- info -----------------------------------------------------------------------------------------
     @property
@@ -162,7 +164,7 @@ class Session:
         if len(acts) != x.shape[0]:
             raise ValueError(f"session: {len(acts)} actions for {x.shape[0]} frames (expected one per frame)")
         a = np.array([self._action(v, allow_no_action=True) for v in acts], dtype=np.int64)
-        if native_reference is not None:
+        if native_reference is not None and not self.native_resolution:
             self.set_native_reference(native_reference, x[-1] if len(x) else None)
         self.loop.reset(x, a)
 
@@ -191,7 +193,10 @@ class Session:
 
     def step_native(self, action) -> np.ndarray:
         """The next frame at native resolution (uint8 [native_height, native_width, 3]), decoded in the core
-        from the same frame step() would return. Needs a native reference (reset(..., native_reference=...))."""
+        from the same frame step() would return. Needs a native reference (reset(..., native_reference=...)),
+        except for a bundle at native resolution, whose step() frames are native already."""
+        if self.native_resolution:
+            return self.step(action)
         if self._decoder is None or not self._decoder.has_reference:
             raise ValueError("session: step_native needs a native reference frame (reset(..., native_reference=frame))")
         return self._decoder.decode_model_frame(self.step_raw(action))

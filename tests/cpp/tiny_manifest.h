@@ -15,6 +15,9 @@ struct TinyManifest {
     double context_noise = 0.1;
     bool with_prev = true;
     bool x0 = false;  // sampler kind flow_euler_x0 with a "denoised" output (else flow_euler, "velocity")
+    // a frame-stack graph declared by roles: x, t, action, ctx [1,K,C,H,W], ctx_actions [1,K], ctx_t; no cache
+    bool frame_stack = false;
+    int context = 3;
     int format_version = 1;
     std::string file = "step.onnx";
 
@@ -39,9 +42,24 @@ struct TinyManifest {
         actions += "]";
         std::string inputs = spec("x", "float32", frame) + ", " + spec("t", "float32", "[1]") + ", " +
                              spec("action", "int64", "[1]") + ", ";
-        if (with_prev) inputs += spec("prev", "float32", frame) + ", ";
-        inputs += spec("cache_k", "float32", cache) + ", " + spec("cache_v", "float32", cache) + ", " +
-                  spec("ages", "int64", "[" + i(n_slots) + "]");
+        std::string outputs = spec(x0 ? "denoised" : "velocity", "float32", frame) + ", " + spec("k_new", "float32", kv) +
+                              ", " + spec("v_new", "float32", kv);
+        std::string kv_section = "\"kv_cache\": {\"n_layers\": " + i(n_layers) + ", \"n_heads\": " + i(n_heads) +
+                                 ", \"n_slots\": " + i(n_slots) + ", \"window\": " + i(window) +
+                                 ", \"tokens_per_frame\": " + i(tokens_per_frame) + ", \"head_dim\": " + i(head_dim) + "},\n";
+        if (frame_stack) {
+            auto role = [](std::string s, const std::string& r) { return s.substr(0, s.size() - 1) + ", \"role\": \"" + r + "\"}"; };
+            const std::string stack = "[1," + i(context) + "," + i(channels) + "," + i(height) + "," + i(width) + "]";
+            inputs += role(spec("ctx", "float32", stack), "context_frames") + ", " +
+                      role(spec("ctx_actions", "int64", "[1," + i(context) + "]"), "context_actions") + ", " +
+                      role(spec("ctx_t", "float32", "[1]"), "context_noise_level");
+            outputs = role(spec(x0 ? "denoised" : "velocity", "float32", frame), "prediction");
+            kv_section.clear();
+        } else {
+            if (with_prev) inputs += spec("prev", "float32", frame) + ", ";
+            inputs += spec("cache_k", "float32", cache) + ", " + spec("cache_v", "float32", cache) + ", " +
+                      spec("ages", "int64", "[" + i(n_slots) + "]");
+        }
         char cn[32];
         std::snprintf(cn, sizeof cn, "%.17g", context_noise);
         return std::string("{\n") +
@@ -50,14 +68,11 @@ struct TinyManifest {
                "\"actions\": " + actions + ", \"no_action\": " + i(n_actions) + ",\n" +
                "\"frame\": {\"channels\": " + i(channels) + ", \"height\": " + i(height) + ", \"width\": " + i(width) +
                ", \"value_range\": [-1.0, 1.0]},\n" +
-               "\"kv_cache\": {\"n_layers\": " + i(n_layers) + ", \"n_heads\": " + i(n_heads) + ", \"n_slots\": " +
-               i(n_slots) + ", \"window\": " + i(window) + ", \"tokens_per_frame\": " + i(tokens_per_frame) +
-               ", \"head_dim\": " + i(head_dim) + "},\n" +
+               kv_section +
                "\"sampler\": {\"kind\": \"" + std::string(x0 ? "flow_euler_x0" : "flow_euler") + "\", \"n_steps\": " + i(n_steps) + ", \"shift\": 1.0, \"times\": " +
                times + ", \"context_noise\": " + cn + "},\n" +
                "\"graphs\": {\"step\": {\"file\": \"" + file + "\", \"opset\": 17, \"inputs\": [" + inputs +
-               "], \"outputs\": [" + spec(x0 ? "denoised" : "velocity", "float32", frame) + ", " + spec("k_new", "float32", kv) + ", " +
-               spec("v_new", "float32", kv) + "]}},\n" +
+               "], \"outputs\": [" + outputs + "]}},\n" +
                "\"files\": {\"" + file + "\": {\"sha256\": \"" + std::string(64, '0') + "\", \"bytes\": 0}}\n}";
     }
 };

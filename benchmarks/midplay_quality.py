@@ -1,0 +1,171 @@
+"""What a user watching the video would see, per horizon, on held-out mid-play clips (evaluation/midplay.py):
+ball found (strict), brick agreement and break recall, paddle error, PSNR, for every model at the step counts
+asked for and for copy-last-frame, plus the C++ runtime's FPS of each entry measured side by side in one run
+(all sessions interleaved in rounds, so host noise hits them alike). Prints and writes one JSON object.
+
+    python benchmarks/midplay_quality.py --entry teacher=runs/unet_teacher/model_ema.safetensors:1,4,8 \\
+        --entry student=runs/distill/student.safetensors --entry int8=BUNDLE_DIR --fps --out results.json
+
+An entry is NAME=PATH[:STEPS]: a model file (PyTorch rollouts, batched; STEPS a comma list, default the
+model's own schedule) or a bundle directory (rollouts through the C++ runtime, at the bundle's schedule).
+Transformer models (64x64) are decoded to native resolution as `nextframe rollout` does.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from nextframe.benchmarks.device_info import cpu_info, versions
+from nextframe.benchmarks.result_file import write_result
+from nextframe.evaluation import midplay
+
+TARGETS = {"ball_found_1_10": 0.8, "ball_found_11_30": 0.6, "brick_agreement": 0.9, "fps": 30.0}
+FPS_ROUND = 25
+
+
+def parse_entry(text: str) -> tuple[str, str, list[int] | None]:
+    if "=" not in text:
+        raise ValueError(f"midplay: entry {text!r} must be NAME=PATH[:STEPS]")
+    name, rest = text.split("=", 1)
+    path, steps = rest, None
+    if ":" in rest and not os.path.exists(rest):
+        path, s = rest.rsplit(":", 1)
+        steps = [int(v) for v in s.split(",")]
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"midplay: {path} not found (entry {name})")
+    return name, path, steps
+
+
+def model_schedule(path: str) -> tuple[int, list[float] | None]:
+    from nextframe.training.checkpoint import model_metadata
+
+    meta = model_metadata(path)
+    times = json.loads(meta["default_times"]) if "default_times" in meta else None
+    return int(meta.get("default_steps", 4)), times
+
+
+def targets_met(row: dict, copy: dict) -> dict:
+    m = row["metrics"]
+    met = {"ball_found_1_10": m["1-10"]["ball_found"] >= TARGETS["ball_found_1_10"],
+           "ball_found_11_30": m["11-30"]["ball_found"] >= TARGETS["ball_found_11_30"],
+           "brick_agreement": all(m[h]["brick_agreement"] >= TARGETS["brick_agreement"] for h in m),
+           "psnr_above_copy": all(m[h]["psnr"] > copy[h]["psnr"] for h in m)}
+    if "fps" in row:
+        met["fps"] = row["fps"]["fps"] >= TARGETS["fps"]
+    return met
+
+
+def time_sessions(bundles: dict[str, str], clip: midplay.Clip, n_frames: int, threads: int, seed: int = 0) -> dict:
+    """C++ runtime latency of each bundle, interleaved in rounds of FPS_ROUND frames (scripted actions)."""
+    from nextframe.runtime import Session
+
+    sessions = {name: Session(path, backend="ort-cpu", threads=threads, seed=seed, n_warmup_frames=5)
+                for name, path in bundles.items()}
+    rng = np.random.default_rng(seed)
+    actions = np.repeat(rng.integers(0, 4, n_frames // 5 + 1), 5)[:n_frames]
+    ms = {name: [] for name in sessions}
+    for name, s in sessions.items():
+        k = s.bundle.history_depth if s.native_resolution else s.bundle.kv_cache["window"]
+        frames = clip.frames[:k] if s.native_resolution else low_context(s, clip, k)
+        s.reset(frames, clip.lead_actions[:k].tolist())
+    for lo in range(0, n_frames, FPS_ROUND):
+        for name, s in sessions.items():
+            for a in actions[lo : lo + FPS_ROUND]:
+                t0 = time.perf_counter()
+                s.step(int(a))
+                ms[name].append((time.perf_counter() - t0) * 1000.0)
+    out = {}
+    for name, v in ms.items():
+        a = np.asarray(v[5:])
+        out[name] = {"fps": round(1000.0 / float(a.mean()), 1), "latency_p50_ms": round(float(np.percentile(a, 50)), 2),
+                     "latency_p90_ms": round(float(np.percentile(a, 90)), 2),
+                     "latency_p99_ms": round(float(np.percentile(a, 99)), 2), "n_frames": int(a.size),
+                     "n_steps": sessions[name].bundle.sampler["n_steps"]}
+        sessions[name].close()
+    return out
+
+
+def low_context(session, clip: midplay.Clip, k: int) -> np.ndarray:
+    from nextframe.data.dataset import to_model_resolution
+
+    return to_model_resolution(clip.frames[:k], session.height, session.width).transpose(0, 2, 3, 1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--entry", action="append", default=[], help="NAME=PATH[:STEPS] (repeatable)")
+    ap.add_argument("--clips-cache", default="data_cache/midplay_clips.npz")
+    ap.add_argument("--n-per-episode", type=int, default=3)
+    ap.add_argument("--horizon", type=int, default=60)
+    ap.add_argument("--batch", type=int, default=10, help="clips per PyTorch batch")
+    ap.add_argument("--fps", action="store_true", help="also time every entry in the C++ runtime, interleaved")
+    ap.add_argument("--fps-frames", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from nextframe.export.bundle import export_bundle
+    from nextframe.models.registry import is_frame_stack
+    from nextframe.training.checkpoint import load_model
+
+    entries = [parse_entry(e) for e in args.entry]
+    clips = midplay.load_or_record_clips(args.clips_cache, n_per_episode=args.n_per_episode, horizon=args.horizon)
+    copy = midplay.evaluate(lambda cl: np.stack([np.broadcast_to(c.frames[3], c.frames[4:].shape) for c in cl]), clips, 4)
+    rows, bundles = [], {}
+    tmp = tempfile.TemporaryDirectory(prefix="nf-midplay-")
+    for name, path, steps in entries:
+        if os.path.isdir(path):
+            t0 = time.time()
+            r = midplay.evaluate(midplay.runtime_predictor(path, seed=args.seed, threads=args.threads), clips, 4, copy=False)
+            with open(os.path.join(path, "manifest.json")) as f:
+                n = json.load(f)["sampler"]["n_steps"]
+            label = f"{name}@{n}"
+            rows.append({"name": name, "steps": n, "engine": "cpp-runtime", "path": path, "metrics": r["model"],
+                         "eval_s": round(time.time() - t0, 1)})
+            bundles[label] = path
+            continue
+        model = load_model(path)
+        default_steps, default_times = model_schedule(path)
+        for n in steps or [default_steps]:
+            times = default_times if n == default_steps else None
+            t0 = time.time()
+            if is_frame_stack(model):
+                predict = midplay.unet_predictor(model, n_steps=n, times=times, seed=args.seed, batch=args.batch)
+            else:
+                predict = midplay.dit_predictor(model, n_steps=n, seed=args.seed)
+            r = midplay.evaluate(predict, clips, 4, copy=False)
+            rows.append({"name": name, "steps": n, "engine": "pytorch", "path": path, "metrics": r["model"],
+                         "eval_s": round(time.time() - t0, 1), **({"times": times} if times else {})})
+            print(json.dumps({"entry": f"{name}@{n}", **r["model"]}), flush=True)
+            if args.fps:
+                b = os.path.join(tmp.name, f"{name}_{n}")
+                export_bundle(model, b, n_steps=None if times else n, times=times)
+                bundles[f"{name}@{n}"] = b
+    if args.fps and bundles:
+        fps = time_sessions(bundles, clips[0], args.fps_frames, args.threads, args.seed)
+        for row in rows:
+            label = f"{row['name']}@{row['steps']}"
+            if label in fps:
+                row["fps"] = fps[label]
+    for row in rows:
+        row["targets_met"] = targets_met(row, copy["copy_baseline"])
+    out = {"benchmark": "midplay_quality", "device": cpu_info(), "versions": versions(),
+           "clips": {"n": len(clips), "digest": midplay.clips_digest(clips), "horizon": len(clips[0].frames) - 4,
+                     "sources": sorted({c.source.split("@")[0] for c in clips})},
+           "targets": TARGETS, "copy_baseline": copy["copy_baseline"], "rows": rows,
+           "fps_timing": f"C++ runtime, ORT CPU, {args.threads} threads, sessions interleaved in rounds of {FPS_ROUND} frames"}
+    tmp.cleanup()
+    write_result(args.out, out)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
