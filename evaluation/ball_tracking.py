@@ -16,8 +16,9 @@ from nextframe.data.dataset import to_model_resolution
 from nextframe.data.episode import Episode
 from nextframe.evaluation.breakout_probe import ball_position
 from nextframe.evaluation.metrics import per_frame
-from nextframe.evaluation.rollout import predict_lowres
+from nextframe.evaluation.rollout import predict_lowres, predict_native
 from nextframe.models.native_decoder import DetailTransferDecoder
+from nextframe.models.registry import is_frame_stack
 
 
 def ball_in_play_starts(frames: np.ndarray, context: int, horizon: int, n_starts: int) -> list[int]:
@@ -43,11 +44,14 @@ def ball_tracking(model, episode: Episode, context: int = 4, n_steps: int = 1, h
     model_hits, copy_hits = [], []
     for s in starts:
         native = episode.frames[s : s + context + horizon]
-        low = to_model_resolution(native, cfg.height, cfg.width)
         actions = episode.actions[s : s + context + horizon - 1]
         first = int(episode.actions[s - 1]) if s > 0 else None
-        pred_low, _ = predict_lowres(model, low, actions, context, n_steps, context_noise, seed, horizon, first)
-        pred = DetailTransferDecoder(native[context - 1], low[context - 1])(pred_low)
+        if is_frame_stack(model):
+            pred, _ = predict_native(model, native, actions, context, n_steps, context_noise, seed, horizon, first_action=first)
+        else:
+            low = to_model_resolution(native, cfg.height, cfg.width)
+            pred_low, _ = predict_lowres(model, low, actions, context, n_steps, context_noise, seed, horizon, first)
+            pred = DetailTransferDecoder(native[context - 1], low[context - 1])(pred_low)
         real = native[context:]
         # every real frame here shows the ball, so ball_hit has no NaN
         model_hits.append(per_frame(real, pred)["ball_hit"].tolist())

@@ -23,10 +23,17 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 99.0 if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
 
-def per_frame(real: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
-    """real, pred uint8 [N, 210, 160, 3] -> per-frame arrays (NaN where the metric does not apply)."""
+def per_frame(real: np.ndarray, pred: np.ndarray, last_context: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """real, pred uint8 [N, 210, 160, 3] -> per-frame arrays (NaN where the metric does not apply). With the
+    last context frame, also the strict scores of evaluation/midplay.py: ball_found (a ball a viewer sees,
+    within 4 px) and break_recall (bricks broken since the context that the prediction shows broken)."""
     n = len(real)
     out = {"psnr": np.empty(n), "paddle_err": np.empty(n), "ball_err": np.full(n, np.nan), "ball_hit": np.full(n, np.nan)}
+    if last_context is not None:
+        from nextframe.evaluation.midplay import per_frame as strict
+
+        s = strict(real, pred, last_context)
+        out["ball_found"], out["break_recall"] = s["ball_found"], s["break_recall"]
     for i in range(n):
         out["psnr"][i] = psnr(real[i], pred[i])
         pr, pp = paddle_x(real[i]), paddle_x(pred[i])
@@ -44,9 +51,13 @@ def summarize(frames: dict[str, np.ndarray]) -> dict[str, float | None]:
         x = x[~np.isnan(x)]
         return None if x.size == 0 else round(float(x.mean()), 3)
 
-    return {"psnr": mean(frames["psnr"]), "paddle_x_err": mean(frames["paddle_err"]),
-            "ball_err": mean(frames["ball_err"]), "ball_hit_rate": mean(frames["ball_hit"]),
-            "n_frames": int(frames["psnr"].size)}
+    out = {"psnr": mean(frames["psnr"]), "paddle_x_err": mean(frames["paddle_err"]),
+           "ball_err": mean(frames["ball_err"]), "ball_hit_rate": mean(frames["ball_hit"]),
+           "n_frames": int(frames["psnr"].size)}
+    for k in ("ball_found", "break_recall"):
+        if k in frames:
+            out[k] = mean(frames[k])
+    return out
 
 
 def by_horizon(frames: dict[str, np.ndarray]) -> dict[str, dict]:

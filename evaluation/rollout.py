@@ -58,8 +58,10 @@ def predict_lowres(model: NextFrameDiT, frames_lowres: np.ndarray, actions: np.n
 
 
 def predict_native(model, frames: np.ndarray, actions: np.ndarray, context: int, n_steps: int, context_noise: float,
-                   seed: int, n_predict: int | None = None, times: list[float] | None = None):
-    """A frame-stack model's rollout at native resolution: frames uint8 [T+1, H, W, 3], actions int64 [T].
+                   seed: int, n_predict: int | None = None, times: list[float] | None = None,
+                   first_action: int | None = None):
+    """A frame-stack model's rollout at native resolution: frames uint8 [T+1, H, W, 3], actions int64 [T];
+    first_action: the action that led to frame 0 (None: no_action, an episode's first frame).
     Returns (uint8 [N, H, W, 3], seconds per frame list)."""
     from nextframe.models.unet_sampling import FrameStackSampler
 
@@ -69,7 +71,7 @@ def predict_native(model, frames: np.ndarray, actions: np.ndarray, context: int,
     if actions.size and int(actions.max()) >= cfg.n_actions:
         raise ValueError(f"rollout: action index {int(actions.max())} out of range for the model's {cfg.n_actions} actions")
     n_predict = total - context if n_predict is None else min(n_predict, total - context)
-    leading = np.concatenate([[cfg.no_action], actions])
+    leading = np.concatenate([[cfg.no_action if first_action is None else first_action], actions])
     sampler = FrameStackSampler(model, n_steps=n_steps, context_noise=context_noise, times=times,
                                 generator=torch.Generator().manual_seed(seed))
     ctx = torch.from_numpy(np.ascontiguousarray(frames[:context].transpose(0, 3, 1, 2))).float().div(127.5).sub(1.0)
@@ -140,8 +142,8 @@ def score_native(episode: Episode, context: int, pred: np.ndarray, times: list[f
     copy = np.broadcast_to(episode.frames[context - 1], real.shape)
     ms = np.array(times) * 1000.0
     metrics = {
-        "model": by_horizon(per_frame(real, pred)),
-        "copy_baseline": by_horizon(per_frame(real, copy)),
+        "model": by_horizon(per_frame(real, pred, episode.frames[context - 1])),
+        "copy_baseline": by_horizon(per_frame(real, copy, episode.frames[context - 1])),
         "n_steps": n_steps,
         "context": context,
         "model_ms_per_frame_p50": round(float(np.percentile(ms, 50)), 2),

@@ -145,19 +145,52 @@ def cmd_distill(args):
     import dataclasses
 
     from nextframe.distill.config import load_distill_config
-    from nextframe.distill.trainer import DistillTrainer
+    from nextframe.training.checkpoint import model_metadata
 
     cfg, expected_model = load_distill_config(args.config, method=args.method)
     if args.out_dir:
         cfg = dataclasses.replace(cfg, out_dir=args.out_dir)
     if args.total_steps:
         cfg = dataclasses.replace(cfg, total_steps=args.total_steps)
-    trainer = DistillTrainer(args.teacher, cfg, expected_model)
+    if not os.path.isfile(args.teacher):
+        raise FileNotFoundError(f"distill: teacher file not found ({args.teacher})")
+    if json.loads(model_metadata(args.teacher).get("config", "{}")).get("arch") == "unet":
+        from nextframe.distill.config import check_teacher
+        from nextframe.distill.unet_trainer import UNetDistillTrainer
+
+        trainer = UNetDistillTrainer(args.teacher, cfg)
+        check_teacher(trainer.teacher.cfg, expected_model, args.teacher)
+    else:
+        from nextframe.distill.trainer import DistillTrainer
+
+        trainer = DistillTrainer(args.teacher, cfg, expected_model)
     if trainer.step:
         print(f"resuming from step {trainer.step} ({trainer.state_path})", file=sys.stderr)
     trainer.train()
     print(json.dumps({"step": trainer.step, "method": cfg.method, "student": trainer.student_path,
                       "default_steps": cfg.student_steps}))
+
+
+def cmd_quantize(args):
+    """An INT8 copy of a bundle (quant/): static QDQ, calibrated on the runtime's own graph inputs."""
+    from nextframe import _core
+    from nextframe.data.episode import load_episode
+    from nextframe.data.record import record_episode
+    from nextframe.quant.ort_int8 import quantize_bundle
+
+    bundle = _core.Bundle.open(args.bundle)  # a bad bundle is refused before any work
+    if args.calib:
+        episodes = [load_episode(p) for p in args.calib]
+        names = list(args.calib)
+    else:  # fresh episodes of the training policy mix, seeds used nowhere else
+        episodes = [record_episode(bundle.game, 400, 6000 + i, 0)[0] for i in range(4)]
+        names = [f"recorded: {bundle.game} seeds 6000-6003, 400 steps"]
+    for ep in episodes:
+        if ep.game != bundle.game:
+            raise ValueError(f"quantize: calibration episode is {ep.game}, the bundle is {bundle.game}")
+    m = quantize_bundle(args.bundle, args.out, episodes, method=args.method, precision=args.precision,
+                        n_windows=args.windows, frames_per_window=args.frames, seed=args.seed, calib_names=names)
+    print(json.dumps({"bundle": args.out, "quantization": m["quantization"]}))
 
 
 def default_bundle() -> str:
@@ -294,9 +327,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--engine", choices=("cpp", "torch"), default="cpp")
     d.set_defaults(func=cmd_demo)
 
+    q = sub.add_parser("quantize", help="an INT8 copy of a bundle for ONNX Runtime (calibrated on the runtime's own inputs)")
+    q.add_argument("bundle")
+    q.add_argument("--out", required=True, help="the new bundle's directory (must not exist)")
+    q.add_argument("--method", default="qdiff", help="calibration: naive (t = 1 only), qdiff (every step), ptq4dm (NDTC)")
+    q.add_argument("--precision", default="int8")
+    q.add_argument("--calib", nargs="*", default=None, help="episode files to calibrate on (default: 4 fresh episodes)")
+    q.add_argument("--windows", type=int, default=16, help="context windows rolled out for calibration")
+    q.add_argument("--frames", type=int, default=6, help="frames generated per window")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_quantize)
+
     di = sub.add_parser("distill", help="distill a teacher into a few-step student (resumes from out_dir)")
     # no argparse choices: an unknown method is reported by the config loader as one line
-    di.add_argument("--method", required=True, help="cd (consistency distillation) or fdistill (one-step f-distill)")
+    di.add_argument("--method", required=True, help="cd (consistency distillation), fdistill (one-step f-distill; "
+                    "transformer teachers) or trajectory (one/two-step trajectory distillation; frame-stack teachers)")
     di.add_argument("--teacher", default=DEFAULT_MODEL)
     di.add_argument("--config", required=True)
     di.add_argument("--out-dir", default=None)

@@ -49,6 +49,27 @@ def randomized_model(cfg: ModelConfig, seed: int = 0) -> NextFrameDiT:
     return m
 
 
+def tiny_unet_config(**kw):
+    """A frame-stack U-Net small enough for a test: 20x12 frames folded 2x2, two levels, context 3."""
+    from nextframe.models.unet_config import UNetConfig
+
+    base = dict(height=20, width=12, fold=2, widths=(8, 16), cond_dim=16, context=3, n_actions=4)
+    base.update(kw)
+    return UNetConfig(**base)
+
+
+def randomized_unet(cfg, seed: int = 0):
+    """A U-Net whose zero-initialised layers are perturbed, so every path carries signal in parity tests."""
+    from nextframe.models.unet import FrameStackUNet
+
+    torch.manual_seed(seed)
+    m = FrameStackUNet(cfg).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return m
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models gain nothing from intra-op threads, and on a busy machine OpenMP's spinning made tiny-model

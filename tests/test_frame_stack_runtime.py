@@ -22,31 +22,16 @@ import pytest
 import torch
 
 from nextframe.models.unet import FrameStackUNet
-from nextframe.models.unet_config import UNetConfig
 from nextframe.models.unet_sampling import FrameStackSampler
 from nextframe.runtime import Session
 from nextframe.runtime import reference as ref
+from conftest import randomized_unet, tiny_unet_config
 from runtime_helpers import nmse, noise_draws
 
 N_STEPS = 2
 CONTEXT_NOISE = 0.05
 ACTIONS = [0, 1, 2, 3, 3, 2, 1, 1, 0, 2, 2, 3]
 CONTEXT_ACTIONS = [4, 1]  # no_action for the first frame
-
-
-def tiny_unet_config(**kw) -> UNetConfig:
-    base = dict(height=20, width=12, fold=2, widths=(8, 16), cond_dim=16, context=3, n_actions=4)
-    base.update(kw)
-    return UNetConfig(**base)
-
-
-def randomized_unet(cfg: UNetConfig, seed: int = 0) -> FrameStackUNet:
-    torch.manual_seed(seed)
-    m = FrameStackUNet(cfg).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    return m
 
 
 @functools.lru_cache(maxsize=None)
@@ -64,12 +49,12 @@ def bundle(tmp_path_factory):
     return unet_bundle(str(tmp_path_factory.mktemp("unet")))
 
 
-def _context(cfg: UNetConfig, n: int = 2, seed: int = 3) -> np.ndarray:
+def _context(cfg, n: int = 2, seed: int = 3) -> np.ndarray:
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(n, cfg.channels, cfg.height, cfg.width, generator=g) * 2 - 1).numpy()
 
 
-def _noise(cfg: UNetConfig, seed: int = 11) -> list[np.ndarray]:
+def _noise(cfg, seed: int = 11) -> list[np.ndarray]:
     return noise_draws(2 + 2 * len(ACTIONS), (cfg.channels, cfg.height, cfg.width), seed)
 
 

@@ -49,8 +49,11 @@ def load_model(path: str) -> NextFrameDiT:
 
 
 def model_metadata(path: str) -> dict:
-    with safe_open(path, framework="pt") as f:
-        return dict(f.metadata() or {})
+    try:
+        with safe_open(path, framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (OSError, RuntimeError, SafetensorError) as e:
+        raise ValueError(f"model: {path} is not a readable safetensors file ({e})") from None
 
 
 def save_training_state(path: str, model, ema, optimizer, step: int, extra: dict) -> None:
