@@ -106,7 +106,7 @@ class UNetDistillTrainer:
         cfg, k = self.cfg, self.teacher.cfg.context
         if self.store is None:
             c = self.teacher.cfg
-            self.store = FrameStore.from_files(cfg.data, c.game, c.n_actions, self.device)
+            self.store = FrameStore.from_files(cfg.data, c.game, c.n_actions, self.device, cfg.cache_dir or None)
         gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 1_000_003 + self.step)
         host = torch.Generator().manual_seed(cfg.seed * 7_919 + self.step)
         end = cfg.total_steps if max_steps is None else min(cfg.total_steps, self.step + max_steps)

@@ -49,7 +49,7 @@ def _distill(teacher, data, out_dir, method, total_steps, **kw):
 
     cfg = DistillConfig(method=method, data=tuple(data), out_dir=str(out_dir), batch_size=4, total_steps=total_steps,
                         lr=1e-3, warmup_steps=1, teacher_steps=4, student_steps=2, cd_intervals=4, eval_steps=(2, 1),
-                        log_every=5, ckpt_every=5, bf16=False, own_context_prob=0.5, own_context_passes=2, **kw)
+                        log_every=5, ckpt_every=5, bf16=False, own_context_prob=0.5, own_context_passes=2, cache_dir="", **kw)
     return UNetDistillTrainer(teacher, cfg, progress=False)
 
 

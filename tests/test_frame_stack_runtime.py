@@ -148,7 +148,7 @@ def test_tiny_unet_trains(tmp_path, square_episodes, one_thread):
 
     cfg = TrainConfig(data=tuple(square_episodes), out_dir=str(tmp_path / "run"), batch_size=8, lr=3e-3,
                       warmup_steps=2, total_steps=40, min_lr_ratio=1.0, log_every=5, ckpt_every=40, bf16=False,
-                      own_context_prob=0.25, own_context_passes=2, pure_noise_prob=0.2)
+                      own_context_prob=0.25, own_context_passes=2, pure_noise_prob=0.2, cache_dir="")
     trainer = UNetTrainer(tiny_unet_config(height=210, width=160, fold=4, widths=(8, 8), context=2), cfg, progress=False)
     history = trainer.train()
     losses = [loss for _, loss in history]

@@ -151,13 +151,26 @@ class UNetTrainer:
             self.step, meta = load_training_state(self.ckpt_path, self.model, self.ema, self.opt)
             self.elapsed_s = float(meta.get("elapsed_s", 0.0))
         elif cfg.init_from:
-            from nextframe.training.checkpoint import load_model
+            self.warm_start(cfg.init_from, model_cfg)
 
-            init = load_model(cfg.init_from)
-            if init.cfg != model_cfg:
-                raise ValueError(f"train: init_from {cfg.init_from} has another model config")
-            self.model.load_state_dict(init.state_dict())
-            self.ema.load_state_dict(init.state_dict())
+    # parameters a warm start may lack: zero-initialised additions that leave the old model's output unchanged
+    NEW_ZERO_INIT = ("skip_gain.",)
+
+    @torch.no_grad()
+    def warm_start(self, path: str, model_cfg: UNetConfig) -> None:
+        from safetensors import safe_open
+
+        from nextframe.training.checkpoint import model_metadata
+
+        have = json.loads(model_metadata(path).get("config", "{}"))
+        if UNetConfig.from_dict(have) != model_cfg:
+            raise ValueError(f"train: init_from {path} has another model config")
+        with safe_open(path, framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith(self.NEW_ZERO_INIT) for k in missing):
+            raise ValueError(f"train: cannot warm-start from {path} (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        self.ema.load_state_dict(self.model.state_dict())
 
     def progress_fraction(self) -> float:
         p = self.step / self.cfg.total_steps
@@ -183,7 +196,7 @@ class UNetTrainer:
     def load_data(self) -> FrameStore:
         if self.store is None:
             c = self.model.cfg
-            self.store = FrameStore.from_files(self.cfg.data, c.game, c.n_actions, self.device)
+            self.store = FrameStore.from_files(self.cfg.data, c.game, c.n_actions, self.device, self.cfg.cache_dir or None)
         share = self.store.weight_events(self.cfg.event_rows, self.cfg.event_weight)
         self._log({"kind": "data", "frames": len(self.store), "targets": len(self.store.targets), "event_share": share})
         return self.store
