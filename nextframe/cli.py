@@ -153,7 +153,7 @@ def cmd_distill(args):
     if args.total_steps:
         cfg = dataclasses.replace(cfg, total_steps=args.total_steps)
     if not os.path.isfile(args.teacher):
-        raise FileNotFoundError(f"distill: teacher file not found ({args.teacher})")
+        raise FileNotFoundError(f"model: file not found ({args.teacher})")
     if json.loads(model_metadata(args.teacher).get("config", "{}")).get("arch") == "unet":
         from nextframe.distill.config import check_teacher
         from nextframe.distill.unet_trainer import UNetDistillTrainer
