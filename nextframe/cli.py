@@ -13,6 +13,13 @@ import time
 
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(__file__), "default_model")
 DEFAULT_MODEL = os.path.join(DEFAULT_MODEL_DIR, "breakout.safetensors")
+# models that ship with the package, by name (--model NAME works wherever a model file does)
+SHIPPED_MODELS = {"breakout": DEFAULT_MODEL, "breakout-dit": os.path.join(DEFAULT_MODEL_DIR, "breakout_dit.safetensors")}
+
+
+def model_path(name_or_path: str) -> str:
+    """A shipped model's name (SHIPPED_MODELS) or a model file's path -> the file's path."""
+    return SHIPPED_MODELS.get(name_or_path, name_or_path)
 
 
 def sampler_defaults(model_path: str) -> dict:
@@ -209,7 +216,8 @@ def default_bundle() -> str:
 
 def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
     """Shared by `nextframe bench` and benchmarks/bench_frame_loop.py (kept here: no heavy imports)."""
-    ap.add_argument("--model", default=DEFAULT_MODEL, help="the PyTorch model of the bundle (for the torch loops)")
+    ap.add_argument("--model", default=DEFAULT_MODEL, type=model_path,
+                    help="the PyTorch model of the bundle (for the torch loops): a file or a shipped model's name")
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
@@ -282,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     o = sub.add_parser("rollout", help="open-loop rollout of episodes: predictions, videos, metrics (JSON lines)")
     o.add_argument("episodes", nargs="+")
     o.add_argument("--out", required=True)
-    o.add_argument("--model", default=DEFAULT_MODEL)
+    o.add_argument("--model", default=DEFAULT_MODEL, type=model_path,
+                   help=f"a model file or a shipped model: {', '.join(SHIPPED_MODELS)}")
     o.add_argument("--context", type=int, default=4)
     o.add_argument("--steps", type=int, default=None, help="denoising steps per frame (default: the model's)")
     o.add_argument("--context-noise", type=float, default=None)
@@ -291,7 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.set_defaults(func=cmd_rollout)
 
     e = sub.add_parser("export", help="export a model to a runtime bundle (manifest.json + ONNX, checksummed)")
-    e.add_argument("model", nargs="?", default=DEFAULT_MODEL)
+    e.add_argument("model", nargs="?", default=DEFAULT_MODEL, type=model_path,
+                   help=f"a model file or a shipped model: {', '.join(SHIPPED_MODELS)}")
     e.add_argument("--out", required=True)
     e.add_argument("--steps", type=int, default=None, help="denoising steps per frame written to the bundle")
     e.add_argument("--context-noise", type=float, default=None)
@@ -319,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="record a fresh episode and roll the default model out on it")
     d.add_argument("--out", default="runs/demo")
-    d.add_argument("--model", default=DEFAULT_MODEL)
+    d.add_argument("--model", default=DEFAULT_MODEL, type=model_path,
+                   help=f"a model file or a shipped model: {', '.join(SHIPPED_MODELS)}")
     d.add_argument("--frames", type=int, default=300)
     d.add_argument("--context", type=int, default=4)
     d.add_argument("--steps", type=int, default=None)
@@ -342,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     # no argparse choices: an unknown method is reported by the config loader as one line
     di.add_argument("--method", required=True, help="cd (consistency distillation), fdistill (one-step f-distill; "
                     "transformer teachers) or trajectory (one/two-step trajectory distillation; frame-stack teachers)")
-    di.add_argument("--teacher", default=DEFAULT_MODEL)
+    di.add_argument("--teacher", default=DEFAULT_MODEL, type=model_path)
     di.add_argument("--config", required=True)
     di.add_argument("--out-dir", default=None)
     di.add_argument("--total-steps", type=int, default=None)
