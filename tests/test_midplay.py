@@ -1,0 +1,106 @@
+"""The strict mid-play scores (evaluation/midplay.py) on frames made by hand from a real Breakout frame: the
+real frame finds its ball, a ball moved 6 px or dimmed below half its redness is not found, painting the
+play area red does not find it either, the paddle's red never counts; brick cells read as present and gone,
+break recall counts only bricks that broke since the context; clips are cut where the ball is in play and
+record the action that led to each frame; the benchmark script runs end to end on a tiny model and bundle."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nextframe.data.record import record_episode
+from nextframe.evaluation import midplay
+from nextframe.evaluation.breakout_probe import ball_position
+
+BALL_RGB = np.array([200, 72, 72], np.uint8)
+
+
+@pytest.fixture(scope="module")
+def frame_with_ball():
+    ep, _ = record_episode("Breakout", 400, 123, 0, "tracker")
+    for f in ep.frames:
+        bx, by = ball_position(f)
+        if not math.isnan(bx) and 110 < by < 170 and 20 < bx < 140:
+            return f.copy(), (bx, by)
+    pytest.fail("no frame with the ball in the middle of the play area")
+
+
+def _without_ball(f, xy):
+    g = f.copy()
+    x, y = int(round(xy[0])), int(round(xy[1]))
+    g[y - 4 : y + 5, x - 3 : x + 4] = 0
+    return g
+
+
+def test_ball_found_is_strict(frame_with_ball):
+    f, xy = frame_with_ball
+    assert midplay.ball_found(f, f) == 1.0
+    empty = _without_ball(f, xy)
+    assert math.isnan(midplay.ball_found(empty, f))  # no ball in the real frame: not scored
+    moved = empty.copy()
+    x, y = int(round(xy[0])), int(round(xy[1]))
+    moved[y - 2 : y + 2, x + 6 : x + 8] = BALL_RGB  # 6-7 px to the right
+    assert midplay.ball_found(f, moved) == 0.0
+    dim = empty.copy()
+    dim[y - 2 : y + 2, x - 1 : x + 1] = (BALL_RGB.astype(np.float32) * 0.4).astype(np.uint8)  # redness ~51 < 60
+    assert midplay.ball_found(f, dim) == 0.0
+    red = f.copy()
+    red[100:185, 10:150] = BALL_RGB  # red everywhere: the most ball-like blob is anywhere
+    assert midplay.ball_found(f, red) == 0.0
+
+
+def test_bricks_and_break_recall(frame_with_ball):
+    f, _ = frame_with_ball
+    cells = midplay.brick_cells(f)
+    assert cells.shape == (6, 18)
+    broken = f.copy()
+    r, c = np.argwhere(cells)[0]
+    y0, x0 = midplay.BRICK_TOP + r * midplay.BRICK_ROW_PX, midplay.BRICK_LEFT + c * midplay.BRICK_COL_PX
+    broken[y0 : y0 + midplay.BRICK_ROW_PX, x0 : x0 + midplay.BRICK_COL_PX] = 0
+    assert midplay.brick_cells(broken).sum() == cells.sum() - 1
+    real = np.stack([broken, broken])
+    copy = midplay.per_frame(real, np.stack([f, f]), f)
+    assert copy["break_recall"].tolist() == [0.0, 0.0] and copy["brick_agreement"][0] == pytest.approx(1 - 1 / 108)
+    same = midplay.per_frame(real, real, f)
+    assert same["break_recall"].tolist() == [1.0, 1.0] and same["false_breaks"].tolist() == [0.0, 0.0]
+    no_break = midplay.per_frame(np.stack([f]), np.stack([broken]), f)
+    assert math.isnan(no_break["break_recall"][0]) and no_break["false_breaks"][0] == 1.0
+
+
+def test_clips_start_with_the_ball_in_play():
+    ep, _ = record_episode("Breakout", 600, 9201, 0, "tracker")
+    clips = midplay.cut_clips(ep.frames, ep.actions, "t", 4, 20, 3, np.random.default_rng(0))
+    assert clips and all(c.frames.shape == (24, 210, 160, 3) for c in clips)
+    for c in clips:
+        s = int(c.source.split("@")[1])
+        assert np.array_equal(c.frames, ep.frames[s : s + 24])
+        assert np.array_equal(c.lead_actions, ep.actions[s - 1 : s + 23])  # the action that led to each frame
+        assert midplay.ball_in_play(c.frames[:5]).all()
+
+
+def test_benchmark_runs_on_a_tiny_bundle(tmp_path):
+    from conftest import randomized_unet, tiny_unet_config
+    from nextframe.export.bundle import export_bundle
+    from nextframe.training.checkpoint import save_model
+
+    model = randomized_unet(tiny_unet_config(height=210, width=160, fold=4, widths=(8, 8), context=4))
+    path = str(tmp_path / "m.safetensors")
+    save_model(model, path, {"default_steps": "1"})
+    export_bundle(model, str(tmp_path / "b"), n_steps=1)
+    out = tmp_path / "r.json"
+    cmd = [sys.executable, "-m", "nextframe.benchmarks.midplay_quality", "--entry", f"m={path}:1,2",
+           "--entry", f"b={tmp_path / 'b'}", "--clips-cache", str(tmp_path / "clips.npz"), "--n-sources", "1",
+           "--n-per-episode", "1", "--horizon", "12", "--fps", "--fps-frames", "20", "--threads", "1", "--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    r = json.loads(out.read_text())
+    assert [(row["name"], row["steps"], row["engine"]) for row in r["rows"]] == [
+        ("m", 1, "pytorch"), ("m", 2, "pytorch"), ("b", 1, "cpp-runtime")]
+    assert all(row["fps"]["fps"] > 0 for row in r["rows"])
+    assert set(r["rows"][0]["metrics"]) == set(r["rows"][2]["metrics"]) == {"1-10", "11-12"} and r["clips"]["n"] == 1
+    assert set(r["rows"][0]["targets_met"]) == {"ball_found_1_10", "ball_found_11_30", "brick_agreement",
+                                                 "psnr_above_copy", "fps"}
