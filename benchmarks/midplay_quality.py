@@ -20,12 +20,12 @@ import time
 
 import numpy as np
 
+from nextframe.benchmarks.bundle_timing import ROUND_FRAMES, time_bundles
 from nextframe.benchmarks.device_info import cpu_info, versions
 from nextframe.benchmarks.result_file import write_result
 from nextframe.evaluation import midplay
 
 TARGETS = {"ball_found_1_10": 0.8, "ball_found_11_30": 0.6, "brick_agreement": 0.9, "fps": 30.0}
-FPS_ROUND = 25
 
 
 def parse_entry(text: str) -> tuple[str, str, list[int] | None]:
@@ -61,42 +61,6 @@ def targets_met(row: dict, copy: dict) -> dict:
     if "11-30" not in m:  # clips shorter than 30 frames
         met["ball_found_11_30"] = None
     return met
-
-
-def time_sessions(bundles: dict[str, str], clip: midplay.Clip, n_frames: int, threads: int, seed: int = 0) -> dict:
-    """C++ runtime latency of each bundle, interleaved in rounds of FPS_ROUND frames (scripted actions)."""
-    from nextframe.runtime import Session
-
-    sessions = {name: Session(path, backend="ort-cpu", threads=threads, seed=seed, n_warmup_frames=5)
-                for name, path in bundles.items()}
-    rng = np.random.default_rng(seed)
-    actions = np.repeat(rng.integers(0, 4, n_frames // 5 + 1), 5)[:n_frames]
-    ms = {name: [] for name in sessions}
-    for name, s in sessions.items():
-        k = s.bundle.history_depth if s.native_resolution else s.bundle.kv_cache["window"]
-        frames = clip.frames[:k] if s.native_resolution else low_context(s, clip, k)
-        s.reset(frames, clip.lead_actions[:k].tolist())
-    for lo in range(0, n_frames, FPS_ROUND):
-        for name, s in sessions.items():
-            for a in actions[lo : lo + FPS_ROUND]:
-                t0 = time.perf_counter()
-                s.step(int(a))
-                ms[name].append((time.perf_counter() - t0) * 1000.0)
-    out = {}
-    for name, v in ms.items():
-        a = np.asarray(v[5:])
-        out[name] = {"fps": round(1000.0 / float(a.mean()), 1), "latency_p50_ms": round(float(np.percentile(a, 50)), 2),
-                     "latency_p90_ms": round(float(np.percentile(a, 90)), 2),
-                     "latency_p99_ms": round(float(np.percentile(a, 99)), 2), "n_frames": int(a.size),
-                     "n_steps": sessions[name].bundle.sampler["n_steps"]}
-        sessions[name].close()
-    return out
-
-
-def low_context(session, clip: midplay.Clip, k: int) -> np.ndarray:
-    from nextframe.data.dataset import to_model_resolution
-
-    return to_model_resolution(clip.frames[:k], session.height, session.width).transpose(0, 2, 3, 1)
 
 
 def main():
@@ -155,7 +119,7 @@ def main():
                 export_bundle(model, b, n_steps=None if times else n, times=times)
                 bundles[f"{name}@{n}"] = b
     if args.fps and bundles:
-        fps = time_sessions(bundles, clips[0], args.fps_frames, args.threads, args.seed)
+        fps = time_bundles(bundles, clips[0].frames, clips[0].lead_actions, args.fps_frames, args.threads, args.seed)
         for row in rows:
             label = f"{row['name']}@{row['steps']}"
             if label in fps:
@@ -166,7 +130,7 @@ def main():
            "clips": {"n": len(clips), "digest": midplay.clips_digest(clips), "horizon": len(clips[0].frames) - 4,
                      "sources": sorted({c.source.split("@")[0] for c in clips})},
            "targets": TARGETS, "copy_baseline": copy["copy_baseline"], "rows": rows,
-           "fps_timing": f"C++ runtime, ORT CPU, {args.threads} threads, sessions interleaved in rounds of {FPS_ROUND} frames"}
+           "fps_timing": f"C++ runtime, ORT CPU, {args.threads} threads, sessions interleaved in rounds of {ROUND_FRAMES} frames"}
     tmp.cleanup()
     write_result(args.out, out)
     print(json.dumps(out))

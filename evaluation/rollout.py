@@ -164,19 +164,62 @@ def write_video(path: str, real: np.ndarray, pred: np.ndarray, fps: int = 30) ->
             w.append_data(frame)
 
 
-def rollout_files(paths: list[str], out_dir: str, model, context: int = 4, n_steps: int = 4,
+def output_paths(paths: list[str], out_dir: str, video: bool) -> dict[str, list[str]]:
+    """Where each episode's outputs go; refuses (one line, before any work) two inputs with the same file name,
+    since one would overwrite the other, and an output that is one of the inputs."""
+    by_stem: dict[str, str] = {}
+    for path in paths:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in by_stem:
+            raise ValueError(f"rollout: {by_stem[stem]} and {path} would both write {stem}.npz in {out_dir}; "
+                             "roll them out into separate --out directories")
+        by_stem[stem] = path
+    inputs = {os.path.realpath(p) for p in paths}
+    out = {}
+    for stem, path in by_stem.items():
+        files = [os.path.join(out_dir, f"{stem}.npz")] + ([os.path.join(out_dir, f"{stem}.mp4")] if video else [])
+        for f in files:
+            if os.path.realpath(f) in inputs:
+                raise ValueError(f"rollout: the output {f} would overwrite the input episode; choose another --out")
+        out[path] = files
+    return out
+
+
+def _write_atomic(path: str, write) -> None:
+    """write(tmp_path) then rename: an interrupted rollout leaves no half-written file under the final name."""
+    stem, ext = os.path.splitext(path)
+    tmp = f"{stem}.partial-{os.getpid()}{ext}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def rollout_files(paths: list[str], out_dir: str, model=None, context: int = 4, n_steps: int = 4,
                   context_noise: float = 0.0, seed: int = 0, video: bool = True, model_name: str = "",
-                  times: list[float] | None = None):
+                  times: list[float] | None = None, bundle: str | None = None):
+    """Roll every episode out with the PyTorch model, or (bundle given) through the C++ runtime on that bundle,
+    writing <stem>.npz (and .mp4) to out_dir and printing one JSON line of metrics per episode."""
+    if (model is None) == (bundle is None):
+        raise ValueError("rollout: give a model or a bundle, not both")
+    targets = output_paths(paths, out_dir, video)
     os.makedirs(out_dir, exist_ok=True)
     results = []
     for path in paths:
         ep = load_episode(path)
-        pred, metrics = rollout_episode(model, ep, context, n_steps, context_noise, seed, times=times)
-        stem = os.path.splitext(os.path.basename(path))[0]
-        np.savez_compressed(os.path.join(out_dir, f"{stem}.npz"), frames=pred, context=np.array(context))
+        if bundle is not None:
+            pred, metrics = rollout_episode_runtime(bundle, ep, context, seed)
+        else:
+            pred, metrics = rollout_episode(model, ep, context, n_steps, context_noise, seed, times=times)
+        files = targets[path]
+        _write_atomic(files[0], lambda f: np.savez_compressed(f, frames=pred, context=np.array(context)))
         if video:
-            write_video(os.path.join(out_dir, f"{stem}.mp4"), ep.frames[context:], pred)
-        line = {"episode": path, "model": model_name, **metrics}
+            _write_atomic(files[1], lambda f: write_video(f, ep.frames[context:], pred))
+        # "source": what made the frames ("model" holds the metrics, as in every rollout JSON)
+        line = {"episode": path, "source": bundle or model_name, **metrics}
         print(json.dumps(line), flush=True)
         results.append(line)
     return results

@@ -77,6 +77,15 @@ def _load(model_path: str):
 def cmd_rollout(args):
     from nextframe.evaluation.rollout import rollout_files
 
+    if args.bundle is not None:  # what users run: the C++ runtime on a bundle (FP32 or quantized)
+        if args.steps is not None or args.context_noise is not None:
+            raise ValueError("rollout: --steps and --context-noise come from the bundle's manifest with --bundle")
+        from nextframe import _core
+
+        _core.Bundle.open(args.bundle)  # a bad bundle is refused before any work
+        rollout_files(args.episodes, args.out, context=args.context, seed=args.seed, video=not args.no_video,
+                      model_name=os.path.basename(os.path.normpath(args.bundle)), bundle=args.bundle)
+        return
     model = _load(args.model)
     d = sampler_defaults(args.model)
     sched = schedule_args(d, args.steps)
@@ -225,9 +234,52 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", default=None, help="also write the JSON here")
 
 
+def cmd_bench_bundles(args):
+    """Several bundles (e.g. FP32 and its INT8 copies) in the C++ runtime, interleaved, one JSON object."""
+    from nextframe import _core
+    from nextframe.benchmarks.bundle_timing import ROUND_FRAMES, time_bundles
+    from nextframe.benchmarks.device_info import cpu_info
+    from nextframe.data.record import record_episode
+
+    import numpy as np
+
+    names: dict[str, str] = {}
+    games = set()
+    for path in args.bundle:
+        games.add(_core.Bundle.open(path).game)  # every bundle is checked before any timing
+        name = os.path.basename(os.path.normpath(path))
+        names[name if name not in names else path] = path
+    if len(games) > 1:
+        raise ValueError(f"bench: the bundles are of different games ({', '.join(sorted(games))})")
+    episode, _ = record_episode(games.pop(), 40, 880001 + args.seed, 0, "tracker")  # real context frames
+    lead = np.concatenate([[0], episode.actions])
+    rows = time_bundles(names, episode.frames[30:], lead[30:], args.frames, args.threads, args.seed)
+    first = next(iter(rows))
+    out = {"device": cpu_info(), "threads": args.threads, "n_frames": args.frames,
+           "timing": f"C++ runtime, ORT CPU, sessions interleaved in rounds of {ROUND_FRAMES} frames",
+           "bundles": {n: {"path": names[n], **r} for n, r in rows.items()},
+           "fps_ratio_vs_first": {n: round(r["fps"] / rows[first]["fps"], 3) for n, r in rows.items()}}
+    if args.out:
+        from nextframe.benchmarks.result_file import write_result
+
+        write_result(args.out, out)
+    if args.json:
+        print(json.dumps(out))
+        return
+    print(f"device: {out['device'].get('cpu')}, {args.threads} threads, {out['timing']}")
+    print(f"{'bundle':<28}{'precision':>10}{'steps':>6}{'fps':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'x first':>9}")
+    for n, r in out["bundles"].items():
+        print(f"{n:<28}{r['precision']:>10}{r['n_steps']:>6}{r['fps']:>8.1f}{r['latency_p50_ms']:>9.2f}"
+              f"{r['latency_p90_ms']:>9.2f}{r['latency_p99_ms']:>9.2f}{out['fps_ratio_vs_first'][n]:>9.2f}")
+
+
 def cmd_bench(args):
     from nextframe.benchmarks import bench_frame_loop
 
+    bundles = args.bundle or []
+    if len(bundles) > 1:
+        return cmd_bench_bundles(args)
+    args.bundle = bundles[0] if bundles else None
     out = bench_frame_loop.run(args)
     if args.json:
         print(json.dumps(out))
@@ -292,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--out", required=True)
     o.add_argument("--model", default=DEFAULT_MODEL, type=model_path,
                    help=f"a model file or a shipped model: {', '.join(SHIPPED_MODELS)}")
+    o.add_argument("--bundle", default=None,
+                   help="run this bundle (FP32 or quantized) through the C++ runtime instead of the PyTorch model")
     o.add_argument("--context", type=int, default=4)
     o.add_argument("--steps", type=int, default=None, help="denoising steps per frame (default: the model's)")
     o.add_argument("--context-noise", type=float, default=None)
@@ -322,7 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_play)
 
     b = sub.add_parser("bench", help="frame-loop latency side by side: C++ runtime, Python ORT loop, PyTorch with/without cache")
-    b.add_argument("bundle", nargs="?", default=None, help="a bundle dir (default: export --model to a temp dir)")
+    b.add_argument("bundle", nargs="*", default=None,
+                   help="a bundle dir (default: export --model to a temp dir); two or more: their C++ runtime "
+                        "loops timed side by side, interleaved in rounds")
     b.add_argument("--json", action="store_true", help="print the result as one JSON object")
     add_bench_arguments(b)
     b.set_defaults(func=cmd_bench)

@@ -93,21 +93,21 @@ def test_rollout_writes_prediction_files(tmp_path):
 
 
 def test_rollout_cli_errors(tmp_path, capsys):
-    assert main(["rollout", str(tmp_path / "missing.npz"), "--out", str(tmp_path), "--model", str(tmp_path / "m")]) == 2
+    assert main(["rollout", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "out"), "--model", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("nextframe: model: file not found") and "\n" not in err
     model_path = str(tmp_path / "m.safetensors")
     save_model(randomized_model(tiny_config()), model_path)
-    assert main(["rollout", str(tmp_path / "missing.npz"), "--out", str(tmp_path), "--model", model_path]) == 2
+    assert main(["rollout", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "out"), "--model", model_path]) == 2
     assert capsys.readouterr().err.strip().startswith("nextframe: episode: file not found")
     bad = tmp_path / "bad.npz"
     np.savez(bad, frames=np.zeros((3, 210, 160, 3), np.uint8))
-    assert main(["rollout", str(bad), "--out", str(tmp_path), "--model", model_path]) == 2
+    assert main(["rollout", str(bad), "--out", str(tmp_path / "out"), "--model", model_path]) == 2
     assert "has no key 'actions'" in capsys.readouterr().err
     ep = square_episode(6, 1)
     ep.actions[2] = 7  # not in the game's action set
     save_episode(tmp_path / "act.npz", ep)
-    assert main(["rollout", str(tmp_path / "act.npz"), "--out", str(tmp_path), "--model", model_path]) == 2
+    assert main(["rollout", str(tmp_path / "act.npz"), "--out", str(tmp_path / "out"), "--model", model_path]) == 2
     assert "action index 7 out of range" in capsys.readouterr().err
 
 

@@ -1,0 +1,71 @@
+"""C++ runtime latency of several bundles measured side by side: every session is opened first, then they take
+turns in rounds of a few frames, so host noise (other processes, frequency changes) hits them alike and their
+ratios are comparable on a noisy machine. Used by `nextframe bench A B ...` and benchmarks/midplay_quality.py.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+ROUND_FRAMES = 25
+
+
+def context_for(session, frames: np.ndarray) -> np.ndarray:
+    """The session's context frames from native uint8 frames [n, 210, 160, 3]: native bundles take them as
+    they are, 64x64 bundles their model-resolution copy."""
+    if session.native_resolution:
+        return frames
+    from nextframe.data.dataset import to_model_resolution
+
+    return to_model_resolution(frames, session.height, session.width).transpose(0, 2, 3, 1)
+
+
+def describe(bundle_dir: str) -> dict:
+    """What a reader of the timing needs to know about a bundle: its precision and quantization method."""
+    import json
+    import os
+
+    with open(os.path.join(bundle_dir, "manifest.json")) as f:
+        q = json.load(f).get("quantization")
+    return {"precision": q["precision"], "method": q["method"]} if q else {"precision": "fp32"}
+
+
+def time_bundles(bundles: dict[str, str], frames: np.ndarray, lead_actions: np.ndarray, n_frames: int,
+                 threads: int = 2, seed: int = 0, backend: str = "ort-cpu") -> dict:
+    """{name: {fps, latency_p50/p90/p99_ms, n_frames, n_steps}}; frames/lead_actions: a real episode start
+    (at least as many frames as the deepest context). Actions are scripted (held for 5 frames, seeded)."""
+    from nextframe.runtime import Session
+
+    if not bundles:
+        raise ValueError("bench: no bundle to time")
+    sessions = {}
+    try:
+        for name, path in bundles.items():
+            sessions[name] = Session(path, backend=backend, threads=threads, seed=seed, n_warmup_frames=5)
+        rng = np.random.default_rng(seed)
+        ms: dict[str, list[float]] = {name: [] for name in sessions}
+        for name, s in sessions.items():
+            k = s.bundle.history_depth if s.native_resolution else s.bundle.kv_cache["window"]
+            if len(frames) < k:
+                raise ValueError(f"bench: {k} context frames needed for {name}, got {len(frames)}")
+            s.reset(context_for(s, frames[:k]), [int(a) for a in lead_actions[:k]])
+            actions = np.repeat(rng.integers(0, s.n_actions, n_frames // 5 + 1), 5)[:n_frames]
+        for lo in range(0, n_frames, ROUND_FRAMES):
+            for name, s in sessions.items():
+                for a in actions[lo : lo + ROUND_FRAMES]:
+                    t0 = time.perf_counter()
+                    s.step(int(a))
+                    ms[name].append((time.perf_counter() - t0) * 1000.0)
+        out = {}
+        for name, v in ms.items():
+            a = np.asarray(v[5:] if len(v) > 10 else v)
+            out[name] = {"fps": round(1000.0 / float(a.mean()), 1),
+                         "latency_p50_ms": round(float(np.percentile(a, 50)), 2),
+                         "latency_p90_ms": round(float(np.percentile(a, 90)), 2),
+                         "latency_p99_ms": round(float(np.percentile(a, 99)), 2), "n_frames": int(a.size),
+                         "n_steps": sessions[name].bundle.sampler["n_steps"], **describe(bundles[name])}
+        return out
+    finally:
+        for s in sessions.values():
+            s.close()
