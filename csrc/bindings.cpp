@@ -228,6 +228,17 @@ PYBIND11_MODULE(_core, m) {
             }
             return l;
         })
+        .def_property_readonly("step_groups", [](const nf::Bundle& b) {
+            py::list l;
+            for (const auto& g : b.step_groups) {
+                py::dict d;
+                d["file"] = g.file;
+                d["t_min"] = g.t_min;
+                d["t_max"] = g.t_max;
+                l.append(d);
+            }
+            return l;
+        }, "Graphs serving part of the noise-level range (t_min < t <= t_max); the step graph runs the rest.")
         .def_property_readonly("tensorrt_engines", [](const nf::Bundle& b) {
             py::list l;
             for (const auto& e : b.trt_engines) {
@@ -364,7 +375,8 @@ PYBIND11_MODULE(_core, m) {
                  const nf::EngineParams ep = engine_params(backend, threads, ort_lib, trt_precision);
                  auto engine = nf::make_engine(b, ep);
                  auto kv_engine = use_kv_graph ? nf::make_kv_engine(b, *engine, ep) : nullptr;
-                 return std::make_unique<nf::FrameLoop>(b, std::move(engine), p, std::move(kv_engine));
+                 auto groups = nf::make_group_engines(b, *engine, ep);
+                 return std::make_unique<nf::FrameLoop>(b, std::move(engine), p, std::move(kv_engine), std::move(groups));
              }),
              py::arg("bundle"), py::arg("backend") = "auto", py::arg("threads") = 2, py::arg("ort_lib") = "",
              py::arg("seed") = 0, py::arg("speculate") = false, py::arg("n_steps") = 0, py::arg("sampler") = "euler",
@@ -440,5 +452,8 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("frame_numel", &nf::FrameLoop::frame_numel)
         .def_property_readonly("backend", [](const nf::FrameLoop& l) { return l.engine().name(); })
         .def_property_readonly("uses_kv_graph", &nf::FrameLoop::uses_kv_graph)
+        .def_property_readonly("n_step_groups", &nf::FrameLoop::n_step_groups)
+        .def("group_runs", &nf::FrameLoop::group_runs, py::call_guard<py::gil_scoped_release>(),
+             "Graph runs since construction: [step graph, step_groups[0], ...].")
         .def_property_readonly("backend_note", [](const nf::FrameLoop& l) { return l.engine().note(); });
 }

@@ -320,6 +320,13 @@ const RoleSpec* GraphInfo::role_of_output(const std::string& name) const {
     return nullptr;
 }
 
+GraphInfo Bundle::step_group_graph(std::size_t i) const {
+    NF_CHECK_ARG(i < step_groups.size(), "bundle: no step group " + std::to_string(i));
+    GraphInfo g = step;
+    g.file = step_groups[i].file;
+    return g;
+}
+
 bool GraphInfo::has_input_role(Role role) const {
     for (const auto& r : input_roles)
         if (r.role == role) return true;
@@ -439,6 +446,29 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
         b.kv.outputs = parse_specs(kv, "outputs", &b.kv.output_roles, "kv");
     }
 
+    if (const Json* groups = root.find("step_groups"); groups != nullptr) {
+        NF_CHECK_ARG(groups->is_array(), "bundle: manifest key 'step_groups' must be an array");
+        for (std::size_t i = 0; i < groups->as_array().size(); ++i) {
+            const std::string key = "step_groups[" + std::to_string(i) + "]";
+            const Json& g = groups->as_array()[i];
+            NF_CHECK_ARG(g.is_object(), "bundle: manifest key '" + key + "' must be an object");
+            const Reader r(g, key);
+            StepGroup sg;
+            sg.file = r.string("file");
+            sg.t_min = r.number("t_min");
+            sg.t_max = r.number("t_max");
+            NF_CHECK_ARG(!sg.file.empty() && sg.file != b.step.file,
+                         "bundle: " + key + ".file must name a graph other than the step graph");
+            NF_CHECK_ARG(sg.t_min >= 0.0 && sg.t_min < sg.t_max && sg.t_max <= 1.0,
+                         "bundle: " + key + " needs 0 <= t_min < t_max <= 1 (got " + std::to_string(sg.t_min) +
+                             ", " + std::to_string(sg.t_max) + ")");
+            for (const auto& other : b.step_groups)
+                NF_CHECK_ARG(sg.t_max <= other.t_min || sg.t_min >= other.t_max,
+                             "bundle: " + key + " overlaps another step group's noise levels");
+            b.step_groups.push_back(std::move(sg));
+        }
+    }
+
     const Json& files = root.get("files");
     NF_CHECK_ARG(files.is_object(), "bundle: manifest key 'files' must be an object");
     for (const auto& m : files.as_object()) {
@@ -460,6 +490,12 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
         bool listed = false;
         for (const auto& f : b.files) listed = listed || f.path == g->file;
         NF_CHECK_ARG(listed, "bundle: graph file '" + g->file + "' not listed in files");
+    }
+    for (const auto& g : b.step_groups) {
+        NF_CHECK_ARG(!path_escapes(g.file), "bundle: file path '" + g.file + "' escapes the bundle");
+        bool listed = false;
+        for (const auto& f : b.files) listed = listed || f.path == g.file;
+        NF_CHECK_ARG(listed, "bundle: step group graph '" + g.file + "' not listed in files");
     }
     if (const Json* trt = root.find("tensorrt"); trt != nullptr) parse_tensorrt(b, *trt);
 

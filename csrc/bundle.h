@@ -52,6 +52,16 @@ struct GraphInfo {
     bool has_input_role(Role role) const;
 };
 
+// A graph serving part of the noise-level range, from the manifest's optional "step_groups" (quantized
+// bundles with activation scales per group of denoising steps, quant/ort_int8.py): the step graph's inputs
+// and outputs in another file. The frame loop runs it for t_min < t <= t_max; the step graph runs every
+// level no group claims.
+struct StepGroup {
+    std::string file;
+    double t_min = 0.0;
+    double t_max = 0.0;
+};
+
 struct FileEntry {
     std::string path;  // relative, never absolute, no ".." component
     std::string sha256;
@@ -104,6 +114,9 @@ struct Bundle {
     SamplerInfo sampler;
     GraphInfo step;
     GraphInfo kv;  // file empty when the manifest has no "graphs.kv"
+    std::vector<StepGroup> step_groups;  // empty when the manifest has no "step_groups"
+    // The step graph with another file: what an engine for a step group loads.
+    GraphInfo step_group_graph(std::size_t i) const;
     std::vector<FileEntry> files;
     std::vector<TrtEngineEntry> trt_engines;  // empty when the manifest has no "tensorrt" section
 };

@@ -105,4 +105,15 @@ std::unique_ptr<Engine> make_kv_engine(const Bundle& bundle, const Engine& step_
     return make_ort_engine(bundle, bundle.kv, p);
 }
 
+std::vector<std::unique_ptr<Engine>> make_group_engines(const Bundle& bundle, const Engine& step_engine,
+                                                        const EngineParams& params) {
+    std::vector<std::unique_ptr<Engine>> out;
+    EngineParams p = params;
+    if (step_engine.name() == "ort-cpu") p.backend = Backend::OrtCpu;
+    else if (step_engine.name() == "ort-cuda") p.backend = Backend::OrtCuda;
+    else return out;
+    for (std::size_t i = 0; i < bundle.step_groups.size(); ++i) out.push_back(make_ort_engine(bundle, bundle.step_group_graph(i), p));
+    return out;
+}
+
 }  // namespace nf

@@ -95,5 +95,9 @@ std::unique_ptr<Engine> make_engine(const Bundle& bundle, const EngineParams& pa
 // An engine for the bundle's kv graph on the provider step_engine runs on, or nullptr when the bundle has
 // no kv graph or the step engine is not ONNX Runtime (the frame loop then writes the cache with the step graph).
 std::unique_ptr<Engine> make_kv_engine(const Bundle& bundle, const Engine& step_engine, const EngineParams& params);
+// One engine per entry of the bundle's step_groups, on the provider step_engine runs on; empty when the bundle
+// has none or the step engine is not ONNX Runtime (a TensorRT plan is built from one graph: the step graph).
+std::vector<std::unique_ptr<Engine>> make_group_engines(const Bundle& bundle, const Engine& step_engine,
+                                                        const EngineParams& params);
 
 }  // namespace nf

@@ -42,7 +42,7 @@ private:
 };
 
 FrameLoop::FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const FrameLoopParams& params,
-                     std::unique_ptr<Engine> kv_engine)
+                     std::unique_ptr<Engine> kv_engine, std::vector<std::unique_ptr<Engine>> group_engines)
     : channels_(bundle.frame.channels),
       height_(bundle.frame.height),
       width_(bundle.frame.width),
@@ -90,6 +90,15 @@ FrameLoop::FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const
 
     bindings_ = bind_io(*engine_, bundle.step, "step", false);
     if (kv_engine_) kv_bindings_ = bind_io(*kv_engine_, bundle.kv, "kv", true);
+    NF_CHECK_ARG(group_engines.empty() || group_engines.size() == bundle.step_groups.size(),
+                 "frame_loop: " + std::to_string(group_engines.size()) + " step-group engines for " +
+                     std::to_string(bundle.step_groups.size()) + " step groups");
+    for (std::size_t i = 0; i < group_engines.size(); ++i) {
+        NF_CHECK_ARG(group_engines[i] != nullptr, "frame_loop: no engine for step group " + std::to_string(i));
+        Group g{bundle.step_groups[i].t_min, bundle.step_groups[i].t_max, std::move(group_engines[i]), {}, 0};
+        g.bindings = bind_io(*g.engine, bundle.step, "step group " + std::to_string(i), false);
+        groups_.push_back(std::move(g));
+    }
     refresh_context();
     model_fn_ = std::make_unique<Model>(*this);
     if (params_.speculate) worker_ = std::thread([this] { worker_main(); });
@@ -273,7 +282,26 @@ void FrameLoop::run_timed(Engine& engine, const Bindings& bindings) {
     stats_.record_engine_run();
 }
 
-void FrameLoop::run_engine() { run_timed(*engine_, bindings_); }
+void FrameLoop::run_engine() {
+    const double t = t_in_.data<float>()[0];
+    for (auto& g : groups_) {
+        if (t > g.t_min && t <= g.t_max) {
+            ++g.runs;
+            run_timed(*g.engine, g.bindings);
+            return;
+        }
+    }
+    ++step_runs_;
+    run_timed(*engine_, bindings_);
+}
+
+std::vector<std::int64_t> FrameLoop::group_runs() {
+    std::lock_guard<std::mutex> api(api_mu_);
+    wait_worker_locked();
+    std::vector<std::int64_t> out{step_runs_};
+    for (const auto& g : groups_) out.push_back(g.runs);
+    return out;
+}
 
 void FrameLoop::run_kv_engine() {
     if (kv_engine_) run_timed(*kv_engine_, kv_bindings_);

@@ -59,8 +59,11 @@ class FrameLoop {
 public:
     // The engine must run bundle's step graph (its inputs and outputs are bound by their manifest roles);
     // kv_engine (optional, make_kv_engine) its kv graph, which then writes the cache instead of the step graph.
+    // group_engines (optional, make_group_engines): one per bundle.step_groups entry, each run for the noise
+    // levels of its group; empty: the step graph runs every level.
     FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const FrameLoopParams& params,
-              std::unique_ptr<Engine> kv_engine = nullptr);
+              std::unique_ptr<Engine> kv_engine = nullptr,
+              std::vector<std::unique_ptr<Engine>> group_engines = {});
     ~FrameLoop();  // stops and joins the speculation worker
     FrameLoop(const FrameLoop&) = delete;
     FrameLoop& operator=(const FrameLoop&) = delete;
@@ -86,6 +89,9 @@ public:
     bool speculation_pending();
     const Engine& engine() const { return *engine_; }
     bool uses_kv_graph() const { return kv_engine_ != nullptr; }
+    std::int64_t n_step_groups() const { return std::int64_t(groups_.size()); }
+    // Graph runs per group since construction: [0] the step graph, [1 + i] step_groups[i].
+    std::vector<std::int64_t> group_runs();
     bool uses_cache() const { return kv_ != nullptr; }
     StatsSummary stats();
     std::string stats_json();
@@ -104,7 +110,7 @@ private:
     Bindings bind_io(const Engine& engine, const GraphInfo& graph, const std::string& name, bool kv_only);
     void refresh_context();  // context inputs from the history (after every push, rewind and reset)
     void run_timed(Engine& engine, const Bindings& bindings);  // counted as engine time in the stats
-    void run_engine();
+    void run_engine();  // the graph for the noise level in t_in_: a step group's, else the step graph
     void run_kv_engine();  // the cache write: the kv graph if there is one, else the step graph
     void compute_ages();
     void push_locked(const float* frame, std::int64_t action, const float* ctx_noise);
@@ -122,6 +128,14 @@ private:
 
     std::unique_ptr<Engine> engine_;
     std::unique_ptr<Engine> kv_engine_;  // may be null
+    struct Group {
+        double t_min, t_max;
+        std::unique_ptr<Engine> engine;
+        Bindings bindings;
+        std::int64_t runs = 0;
+    };
+    std::vector<Group> groups_;  // step groups, each claiming t_min < t <= t_max
+    std::int64_t step_runs_ = 0;
     std::unique_ptr<KvCache> kv_;        // null for graphs without cache roles
     FrameHistory history_;
     Schedule schedule_;
