@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml CMakeLists.txt $(wildcard csrc/*) tools/fetch_ort_heade
 	$(PIP) install "scikit-build-core>=0.10" "pybind11>=2.12"
 	command -v cmake >/dev/null 2>&1 || $(PIP) install "cmake>=3.18"
 	bash tools/fetch_ort_headers.sh
-	$(PIP) install -e ".[test,onnx]"
+	$(PIP) install -e ".[test,onnx,quant]"
 	touch $@
 
 # C++ tests first, then pytest (sequential even under make -j).

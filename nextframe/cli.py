@@ -192,7 +192,7 @@ def cmd_quantize(args):
     from nextframe import _core
     from nextframe.data.episode import load_episode
     from nextframe.data.record import record_episode
-    from nextframe.quant.ort_int8 import quantize_bundle
+    from nextframe.quant.bundle import quantize_bundle
 
     bundle = _core.Bundle.open(args.bundle)  # a bad bundle is refused before any work
     if args.calib:
@@ -206,7 +206,7 @@ def cmd_quantize(args):
             raise ValueError(f"quantize: calibration episode is {ep.game}, the bundle is {bundle.game}")
     m = quantize_bundle(args.bundle, args.out, episodes, method=args.method, precision=args.precision,
                         n_windows=args.windows, frames_per_window=args.frames, seed=args.seed, calib_names=names,
-                        groups=args.groups)
+                        groups=args.groups, backend=args.backend)
     print(json.dumps({"bundle": args.out, "quantization": m["quantization"]}))
 
 
@@ -395,11 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--engine", choices=("cpp", "torch"), default="cpp")
     d.set_defaults(func=cmd_demo)
 
-    q = sub.add_parser("quantize", help="an INT8 copy of a bundle for ONNX Runtime (calibrated on the runtime's own inputs)")
+    q = sub.add_parser("quantize", help="an INT8/FP8 copy of a bundle (calibrated on the runtime's own inputs)")
     q.add_argument("bundle")
     q.add_argument("--out", required=True, help="the new bundle's directory (must not exist)")
     q.add_argument("--method", default="qdiff", help="calibration: naive (t = 1 only), qdiff (every step), ptq4dm (NDTC)")
-    q.add_argument("--precision", default="int8")
+    q.add_argument("--precision", default="int8", help="int8 (both back ends) or fp8 (modelopt)")
+    q.add_argument("--backend", default="onnxruntime",
+                   help="onnxruntime (QDQ U8S8, fastest in the C++ core on CPU) or modelopt (Q/DQ for TensorRT; "
+                        "needs the modelopt extra)")
     q.add_argument("--calib", nargs="*", default=None, help="episode files to calibrate on (default: 4 fresh episodes)")
     q.add_argument("--groups", type=int, default=1,
                    help="activation scales per group of denoising steps: one graph per group, picked per step")

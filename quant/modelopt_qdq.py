@@ -1,0 +1,40 @@
+"""NVIDIA ModelOpt's back end: Q/DQ ONNX (INT8 or FP8 E4M3, symmetric activations per tensor, weights per
+output channel), the explicitly quantized graphs TensorRT builds INT8/FP8 engines from (strongly typed
+networks take precision from the graph). ModelOpt calibrates with ONNX Runtime on the CPU here; the result
+also runs in ONNX Runtime on CPU (FP8 emulated), which is how it is checked without a GPU.
+
+Needs `nvidia-modelopt` with onnx-graphsurgeon, onnxslim, polygraphy, ml_dtypes, onnxconverter-common, lief,
+cppimport and onnxscript beside it (the `quant` extra), not ModelOpt's own `[onnx]` extra, which pulls
+onnxruntime-gpu and CuPy.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+
+from nextframe.quant.ort_int8 import float_nodes
+
+
+def quantize_graph(src: str, out: str, feeds: list[dict], precision: str, work_dir: str) -> int:
+    """Q/DQ copy of src at out, calibrated (max) on feeds; the same nodes stay float as in the ORT back end.
+    ModelOpt rewrites the graph it is given in place (measured: 0.47 saves its shape-inferred model over the
+    input file), so it only ever sees a copy in work_dir: the user's bundle is never touched."""
+    try:
+        import modelopt.onnx.quantization as mq
+    except ImportError as e:
+        raise RuntimeError(f"quantize: the modelopt back end needs nvidia-modelopt (pip install 'nextframe[quant]'): {e}") from None
+    excluded = float_nodes(src)
+    copy = os.path.join(work_dir, "modelopt_input.onnx")
+    shutil.copyfile(src, copy)
+    batch = {k: np.concatenate([np.asarray(f[k])[None] if np.asarray(f[k]).ndim == 0 else np.asarray(f[k]) for f in feeds])
+             for k in feeds[0]}
+    mq.quantize(copy, quantize_mode=precision, calibration_data=batch, calibration_method="max",
+                calibration_eps=["cpu"], high_precision_dtype="fp32", output_path=out,
+                op_types_to_quantize=["Conv", "MatMul", "Gemm"], nodes_to_exclude=excluded or None,
+                log_level="ERROR")
+    for f in os.listdir(work_dir):  # the copy and whatever ModelOpt left beside it
+        if f.startswith("modelopt_input"):
+            os.remove(os.path.join(work_dir, f))
+    return len(excluded)
