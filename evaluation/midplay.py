@@ -221,19 +221,24 @@ def dit_predictor(model, n_steps: int = 1, context_noise: float = 0.0, seed: int
 
 
 def runtime_predictor(bundle_dir: str, seed: int = 0, threads: int = 2, **session_kw):
-    """predict(clips) through the C++ runtime (nextframe.runtime.Session) on a native-resolution bundle."""
+    """predict(clips) through the C++ runtime (nextframe.runtime.Session) on a bundle: native-resolution
+    bundles as they are, model-resolution ones (64x64 transformers) decoded in the core (step_native) with the
+    last context frame as reference, as `nextframe rollout --bundle` does."""
+    from nextframe.data.dataset import to_model_resolution
     from nextframe.runtime import Session
 
     def predict(clips: list[Clip]) -> np.ndarray:
         out = []
         with Session(bundle_dir, backend="ort-cpu", seed=seed, threads=threads, **session_kw) as s:
-            if (s.height, s.width) != clips[0].frames.shape[1:3]:
-                raise ValueError(f"midplay: bundle frames are {s.height}x{s.width}, clips are native; "
-                                 "use dit_predictor for a model-resolution bundle")
-            k = s.bundle.history_depth
+            native = (s.height, s.width) == clips[0].frames.shape[1:3]
+            k = s.bundle.history_depth if s.bundle.history_depth else s.bundle.kv_cache["window"]
             for c in clips:
-                s.reset(c.frames[:k], c.lead_actions[:k].tolist())
-                out.append(np.stack([s.step(int(a)) for a in c.lead_actions[k:]]))
+                if native:
+                    s.reset(c.frames[:k], c.lead_actions[:k].tolist())
+                else:
+                    low = to_model_resolution(c.frames[:k], s.height, s.width).transpose(0, 2, 3, 1)
+                    s.reset(low, c.lead_actions[:k].tolist(), native_reference=c.frames[k - 1])
+                out.append(np.stack([s.step_native(int(a)) for a in c.lead_actions[k:]]))
         return np.stack(out)
 
     return predict

@@ -116,7 +116,7 @@ class FrameStackUNet(nn.Module):
         nn.init.normal_(self.action_embed.weight, std=0.02)
         self.context_noise_embed = nn.Linear(1, d)
         cell = cfg.cell_features
-        self.conv_in = nn.Conv2d(cell * (1 + cfg.context), w[0], 1)
+        self.conv_in = nn.Conv2d(cell * (1 + cfg.context), w[0], cfg.stem_kernel, padding=cfg.stem_kernel // 2)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
         for i, ch in enumerate(w):

@@ -23,6 +23,10 @@ class UNetConfig:
     fold: int = 4  # space-to-depth factor: each fold x fold pixel cell becomes fold^2 * channels features
     widths: tuple[int, ...] = (32, 64, 128, 128)  # feature channels per U-Net level (each level halves the grid)
     blocks: int = 1  # residual blocks per level on the way down (and up)
+    # kernel of the input convolution over cells: 1 mixes each cell's own pixels only; 3 also sees the 8
+    # neighbouring cells, so a ball's sub-cell displacement between context frames (its velocity: 2-4 px in x,
+    # half a cell) is a first-layer feature instead of something 32 channels must carry to the next conv
+    stem_kernel: int = 1
     cond_dim: int = 128
     n_actions: int = 4  # the game's minimal action set; index n_actions means "no action"
     context: int = 4  # past frames stacked on the input channels (and the actions that led to them)
@@ -38,6 +42,8 @@ class UNetConfig:
                 raise ValueError(f"model config: {name} must be a positive int (got {v!r})")
         if not self.widths or any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 or w % 8 for w in self.widths):
             raise ValueError(f"model config: widths must be positive multiples of 8 (got {list(self.widths)})")
+        if self.stem_kernel not in (1, 3):
+            raise ValueError(f"model config: stem_kernel must be 1 or 3 (got {self.stem_kernel!r})")
         if not 0.0 < self.sigma_data < 10.0:
             raise ValueError(f"model config: sigma_data must be in (0, 10) (got {self.sigma_data})")
         if self.height > 4096 or self.width > 4096 or self.context > 64 or self.n_actions > 1024:

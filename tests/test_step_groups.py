@@ -161,3 +161,21 @@ def test_groups_need_a_time_aware_method_and_enough_steps(grouped, tmp_path, cap
     err = capsys.readouterr().err.splitlines()
     assert "time-step-aware method" in err[0] and "--groups must be in 1..4" in err[1]
     assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
+
+
+def test_disa_schedules_find_a_graph_for_every_level(grouped):
+    """DiSA anneals 4 -> 2 steps over the first frames: levels the bundle's 4-step schedule never had (2/3,
+    1/3) each go to the group whose range holds them, and every evaluation runs exactly one graph."""
+    from nextframe.models.flow import flow_schedule
+
+    ctx = np.stack([square_episode(3, 0).frames[i] for i in range(2)])
+    with Session(grouped["q"], backend="ort-cpu", threads=1, seed=2,
+                 disa={"n_max": 4, "n_min": 2, "n_anneal_frames": 4}) as s:
+        s.reset(ctx, [4, 2])
+        frames = [s.step(a) for a in ACTIONS]
+        runs = s.loop.group_runs()
+    counts = [_core.disa_steps(i, 4, 2, 4, "linear") for i in range(len(ACTIONS))]
+    assert counts[0] == 4 and counts[-1] == 2  # the schedule really changes within the rollout
+    levels = [t for n in counts for t in flow_schedule(n)[:-1]]
+    assert runs == [sum(t > 0.625 for t in levels), sum(t <= 0.625 for t in levels)]
+    assert all(np.isfinite(f).all() for f in frames)

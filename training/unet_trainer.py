@@ -162,11 +162,17 @@ class UNetTrainer:
 
         from nextframe.training.checkpoint import model_metadata
 
-        have = json.loads(model_metadata(path).get("config", "{}"))
-        if UNetConfig.from_dict(have) != model_cfg:
+        have = UNetConfig.from_dict(json.loads(model_metadata(path).get("config", "{}")))
+        # a wider input kernel is a function-preserving change: the old 1x1 weights become the centre tap
+        if dataclasses.replace(have, stem_kernel=model_cfg.stem_kernel) != model_cfg or have.stem_kernel > model_cfg.stem_kernel:
             raise ValueError(f"train: init_from {path} has another model config")
         with safe_open(path, framework="pt") as f:
             state = {k: f.get_tensor(k) for k in f.keys()}
+        if have.stem_kernel != model_cfg.stem_kernel:
+            w = torch.zeros_like(self.model.conv_in.weight)
+            c = (model_cfg.stem_kernel - have.stem_kernel) // 2
+            w[:, :, c : c + have.stem_kernel, c : c + have.stem_kernel] = state["conv_in.weight"]
+            state["conv_in.weight"] = w
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         if unexpected or any(not k.startswith(self.NEW_ZERO_INIT) for k in missing):
             raise ValueError(f"train: cannot warm-start from {path} (missing {missing[:3]}, unexpected {unexpected[:3]})")
