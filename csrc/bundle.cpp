@@ -446,6 +446,14 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
         b.kv.outputs = parse_specs(kv, "outputs", &b.kv.output_roles, "kv");
     }
 
+    if (const Json* q = root.find("quantization"); q != nullptr) {
+        // written by `nextframe quantize`; a precision this core does not know could mean graphs it would
+        // run wrongly, so it is refused rather than ignored
+        NF_CHECK_ARG(q->is_object(), "bundle: manifest key 'quantization' must be an object");
+        const std::string precision = Reader(*q, "quantization").string("precision");
+        NF_CHECK_ARG(precision == "int8" || precision == "fp8",
+                     "bundle: quantization.precision '" + precision + "' unknown (expected int8 or fp8)");
+    }
     if (const Json* groups = root.find("step_groups"); groups != nullptr) {
         NF_CHECK_ARG(groups->is_array(), "bundle: manifest key 'step_groups' must be an array");
         for (std::size_t i = 0; i < groups->as_array().size(); ++i) {

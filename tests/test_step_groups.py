@@ -179,3 +179,15 @@ def test_disa_schedules_find_a_graph_for_every_level(grouped):
     levels = [t for n in counts for t in flow_schedule(n)[:-1]]
     assert runs == [sum(t > 0.625 for t in levels), sum(t <= 0.625 for t in levels)]
     assert all(np.isfinite(f).all() for f in frames)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["quantization"].update(precision="int3"), "quantization.precision 'int3' unknown"),
+    (lambda m: m.update(quantization=[]), "'quantization' must be an object"),
+    (lambda m: m["quantization"].pop("precision"), "quantization.precision' missing"),
+])
+def test_unknown_quantization_precision_is_refused(grouped, tmp_path, edit, message):
+    bad = _rewrite(grouped["q"], str(tmp_path / "bad"), edit)
+    with pytest.raises(ValueError) as e:
+        _core.Bundle.open(bad)
+    assert message in str(e.value) and "\n" not in str(e.value)
