@@ -9,8 +9,9 @@ scales with the share of matrix products; its quality is not meaningful, its gra
     python benchmarks/quant_methods.py --bundle teacher4=runs/teacher4_bundle --bundle default=BUNDLE \\
         --variants naive,ptq4dm,qdiff,qdiff-g4,modelopt-int8 --gemm-shape --out results.json
 
-A variant is METHOD[-gN] (ONNX Runtime INT8, N step groups) or modelopt-int8 / modelopt-fp8 (Q-Diffusion
-calibration). On a one-step bundle the three methods coincide (one noise level) and only qdiff runs.
+A variant is METHOD[-gN][-nosplit] (ONNX Runtime INT8, N step groups; qdiff splits convolutions over
+concatenations unless -nosplit) or modelopt-int8 / modelopt-fp8 (Q-Diffusion calibration). On a one-step
+bundle the three methods coincide (one noise level): only qdiff (and qdiff-nosplit) run.
 """
 from __future__ import annotations
 
@@ -29,10 +30,13 @@ from nextframe.evaluation import midplay
 
 
 def parse_variant(text: str) -> dict:
+    """modelopt-int8 | modelopt-fp8 | METHOD[-gN][-nosplit] (ONNX Runtime INT8)."""
+    split = None if not text.endswith("-nosplit") else False
+    text = text.removesuffix("-nosplit")
     if text.startswith("modelopt-"):
-        return {"backend": "modelopt", "precision": text.split("-", 1)[1], "method": "qdiff", "groups": 1}
+        return {"backend": "modelopt", "precision": text.split("-", 1)[1], "method": "qdiff", "groups": 1, "split": split}
     method, _, g = text.partition("-g")
-    return {"backend": "onnxruntime", "precision": "int8", "method": method, "groups": int(g) if g else 1}
+    return {"backend": "onnxruntime", "precision": "int8", "method": method, "groups": int(g) if g else 1, "split": split}
 
 
 def agreement_psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -97,7 +101,7 @@ def main():
         rows = {"fp32": {"path": fp32}}
         for v in variants:
             spec = parse_variant(v)
-            if n_steps == 1 and (spec["method"] != "qdiff" or spec["groups"] > 1):
+            if n_steps == 1 and (spec["method"] != "qdiff" or spec["groups"] > 1) and spec["split"] is None:
                 continue  # one noise level: the methods coincide
             if spec["groups"] > n_steps:
                 continue
@@ -105,8 +109,10 @@ def main():
             t0 = time.time()
             m = quantize_bundle(fp32, out, calib, method=spec["method"], precision=spec["precision"],
                                 n_windows=args.calib_windows, frames_per_window=4, groups=spec["groups"],
-                                backend=spec["backend"], calib_names=["recorded: Breakout seeds 6000-6003, 400 steps"])
+                                backend=spec["backend"], split=spec["split"],
+                                calib_names=["recorded: Breakout seeds 6000-6003, 400 steps"])
             rows[v] = {"path": out, **spec, "quantize_s": round(time.time() - t0, 1),
+                       "split_convs": len(m["quantization"]["split_convs"]),
                        "error_vs_fp32": m["quantization"]["error_vs_fp32"]}
         if quality:
             frames = {}

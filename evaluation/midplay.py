@@ -25,6 +25,7 @@ from nextframe.evaluation.breakout_probe import BALL_ROWS, PLAY_COLS, ball_posit
 from nextframe.evaluation.metrics import MISS_PX, psnr
 
 HORIZONS = ((1, 10), (11, 30), (31, 60))
+CONTEXT = 4  # real frames every clip starts with
 FOUND_PX = 4.0
 FOUND_REDNESS = 60.0
 PADDLE_TOP = 189
@@ -231,7 +232,11 @@ def runtime_predictor(bundle_dir: str, seed: int = 0, threads: int = 2, **sessio
         out = []
         with Session(bundle_dir, backend="ort-cpu", seed=seed, threads=threads, **session_kw) as s:
             native = (s.height, s.width) == clips[0].frames.shape[1:3]
-            k = s.bundle.history_depth if s.bundle.history_depth else s.bundle.kv_cache["window"]
+            # every clip's context (CONTEXT frames): a transformer's cache window, a frame stack's history
+            k = CONTEXT
+            need = max(s.bundle.history_depth, s.bundle.kv_cache["window"] if s.bundle.uses_cache else 0)
+            if need > k:
+                raise ValueError(f"midplay: the bundle reads {need} past frames, clips have {k}")
             for c in clips:
                 if native:
                     s.reset(c.frames[:k], c.lead_actions[:k].tolist())

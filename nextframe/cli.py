@@ -206,7 +206,7 @@ def cmd_quantize(args):
             raise ValueError(f"quantize: calibration episode is {ep.game}, the bundle is {bundle.game}")
     m = quantize_bundle(args.bundle, args.out, episodes, method=args.method, precision=args.precision,
                         n_windows=args.windows, frames_per_window=args.frames, seed=args.seed, calib_names=names,
-                        groups=args.groups, backend=args.backend)
+                        groups=args.groups, backend=args.backend, split=args.split)
     print(json.dumps({"bundle": args.out, "quantization": m["quantization"]}))
 
 
@@ -406,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--calib", nargs="*", default=None, help="episode files to calibrate on (default: 4 fresh episodes)")
     q.add_argument("--groups", type=int, default=1,
                    help="activation scales per group of denoising steps: one graph per group, picked per step")
+    q.add_argument("--split", action=argparse.BooleanOptionalAction, default=None,
+                   help="split quantization of convolutions over concatenations (default: on for qdiff)")
     q.add_argument("--windows", type=int, default=16, help="context windows rolled out for calibration")
     q.add_argument("--frames", type=int, default=6, help="frames generated per window")
     q.add_argument("--seed", type=int, default=0)

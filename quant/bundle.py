@@ -89,13 +89,16 @@ def quantize_graph(backend: str, precision: str, src: str, out: str, feeds: list
 
 def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdiff", precision: str = "int8",
                     n_windows: int = 16, frames_per_window: int = 6, seed: int = 0, calib_names=(),
-                    groups: int = 1, backend: str = "onnxruntime") -> dict:
+                    groups: int = 1, backend: str = "onnxruntime", split: bool | None = None) -> dict:
     """Write an INT8 copy of the bundle to out_dir (new; never replaces an existing path). Returns its manifest.
 
     groups > 1: activation scales per group of denoising steps (Q-Diffusion's observation that activation
     ranges move with the noise level): one graph per group, each calibrated on its own steps' feeds; the
     manifest's "step_groups" maps noise-level ranges to graphs and the C++ core picks the graph per step.
-    The step graph itself serves the highest-noise group (and any level outside the listed groups)."""
+    The step graph itself serves the highest-noise group (and any level outside the listed groups).
+
+    split (default: on for qdiff): Q-Diffusion's split quantization of convolutions over concatenations
+    (quant/split_concat.py), exact in float, so each part has its own activation scale."""
     from nextframe.export.bundle import sha256_file
     from nextframe.runtime.reference import input_roles
 
@@ -130,6 +133,17 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
                 os.makedirs(os.path.dirname(os.path.join(tmp, name)) or tmp, exist_ok=True)
                 shutil.copy2(os.path.join(bundle_dir, name), os.path.join(tmp, name))
         src = os.path.join(bundle_dir, step_file)
+        split = method == "qdiff" if split is None else split
+        split_convs: list[str] = []
+        if split:
+            import onnx
+
+            from nextframe.quant.split_concat import concat_channels, split_concat_convs
+
+            model = onnx.load(src)
+            split_convs = split_concat_convs(model, concat_channels(model, calib[0]))
+            src = os.path.join(tmp, "split_source.onnx")  # the FP32 graph, split: same function, exactly
+            onnx.save(model, src)
         stem, ext = os.path.splitext(step_file)
         files = [step_file] + [f"{stem}_group{i}{ext}" for i in range(1, groups)]
         n_feeds = []
@@ -139,7 +153,10 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
                 raise ValueError(f"quantize: no calibration feed at noise levels {grp[0]:.3f}..{grp[1]:.3f}")
             excluded = quantize_graph(backend, precision, src, os.path.join(tmp, name), feeds, tmp)
             n_feeds.append(len(feeds))
-        error = graph_error(src, [os.path.join(tmp, f) for f in files], ranges, held_out, prediction, levels)
+        error = graph_error(os.path.join(bundle_dir, step_file), [os.path.join(tmp, f) for f in files], ranges,
+                            held_out, prediction, levels)
+        if split:
+            os.remove(src)
         for name in files:
             manifest["files"][name] = {"sha256": sha256_file(os.path.join(tmp, name)),
                                        "bytes": os.path.getsize(os.path.join(tmp, name))}
@@ -148,7 +165,7 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
                                        for f, (lo, hi) in zip(files[1:], ranges[1:])]
         manifest["quantization"] = {
             "precision": precision, "backend": backend, "format": FORMATS[(backend, precision)], "method": method,
-            "graphs": ["step"], "float_nodes": excluded,
+            "graphs": ["step"], "float_nodes": excluded, "split_convs": split_convs,
             "step_groups": [{"file": f, "t_min": round(lo, 6), "t_max": round(hi, 6), "n_calibration_feeds": n}
                             for f, (lo, hi), n in zip(files, ranges, n_feeds)],
             "calibration": {"n_feeds": len(calib), "n_windows": n_windows, "frames_per_window": frames_per_window,

@@ -1,0 +1,80 @@
+"""Q-Diffusion's split quantization (quant/split_concat.py): convolutions over channel concatenations are
+split into one convolution per part. On a tiny U-Net the rewrite finds the input convolution (noisy change |
+context frames) and every up block's shortcut, and computes the same function (max abs difference <= 1e-5 on
+random inputs: float reassociation only); `quantize` splits by default for qdiff, not with --no-split, and
+records which convolutions it split."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from conftest import randomized_unet, square_episode, tiny_unet_config
+from nextframe.cli import main
+from nextframe.data.episode import save_episode
+from nextframe.quant.split_concat import concat_channels, split_concat_convs
+
+NATIVE = dict(height=210, width=160, fold=4, widths=(8, 16), context=2)
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory):
+    from nextframe.export.bundle import export_bundle
+
+    root = tmp_path_factory.mktemp("split")
+    data = []
+    for i in range(2):
+        p = root / f"ep{i}.npz"
+        save_episode(p, square_episode(30, i))
+        data.append(str(p))
+    bundle = str(root / "fp32")
+    export_bundle(randomized_unet(tiny_unet_config(**NATIVE)), bundle, n_steps=2)
+    return bundle, data, root
+
+
+def _feed(sess, seed=0):
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for i in sess.get_inputs():
+        shape = [d if isinstance(d, int) else 1 for d in i.shape]
+        feed[i.name] = np.ones(shape, np.int64) if "int64" in i.type else rng.standard_normal(shape).astype(np.float32)
+    feed["t"] = np.array([0.6], np.float32)
+    feed["ctx_t"] = np.array([0.0], np.float32)
+    return feed
+
+
+def test_split_is_exact_and_finds_the_input_conv_and_the_shortcuts(fp32, tmp_path):
+    bundle, _, _ = fp32
+    src = os.path.join(bundle, "step.onnx")
+    a = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+    model = onnx.load(src)
+    feed = _feed(a)
+    split = split_concat_convs(model, concat_channels(model, feed))
+    assert set(split) == {"/model/conv_in/Conv", "/model/up.0.0/skip/Conv", "/model/up.1.0/skip/Conv"}
+    onnx.checker.check_model(model)
+    assert not any(n.name in split for n in model.graph.node)
+    path = str(tmp_path / "split.onnx")
+    onnx.save(model, path)
+    b = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    for seed in range(3):
+        f = _feed(a, seed)
+        assert np.abs(a.run(None, f)[0] - b.run(None, f)[0]).max() <= 1e-5
+
+
+def test_quantize_splits_for_qdiff_unless_told_not_to(fp32, capsys):
+    bundle, data, root = fp32
+    args = ["--calib", *data, "--windows", "2", "--frames", "2"]
+    assert main(["quantize", bundle, "--out", str(root / "q_split"), *args]) == 0
+    assert main(["quantize", bundle, "--out", str(root / "q_plain"), "--no-split", *args]) == 0
+    assert main(["quantize", bundle, "--out", str(root / "q_ptq4dm"), "--method", "ptq4dm", *args]) == 0
+    got = {}
+    for name in ("q_split", "q_plain", "q_ptq4dm"):
+        with open(root / name / "manifest.json") as f:
+            got[name] = json.load(f)["quantization"]["split_convs"]
+    assert len(got["q_split"]) == 3 and got["q_plain"] == [] and got["q_ptq4dm"] == []
+    ops = [n.name for n in onnx.load(str(root / "q_split" / "step.onnx")).graph.node]
+    assert any(n.startswith("/model/conv_in/Conv_split1") for n in ops)
