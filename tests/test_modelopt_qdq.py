@@ -83,3 +83,19 @@ def test_unknown_backend_and_precision_are_refused(fp32, capsys):
     assert main(["quantize", bundle, "--out", str(root / "b"), "--precision", "fp8", "--calib", *data]) == 2
     err = capsys.readouterr().err.splitlines()
     assert "unknown back end 'tensorflow'" in err[0] and "not supported by the onnxruntime back end" in err[1]
+
+
+def test_onnxruntime_quantization_still_works_after_modelopt_in_this_process(fp32, tmp_path):
+    """ModelOpt patches onnxruntime's quantization on import (in a benchmark process, the next ORT quantize_static
+    then failed); it runs in a child process, so this one is untouched."""
+    import sys
+
+    from nextframe.quant.bundle import quantize_bundle
+    from nextframe.data.episode import load_episode
+
+    bundle, data, _ = fp32
+    episodes = [load_episode(p) for p in data]
+    quantize_bundle(bundle, str(tmp_path / "mo"), episodes, backend="modelopt", n_windows=2, frames_per_window=2)
+    assert "modelopt" not in sys.modules
+    m = quantize_bundle(bundle, str(tmp_path / "ort"), episodes, method="naive", n_windows=2, frames_per_window=2)
+    assert m["quantization"]["backend"] == "onnxruntime"
