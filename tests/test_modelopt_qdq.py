@@ -5,18 +5,21 @@ broken graph, not a quality claim), the manifest names the back end and format, 
 does not have is refused in one line. Skipped where nvidia-modelopt is not installed (the `quant` extra)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
 
-pytest.importorskip("modelopt.onnx.quantization", reason="nvidia-modelopt (the quant extra) is not installed")
+# found, not imported: importing ModelOpt patches onnxruntime's quantization for the whole process
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("modelopt") is None,
+                                reason="nvidia-modelopt (the quant extra) is not installed")
 
-from conftest import randomized_unet, square_episode, tiny_unet_config  # noqa: E402
-from nextframe.cli import main  # noqa: E402
-from nextframe.data.episode import save_episode  # noqa: E402
-from nextframe.runtime import Session  # noqa: E402
+from conftest import randomized_unet, square_episode, tiny_unet_config
+from nextframe.cli import main
+from nextframe.data.episode import save_episode
+from nextframe.runtime import Session
 
 # widths 16+: with 8 channels ModelOpt's FP8 mode quantized no product at all (measured: NMSE exactly 0)
 NATIVE = dict(height=210, width=160, fold=4, widths=(16, 32), context=2)
