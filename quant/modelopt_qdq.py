@@ -44,9 +44,8 @@ def quantize_graph(src: str, out: str, feeds: list[dict], precision: str, work_d
     copy = os.path.join(work_dir, "modelopt_input.onnx")
     shutil.copyfile(src, copy)
     batch_path = os.path.join(work_dir, "modelopt_calibration.npz")
-    np.savez(batch_path, **{k: np.concatenate([np.asarray(f[k]).reshape(1, *np.asarray(f[k]).shape[1:])
-                                               if np.asarray(f[k]).ndim else np.asarray(f[k])[None] for f in feeds])
-                            for k in feeds[0]})
+    # feeds stacked on their first axis (ModelOpt splits them again by the graph's own first dimension)
+    np.savez(batch_path, **{k: np.concatenate([np.atleast_1d(np.asarray(f[k])) for f in feeds]) for k in feeds[0]})
     try:
         proc = multiprocessing.get_context("spawn").Process(target=_run_modelopt,
                                                             args=(copy, out, batch_path, precision, excluded))

@@ -102,3 +102,20 @@ def test_onnxruntime_quantization_still_works_after_modelopt_in_this_process(fp3
     assert "modelopt" not in sys.modules
     m = quantize_bundle(bundle, str(tmp_path / "ort"), episodes, method="naive", n_windows=2, frames_per_window=2)
     assert m["quantization"]["backend"] == "onnxruntime"
+
+
+def test_modelopt_takes_a_transformer_bundle_whose_cache_inputs_are_not_batch_first(tmp_path):
+    """The transformer's step graph reads cache_k/cache_v laid out [layers, batch, ...]: the calibration set is
+    stacked on each input's own first axis, as ModelOpt splits it again."""
+    from conftest import randomized_model, tiny_config
+    from nextframe.export.bundle import export_bundle
+    from nextframe.quant.bundle import quantize_bundle
+
+    bundle = str(tmp_path / "dit")
+    export_bundle(randomized_model(tiny_config()), bundle, n_steps=1)
+    episodes = [square_episode(20, i) for i in range(2)]
+    m = quantize_bundle(bundle, str(tmp_path / "mo"), episodes, backend="modelopt", n_windows=2, frames_per_window=2)
+    assert m["quantization"]["error_vs_fp32"]["n_feeds"] > 0
+    with Session(str(tmp_path / "mo"), backend="ort-cpu", threads=1) as s:
+        s.reset(np.zeros((3, 16, 16, 3), np.uint8), [4, 0, 1])
+        assert s.step(2).shape == (16, 16, 3)
