@@ -191,3 +191,20 @@ def test_unknown_quantization_precision_is_refused(grouped, tmp_path, edit, mess
     with pytest.raises(ValueError) as e:
         _core.Bundle.open(bad)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_rollout_bundle_runs_the_quantized_bundle_within_30db_of_fp32(grouped, tmp_path, capsys):
+    """`nextframe rollout --bundle` on the INT8 bundle and on its FP32 source (same seed): both print the
+    rollout JSON; the INT8 frames stay within 30 dB PSNR of the FP32 ones (random tiny weights: a bound that
+    catches a broken graph or a wrong group, not a quality claim)."""
+    ep = grouped["data"][0]
+    frames = {}
+    for name in ("fp32", "q"):
+        out = tmp_path / name
+        assert main(["rollout", ep, "--bundle", grouped[name], "--out", str(out), "--no-video"]) == 0
+        line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert line["source"] == grouped[name] and line["n_steps"] == 4 and "1-10" in line["model"]
+        with np.load(out / "ep0.npz") as d:
+            frames[name] = d["frames"]
+    mse = float(np.mean((frames["q"].astype(np.float64) - frames["fp32"]) ** 2))
+    assert 10 * np.log10(255.0**2 / max(mse, 1e-12)) >= 30.0
