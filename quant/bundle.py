@@ -6,8 +6,9 @@ Back ends: onnxruntime (quant/ort_int8.py: QDQ U8S8, what the C++ core runs fast
 engines from; they also run in ONNX Runtime on CPU, so they are checked here without a GPU). The quantized
 bundle is an ordinary bundle (same manifest format, graph files replaced and re-hashed) with a "quantization"
 section recording the back end, method, calibration set and the error measured against the FP32 graph on
-held-out feeds, per noise level; every runtime path loads it unchanged. A kv graph stays FP32 (the cache
-write is the cheaper call).
+held-out feeds, per noise level; every runtime path loads it unchanged. A transformer's kv graph (the cache
+write of each finished frame, one call per frame like a one-step frame's step call) is quantized too, calibrated
+on its own calls.
 """
 from __future__ import annotations
 
@@ -122,8 +123,11 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
     step_file = step["file"]
     prediction = next(o["name"] for o in step["outputs"] if o["name"] in ("denoised", "velocity"))
     levels = {name for name, role, _, _ in input_roles(step) if role == "noise_level"}
-    calib = collect_feeds(bundle_dir, episodes, method, n_windows, frames_per_window, seed)
-    held_out = collect_feeds(bundle_dir, episodes, "qdiff", max(2, n_windows // 4), frames_per_window, seed + 1)
+    kv_calib: list[dict] = []
+    kv_held: list[dict] = []
+    calib = collect_feeds(bundle_dir, episodes, method, n_windows, frames_per_window, seed, kv_feeds=kv_calib)
+    held_out = collect_feeds(bundle_dir, episodes, "qdiff", max(2, n_windows // 4), frames_per_window, seed + 1,
+                             kv_feeds=kv_held)
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".qbundle-", dir=parent)
@@ -155,9 +159,15 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
             n_feeds.append(len(feeds))
         error = graph_error(os.path.join(bundle_dir, step_file), [os.path.join(tmp, f) for f in files], ranges,
                             held_out, prediction, levels)
+        kv_error = None
+        if kv_calib:  # one noise level (the context noise): no groups, no method difference
+            kv_file = manifest["graphs"]["kv"]["file"]
+            quantize_graph(backend, precision, os.path.join(bundle_dir, kv_file), os.path.join(tmp, kv_file), kv_calib, tmp)
+            kv_error = graph_error(os.path.join(bundle_dir, kv_file), [os.path.join(tmp, kv_file)], [(0.0, 1.0)],
+                                   kv_held, "k_new", levels)
         if split:
             os.remove(src)
-        for name in files:
+        for name in files + ([manifest["graphs"]["kv"]["file"]] if kv_error else []):
             manifest["files"][name] = {"sha256": sha256_file(os.path.join(tmp, name)),
                                        "bytes": os.path.getsize(os.path.join(tmp, name))}
         if groups > 1:
@@ -165,12 +175,13 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
                                        for f, (lo, hi) in zip(files[1:], ranges[1:])]
         manifest["quantization"] = {
             "precision": precision, "backend": backend, "format": FORMATS[(backend, precision)], "method": method,
-            "graphs": ["step"], "float_nodes": excluded, "split_convs": split_convs,
+            "graphs": ["step"] + (["kv"] if kv_error else []), "float_nodes": excluded, "split_convs": split_convs,
             "step_groups": [{"file": f, "t_min": round(lo, 6), "t_max": round(hi, 6), "n_calibration_feeds": n}
                             for f, (lo, hi), n in zip(files, ranges, n_feeds)],
             "calibration": {"n_feeds": len(calib), "n_windows": n_windows, "frames_per_window": frames_per_window,
                             "seed": seed, "episodes": list(calib_names)},
-            "error_vs_fp32": error, "source_bundle_sha256": sha256_file(os.path.join(bundle_dir, "manifest.json"))}
+            "error_vs_fp32": error, **({"kv_error_vs_fp32": kv_error} if kv_error else {}),
+            "source_bundle_sha256": sha256_file(os.path.join(bundle_dir, "manifest.json"))}
         manifest.pop("export_check", None)
         with open(os.path.join(tmp, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=1)

@@ -50,8 +50,9 @@ def keep_step(method: str, step_index: int, n_steps: int, rng: np.random.Generat
 
 
 def collect_feeds(bundle_dir: str, episodes, method: str = "qdiff", n_windows: int = 16, frames_per_window: int = 6,
-                  seed: int = 0, threads: int = 2) -> list[dict]:
-    """Graph feeds ({input name: array}) recorded from the bundle's sampler on the episodes' windows."""
+                  seed: int = 0, threads: int = 2, kv_feeds: list | None = None) -> list[dict]:
+    """Graph feeds ({input name: array}) recorded from the bundle's sampler on the episodes' windows. kv_feeds:
+    a list that receives the kv graph's feeds (the cache write of every finished frame), when the bundle has one."""
     import onnxruntime as ort
 
     from nextframe.runtime.reference import ReferenceLoop, input_roles
@@ -79,12 +80,22 @@ def collect_feeds(bundle_dir: str, episodes, method: str = "qdiff", n_windows: i
             recorded.append({k: np.array(v, copy=True) for k, v in feed.items()})
         return dict(zip(outputs, sess.run(None, feed)))
 
+    kv_fn = None
+    if kv_feeds is not None and "kv" in manifest["graphs"]:
+        kv_sess = ort.InferenceSession(os.path.join(bundle_dir, manifest["graphs"]["kv"]["file"]), so,
+                                       providers=["CPUExecutionProvider"])
+        kv_outputs = [o.name for o in kv_sess.get_outputs()]
+
+        def kv_fn(feed: dict) -> dict:
+            kv_feeds.append({k: np.array(v, copy=True) for k, v in feed.items()})
+            return dict(zip(kv_outputs, kv_sess.run(None, feed)))
+
     noise_level_names = {name for name, role, _, _ in input_roles(manifest["graphs"]["step"]) if role == "noise_level"}
     windows = context_windows(episodes, context, frames_per_window, n_windows, fr["height"], fr["width"], rng)
     numel = fr["channels"] * fr["height"] * fr["width"]
     for frames, actions in windows:
         noise = list(rng.standard_normal((context + 2 * frames_per_window, numel)).astype(np.float32))
-        loop = ReferenceLoop(manifest, step_fn, noise)
+        loop = ReferenceLoop(manifest, step_fn, noise, kv_fn=kv_fn)
         loop.reset(frames[:context], actions[:context])
         for a in actions[context:]:
             loop.step(int(a))
