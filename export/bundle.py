@@ -95,8 +95,29 @@ def build_manifest(model, n_steps: int, context_noise: float, shift: float, file
     }
 
 
+def owned_bundle(path: str) -> bool:
+    """True when path is a directory nextframe may replace: empty, or a bundle it wrote holding nothing but
+    manifest.json and the files the manifest lists (a user's file added beside them makes it theirs)."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        return False
+    entries = set()
+    for root, dirs, names in os.walk(path):
+        for n in names + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            entries.add(os.path.relpath(os.path.join(root, n), path))
+    if not entries:
+        return True
+    try:
+        with open(os.path.join(path, "manifest.json")) as f:
+            manifest = json.load(f)
+        listed = set(manifest["files"]) | {"manifest.json"}
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(manifest, dict) and "format_version" in manifest and entries <= listed
+
+
 def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise: float = 0.0,
-                  shift: float = 1.0, check: bool = True, times: list[float] | None = None) -> dict:
+                  shift: float = 1.0, check: bool = True, times: list[float] | None = None,
+                  force: bool = False) -> dict:
     """Export, gate on ORT-vs-PyTorch parity, then move the finished bundle to out_dir (replacing it).
     n_steps defaults to 4; times (optional) fixes the schedule written to the manifest, e.g. [1.0, 0.0] for a
     one-step distilled student (the sampler kind stays flow_euler_x0: the runtime replays the times)."""
@@ -106,8 +127,12 @@ def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise
             raise ValueError(f"export: n_steps {n_steps} does not match times with {len(times)} entries")
         n_steps = len(times) - 1
     n_steps = 4 if n_steps is None else n_steps
-    if os.path.exists(out_dir) and not os.path.isfile(os.path.join(out_dir, "manifest.json")) and os.listdir(out_dir):
-        raise ValueError(f"export: {out_dir} exists and is not a bundle; refusing to overwrite it")
+    def check_out():
+        if os.path.lexists(out_dir) and not force and not owned_bundle(out_dir):
+            raise ValueError(f"export: {out_dir} exists and is not a bundle nextframe wrote (or holds other files); "
+                             "refusing to replace it (choose another --out, or --force)")
+
+    check_out()
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".bundle-", dir=parent)
@@ -128,8 +153,11 @@ def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise
             manifest["export_check"] = {"nmse": parity, "backend": "onnxruntime-cpu"}
         with open(os.path.join(tmp, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=1)
-        if os.path.exists(out_dir):
+        check_out()  # again: the directory may have changed during the export
+        if os.path.isdir(out_dir) and not os.path.islink(out_dir):
             shutil.rmtree(out_dir)
+        elif os.path.lexists(out_dir):
+            os.remove(out_dir)
         os.replace(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -145,7 +145,8 @@ def cmd_export(args):
         cuda_device(0)
     d = sampler_defaults(args.model)
     manifest = export_bundle(_load(args.model), args.out, **schedule_args(d, args.steps),
-                             context_noise=d["context_noise"] if args.context_noise is None else args.context_noise)
+                             context_noise=d["context_noise"] if args.context_noise is None else args.context_noise,
+                             force=args.force)
     result = {"bundle": args.out, "files": manifest["files"], "export_check": manifest.get("export_check")}
     if args.trt:
         from nextframe.export.tensorrt import build_trt_engines
@@ -359,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"a model file or a shipped model: {', '.join(SHIPPED_MODELS)}")
     e.add_argument("--out", required=True)
     e.add_argument("--steps", type=int, default=None, help="denoising steps per frame written to the bundle")
+    e.add_argument("--force", action="store_true",
+                   help="replace --out even when it is not a bundle nextframe wrote (default: refuse)")
     e.add_argument("--context-noise", type=float, default=None)
     e.add_argument("--trt", action="store_true",
                    help="also build a TensorRT 10 engine of the step graph for this GPU into the bundle (needs TensorRT 10)")
@@ -425,13 +428,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate(signum, frame):
+    # SIGTERM as an exception: every writer's cleanup (temporary names, half-built bundles) runs, as on Ctrl-C
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
     args = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"nextframe: {e}", file=sys.stderr)
         return 2
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 
