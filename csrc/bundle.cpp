@@ -5,6 +5,10 @@
 #include <fstream>
 #include <sstream>
 
+#include <climits>
+#include <cstdlib>
+#include <sys/stat.h>
+
 #include "common.h"
 #include "sampler.h"
 #include "sha256.h"
@@ -516,12 +520,39 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
     return b;
 }
 
+namespace {
+
+std::string real_path(const std::string& p) {
+    char buf[PATH_MAX];
+    return ::realpath(p.c_str(), buf) != nullptr ? std::string(buf) : std::string();
+}
+
+// A bundle is untrusted input: every file it names must be a regular file (a FIFO or device would block or
+// never end a read, a symbolic link could point anywhere) whose real path stays inside the bundle.
+void check_regular_file(const std::string& dir_real, const std::string& rel, const std::string& p) {
+    struct stat st{};
+    NF_CHECK_ARG(::lstat(p.c_str(), &st) == 0, "bundle: file '" + rel + "' is missing (" + p + ")");
+    NF_CHECK_ARG(!S_ISLNK(st.st_mode), "bundle: file '" + rel + "' is a symbolic link (bundle files must be regular files)");
+    NF_CHECK_ARG(S_ISREG(st.st_mode), "bundle: file '" + rel + "' is not a regular file");
+    const std::string real = real_path(p);
+    NF_CHECK_ARG(!real.empty() && real.compare(0, dir_real.size() + 1, dir_real + "/") == 0,
+                 "bundle: file '" + rel + "' resolves outside the bundle (" + real + ")");
+}
+
+}  // namespace
+
 void Bundle::verify_files() const {
+    const std::string dir_real = real_path(dir);
+    NF_CHECK_ARG(!dir_real.empty(), "bundle: directory '" + dir + "' cannot be resolved");
     for (const auto& f : files) {
         const std::string p = path_of(f.path);
-        std::ifstream probe(p, std::ios::binary);
-        NF_CHECK_ARG(probe.good(), "bundle: file '" + f.path + "' is missing (" + p + ")");
-        probe.close();
+        check_regular_file(dir_real, f.path, p);
+        struct stat st{};
+        ::stat(p.c_str(), &st);
+        // sizes first: a 2 GB file listed as 1 byte is refused at once, not after hashing it
+        NF_CHECK_ARG(std::uint64_t(st.st_size) == f.bytes, "bundle: file '" + f.path + "' has " +
+                                                              std::to_string(st.st_size) + " bytes (expected " +
+                                                              std::to_string(f.bytes) + ")");
         std::uint64_t n = 0;
         const std::string got = sha256_file_hex(p, &n);
         NF_CHECK_ARG(n == f.bytes, "bundle: file '" + f.path + "' has " + std::to_string(n) + " bytes (expected " +
@@ -533,6 +564,12 @@ void Bundle::verify_files() const {
 
 Bundle Bundle::open(const std::string& dir) {
     const std::string manifest_path = dir + "/manifest.json";
+    struct stat st{};
+    NF_CHECK_ARG(::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "bundle: '" + dir + "' is not a directory");
+    NF_CHECK_ARG(::lstat(manifest_path.c_str(), &st) == 0, "bundle: no manifest.json in '" + dir + "'");
+    NF_CHECK_ARG(S_ISREG(st.st_mode), "bundle: manifest.json in '" + dir + "' is not a regular file");
+    NF_CHECK_ARG(st.st_size <= kMaxManifestBytes, "bundle: manifest.json is " + std::to_string(st.st_size) +
+                                                     " bytes (at most " + std::to_string(kMaxManifestBytes) + ")");
     std::ifstream in(manifest_path, std::ios::binary);
     NF_CHECK_ARG(in.good(), "bundle: no manifest.json in '" + dir + "'");
     std::ostringstream text;

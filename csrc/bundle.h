@@ -84,6 +84,7 @@ struct TrtEngineEntry {
 
 struct Bundle {
     static constexpr std::int64_t kFormatVersion = 1;
+    static constexpr std::int64_t kMaxManifestBytes = 4 << 20;  // a real one is a few kB
 
     // Parse, validate and verify every file. dir must contain manifest.json.
     static Bundle open(const std::string& dir);
