@@ -78,3 +78,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def native_unet_bundle(root, n_steps: int, widths=(8, 8), n_episodes: int = 2, **export_kw) -> tuple[str, list[str]]:
+    """A randomized native-resolution (210x160) frame-stack U-Net exported to root/fp32, and n_episodes
+    square episodes of 30 steps written to root (calibration and rollout inputs): (bundle dir, episode paths,
+    model)."""
+    from nextframe.export.bundle import export_bundle
+
+    data = []
+    for i in range(n_episodes):
+        p = root / f"ep{i}.npz"
+        save_episode(p, square_episode(30, i))
+        data.append(str(p))
+    cfg = tiny_unet_config(height=210, width=160, fold=4, widths=tuple(widths), context=2)
+    bundle = str(root / "fp32")
+    model = randomized_unet(cfg)
+    export_bundle(model, bundle, n_steps=n_steps, **export_kw)
+    return bundle, data, model

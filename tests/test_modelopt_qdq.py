@@ -16,13 +16,10 @@ import pytest
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("modelopt") is None,
                                 reason="nvidia-modelopt (the quant extra) is not installed")
 
-from conftest import randomized_unet, square_episode, tiny_unet_config
+from conftest import native_unet_bundle, square_episode
 from nextframe.cli import main
-from nextframe.data.episode import save_episode
 from nextframe.runtime import Session
 
-# widths 16+: with 8 channels ModelOpt's FP8 mode quantized no product at all (measured: NMSE exactly 0)
-NATIVE = dict(height=210, width=160, fold=4, widths=(16, 32), context=2)
 
 
 def open_bytes(path):
@@ -37,16 +34,9 @@ def _psnr(a, b):
 
 @pytest.fixture(scope="module")
 def fp32(tmp_path_factory):
-    from nextframe.export.bundle import export_bundle
-
     root = tmp_path_factory.mktemp("modelopt")
-    data = []
-    for i in range(2):
-        p = root / f"ep{i}.npz"
-        save_episode(p, square_episode(30, i))
-        data.append(str(p))
-    bundle = str(root / "fp32")
-    export_bundle(randomized_unet(tiny_unet_config(**NATIVE)), bundle, n_steps=2)
+    # widths 16+: with 8 channels ModelOpt's FP8 mode quantized no product at all (measured: NMSE exactly 0)
+    bundle, data, _ = native_unet_bundle(root, n_steps=2, widths=(16, 32))
     return bundle, data, root
 
 

@@ -13,26 +13,16 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import randomized_unet, square_episode, tiny_unet_config
+from conftest import native_unet_bundle
 from nextframe.cli import main
-from nextframe.data.episode import save_episode
 from nextframe.quant.split_concat import concat_channels, split_concat_convs
 
-NATIVE = dict(height=210, width=160, fold=4, widths=(8, 16), context=2)
 
 
 @pytest.fixture(scope="module")
 def fp32(tmp_path_factory):
-    from nextframe.export.bundle import export_bundle
-
     root = tmp_path_factory.mktemp("split")
-    data = []
-    for i in range(2):
-        p = root / f"ep{i}.npz"
-        save_episode(p, square_episode(30, i))
-        data.append(str(p))
-    bundle = str(root / "fp32")
-    export_bundle(randomized_unet(tiny_unet_config(**NATIVE)), bundle, n_steps=2)
+    bundle, data, _ = native_unet_bundle(root, n_steps=2, widths=(8, 16))
     return bundle, data, root
 
 

@@ -18,31 +18,20 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from conftest import randomized_unet, square_episode, tiny_unet_config
+from conftest import native_unet_bundle, square_episode
 from nextframe import _core
 from nextframe.cli import main
-from nextframe.data.episode import save_episode
 from nextframe.runtime import Session
 from nextframe.runtime import reference as ref
 from runtime_helpers import noise_draws
 
-NATIVE = dict(height=210, width=160, fold=4, widths=(8, 8), context=2)
 ACTIONS = [0, 1, 2, 2, 3]
 
 
 @pytest.fixture(scope="module")
 def grouped(tmp_path_factory):
-    from nextframe.export.bundle import export_bundle
-
     root = tmp_path_factory.mktemp("groups")
-    data = []
-    for i in range(2):
-        p = root / f"ep{i}.npz"
-        save_episode(p, square_episode(30, i))
-        data.append(str(p))
-    model = randomized_unet(tiny_unet_config(**NATIVE))
-    fp32 = str(root / "fp32")
-    export_bundle(model, fp32, n_steps=4)
+    fp32, data, model = native_unet_bundle(root, n_steps=4)
     q = str(root / "int8_g2")
     assert main(["quantize", fp32, "--out", q, "--groups", "2", "--calib", *data, "--windows", "4", "--frames", "2"]) == 0
     return {"root": root, "data": data, "fp32": fp32, "q": q, "model": model}
