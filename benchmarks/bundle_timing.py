@@ -11,16 +11,6 @@ import numpy as np
 ROUND_FRAMES = 25
 
 
-def context_for(session, frames: np.ndarray) -> np.ndarray:
-    """The session's context frames from native uint8 frames [n, 210, 160, 3]: native bundles take them as
-    they are, 64x64 bundles their model-resolution copy."""
-    if session.native_resolution:
-        return frames
-    from nextframe.data.dataset import to_model_resolution
-
-    return to_model_resolution(frames, session.height, session.width).transpose(0, 2, 3, 1)
-
-
 def describe(bundle_dir: str) -> dict:
     """What a reader of the timing needs to know about a bundle: its precision and quantization method."""
     import json
@@ -35,6 +25,7 @@ def time_bundles(bundles: dict[str, str], frames: np.ndarray, lead_actions: np.n
                  threads: int = 2, seed: int = 0, backend: str = "ort-cpu") -> dict:
     """{name: {fps, latency_p50/p90/p99_ms, n_frames, n_steps}}; frames/lead_actions: a real episode start
     (at least as many frames as the deepest context). Actions are scripted (held for 5 frames, seeded)."""
+    from nextframe.evaluation.rollout import session_frames
     from nextframe.runtime import Session
 
     if not bundles:
@@ -46,10 +37,10 @@ def time_bundles(bundles: dict[str, str], frames: np.ndarray, lead_actions: np.n
         rng = np.random.default_rng(seed)
         ms: dict[str, list[float]] = {name: [] for name in sessions}
         for name, s in sessions.items():
-            k = s.bundle.history_depth if s.native_resolution else s.bundle.kv_cache["window"]
+            k = s.context_depth
             if len(frames) < k:
                 raise ValueError(f"bench: {k} context frames needed for {name}, got {len(frames)}")
-            s.reset(context_for(s, frames[:k]), [int(a) for a in lead_actions[:k]])
+            s.reset(session_frames(s, frames[:k]), [int(a) for a in lead_actions[:k]])
             actions = np.repeat(rng.integers(0, s.n_actions, n_frames // 5 + 1), 5)[:n_frames]
         for lo in range(0, n_frames, ROUND_FRAMES):
             for name, s in sessions.items():

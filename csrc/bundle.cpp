@@ -496,19 +496,15 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
         e.bytes = std::uint64_t(n);
         b.files.push_back(std::move(e));
     }
-    for (const GraphInfo* g : {&b.step, &b.kv}) {
-        if (g->file.empty()) continue;
-        NF_CHECK_ARG(!path_escapes(g->file), "bundle: file path '" + g->file + "' escapes the bundle");
+    const auto check_listed = [&b](const std::string& file, const std::string& what) {
+        NF_CHECK_ARG(!path_escapes(file), "bundle: file path '" + file + "' escapes the bundle");
         bool listed = false;
-        for (const auto& f : b.files) listed = listed || f.path == g->file;
-        NF_CHECK_ARG(listed, "bundle: graph file '" + g->file + "' not listed in files");
-    }
-    for (const auto& g : b.step_groups) {
-        NF_CHECK_ARG(!path_escapes(g.file), "bundle: file path '" + g.file + "' escapes the bundle");
-        bool listed = false;
-        for (const auto& f : b.files) listed = listed || f.path == g.file;
-        NF_CHECK_ARG(listed, "bundle: step group graph '" + g.file + "' not listed in files");
-    }
+        for (const auto& f : b.files) listed = listed || f.path == file;
+        NF_CHECK_ARG(listed, "bundle: " + what + " '" + file + "' not listed in files");
+    };
+    for (const GraphInfo* g : {&b.step, &b.kv})
+        if (!g->file.empty()) check_listed(g->file, "graph file");
+    for (const auto& g : b.step_groups) check_listed(g.file, "step group graph");
     if (const Json* trt = root.find("tensorrt"); trt != nullptr) parse_tensorrt(b, *trt);
 
     check_graph_io(b, b.step, "step", false);
@@ -529,7 +525,8 @@ std::string real_path(const std::string& p) {
 
 // A bundle is untrusted input: every file it names must be a regular file (a FIFO or device would block or
 // never end a read, a symbolic link could point anywhere) whose real path stays inside the bundle.
-void check_regular_file(const std::string& dir_real, const std::string& rel, const std::string& p) {
+// Returns the file's size.
+std::uint64_t check_regular_file(const std::string& dir_real, const std::string& rel, const std::string& p) {
     struct stat st{};
     NF_CHECK_ARG(::lstat(p.c_str(), &st) == 0, "bundle: file '" + rel + "' is missing (" + p + ")");
     NF_CHECK_ARG(!S_ISLNK(st.st_mode), "bundle: file '" + rel + "' is a symbolic link (bundle files must be regular files)");
@@ -537,6 +534,7 @@ void check_regular_file(const std::string& dir_real, const std::string& rel, con
     const std::string real = real_path(p);
     NF_CHECK_ARG(!real.empty() && real.compare(0, dir_real.size() + 1, dir_real + "/") == 0,
                  "bundle: file '" + rel + "' resolves outside the bundle (" + real + ")");
+    return std::uint64_t(st.st_size);
 }
 
 }  // namespace
@@ -546,13 +544,10 @@ void Bundle::verify_files() const {
     NF_CHECK_ARG(!dir_real.empty(), "bundle: directory '" + dir + "' cannot be resolved");
     for (const auto& f : files) {
         const std::string p = path_of(f.path);
-        check_regular_file(dir_real, f.path, p);
-        struct stat st{};
-        ::stat(p.c_str(), &st);
         // sizes first: a 2 GB file listed as 1 byte is refused at once, not after hashing it
-        NF_CHECK_ARG(std::uint64_t(st.st_size) == f.bytes, "bundle: file '" + f.path + "' has " +
-                                                              std::to_string(st.st_size) + " bytes (expected " +
-                                                              std::to_string(f.bytes) + ")");
+        const std::uint64_t size = check_regular_file(dir_real, f.path, p);
+        NF_CHECK_ARG(size == f.bytes, "bundle: file '" + f.path + "' has " + std::to_string(size) + " bytes (expected " +
+                                          std::to_string(f.bytes) + ")");
         std::uint64_t n = 0;
         const std::string got = sha256_file_hex(p, &n);
         NF_CHECK_ARG(n == f.bytes, "bundle: file '" + f.path + "' has " + std::to_string(n) + " bytes (expected " +

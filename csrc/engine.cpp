@@ -94,24 +94,32 @@ std::unique_ptr<Engine> make_engine(const Bundle& bundle, const EngineParams& pa
     throw InvalidArgument("engine: unknown backend");
 }
 
+namespace {
+
+// Params for a further ONNX Runtime engine on the provider step_engine runs on (so "auto" cannot split one
+// loop's graphs across devices); false when the step engine is not ONNX Runtime (TensorRT plans exist for the
+// step graph only).
+bool same_ort_provider(const Engine& step_engine, const EngineParams& params, EngineParams* out) {
+    *out = params;
+    if (step_engine.name() == "ort-cpu") out->backend = Backend::OrtCpu;
+    else if (step_engine.name() == "ort-cuda") out->backend = Backend::OrtCuda;
+    else return false;
+    return true;
+}
+
+}  // namespace
+
 std::unique_ptr<Engine> make_kv_engine(const Bundle& bundle, const Engine& step_engine, const EngineParams& params) {
-    if (!bundle.has_kv_graph()) return nullptr;
-    // Same provider as the step engine (so "auto" cannot split the two across devices). TensorRT bundles
-    // carry plans of the step graph only: the loop then writes the cache with the step graph.
-    EngineParams p = params;
-    if (step_engine.name() == "ort-cpu") p.backend = Backend::OrtCpu;
-    else if (step_engine.name() == "ort-cuda") p.backend = Backend::OrtCuda;
-    else return nullptr;
+    EngineParams p;
+    if (!bundle.has_kv_graph() || !same_ort_provider(step_engine, params, &p)) return nullptr;
     return make_ort_engine(bundle, bundle.kv, p);
 }
 
 std::vector<std::unique_ptr<Engine>> make_group_engines(const Bundle& bundle, const Engine& step_engine,
                                                         const EngineParams& params) {
     std::vector<std::unique_ptr<Engine>> out;
-    EngineParams p = params;
-    if (step_engine.name() == "ort-cpu") p.backend = Backend::OrtCpu;
-    else if (step_engine.name() == "ort-cuda") p.backend = Backend::OrtCuda;
-    else return out;
+    EngineParams p;
+    if (!same_ort_provider(step_engine, params, &p)) return out;
     for (std::size_t i = 0; i < bundle.step_groups.size(); ++i) out.push_back(make_ort_engine(bundle, bundle.step_group_graph(i), p));
     return out;
 }

@@ -225,24 +225,17 @@ def runtime_predictor(bundle_dir: str, seed: int = 0, threads: int = 2, **sessio
     """predict(clips) through the C++ runtime (nextframe.runtime.Session) on a bundle: native-resolution
     bundles as they are, model-resolution ones (64x64 transformers) decoded in the core (step_native) with the
     last context frame as reference, as `nextframe rollout --bundle` does."""
-    from nextframe.data.dataset import to_model_resolution
+    from nextframe.evaluation.rollout import session_frames
     from nextframe.runtime import Session
 
     def predict(clips: list[Clip]) -> np.ndarray:
         out = []
         with Session(bundle_dir, backend="ort-cpu", seed=seed, threads=threads, **session_kw) as s:
-            native = (s.height, s.width) == clips[0].frames.shape[1:3]
-            # every clip's context (CONTEXT frames): a transformer's cache window, a frame stack's history
-            k = CONTEXT
-            need = max(s.bundle.history_depth, s.bundle.kv_cache["window"] if s.bundle.uses_cache else 0)
-            if need > k:
-                raise ValueError(f"midplay: the bundle reads {need} past frames, clips have {k}")
+            k = CONTEXT  # every clip's real context, whatever depth the bundle reads
+            if s.context_depth > k:
+                raise ValueError(f"midplay: the bundle reads {s.context_depth} past frames, clips have {k}")
             for c in clips:
-                if native:
-                    s.reset(c.frames[:k], c.lead_actions[:k].tolist())
-                else:
-                    low = to_model_resolution(c.frames[:k], s.height, s.width).transpose(0, 2, 3, 1)
-                    s.reset(low, c.lead_actions[:k].tolist(), native_reference=c.frames[k - 1])
+                s.reset(session_frames(s, c.frames[:k]), c.lead_actions[:k].tolist(), native_reference=c.frames[k - 1])
                 out.append(np.stack([s.step_native(int(a)) for a in c.lead_actions[k:]]))
         return np.stack(out)
 

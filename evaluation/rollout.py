@@ -101,6 +101,14 @@ def rollout_episode(model, episode: Episode, context: int = 4, n_steps: int = 4,
     return score_rollout(episode, lowres, context, pred_low, times, n_steps)
 
 
+def session_frames(session, frames: np.ndarray) -> np.ndarray:
+    """Native uint8 frames [n, 210, 160, 3] as a runtime Session takes them: as they are for a bundle at the
+    game's resolution, area-downsampled to the model's ([n, H, W, 3] uint8) for a 64x64 transformer."""
+    if session.native_resolution:
+        return frames
+    return to_model_resolution(frames, session.height, session.width).transpose(0, 2, 3, 1)
+
+
 def rollout_episode_runtime(bundle_dir: str, episode: Episode, context: int = 4, seed: int = 0, backend: str = "auto"):
     """The same rollout through the C++ runtime (nextframe.runtime.Session) on an exported bundle."""
     from nextframe.runtime import Session

@@ -19,13 +19,9 @@ import tempfile
 
 import numpy as np
 
-from nextframe.quant.calibrate import METHODS, collect_feeds
+from nextframe.quant.calibrate import METHODS, collect_feeds, noise_level_of
 
 BACKENDS = {"onnxruntime": ("int8",), "modelopt": ("int8", "fp8")}
-
-
-def noise_level_of(feed: dict, names: set[str]) -> float:
-    return float(np.asarray(next(v for k, v in feed.items() if k in names)).reshape(-1)[0])
 
 
 def step_groups(times: list[float], n_groups: int) -> list[tuple[float, float]]:

@@ -49,6 +49,11 @@ def keep_step(method: str, step_index: int, n_steps: int, rng: np.random.Generat
     return bool(rng.random() < np.exp(-0.5 * ((step_index - centre) / sd) ** 2))
 
 
+def noise_level_of(feed: dict, names: set[str]) -> float:
+    """The noise level t of a graph feed (its input of role noise_level, whatever its name)."""
+    return float(np.asarray(next(v for k, v in feed.items() if k in names)).reshape(-1)[0])
+
+
 def collect_feeds(bundle_dir: str, episodes, method: str = "qdiff", n_windows: int = 16, frames_per_window: int = 6,
                   seed: int = 0, threads: int = 2, kv_feeds: list | None = None) -> list[dict]:
     """Graph feeds ({input name: array}) recorded from the bundle's sampler on the episodes' windows. kv_feeds:
@@ -75,7 +80,7 @@ def collect_feeds(bundle_dir: str, episodes, method: str = "qdiff", n_windows: i
     recorded: list[dict] = []
 
     def step_fn(feed: dict) -> dict:
-        t = float(np.asarray(next(v for k, v in feed.items() if k in noise_level_names)).reshape(-1)[0])
+        t = noise_level_of(feed, noise_level_names)
         if t in times[:-1] and keep_step(method, times.index(t), len(times) - 1, rng):
             recorded.append({k: np.array(v, copy=True) for k, v in feed.items()})
         return dict(zip(outputs, sess.run(None, feed)))

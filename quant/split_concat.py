@@ -54,26 +54,22 @@ def split_concat_convs(model, channels: dict[str, int]):
     """Rewrite model (onnx.ModelProto) in place; channels from concat_channels. Returns the convolutions split."""
     from onnx import helper, numpy_helper
 
-    producer = {o: n for n in model.graph.node for o in n.output}
     consumers: dict[str, int] = {}
     for n in model.graph.node:
         for i in n.input:
             consumers[i] = consumers.get(i, 0) + 1
     inits = {t.name: t for t in model.graph.initializer}
+    pairs = {conv.output[0]: src for conv, src in _concat_convs(model)}  # output names are unique in a graph
     split, new_nodes = [], []
     drop = set()
     for n in model.graph.node:
-        src = producer.get(n.input[0]) if n.op_type == "Conv" else None
+        src = pairs.get(n.output[0])
+        chans = [channels.get(i) for i in src.input] if src is not None else None
+        w = numpy_helper.to_array(inits[n.input[1]]) if chans and None not in chans else None
+        if w is None or sum(chans) != w.shape[1]:
+            new_nodes.append(n)
+            continue
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        if (src is None or src.op_type != "Concat" or attrs.get("group", 1) != 1 or n.input[1] not in inits
-                or helper.get_attribute_value(src.attribute[0]) != 1):
-            new_nodes.append(n)
-            continue
-        chans = [channels.get(i) for i in src.input]
-        w = numpy_helper.to_array(inits[n.input[1]])
-        if None in chans or sum(chans) != w.shape[1]:
-            new_nodes.append(n)
-            continue
         parts, off = [], 0
         for k, (inp, c) in enumerate(zip(src.input, chans)):
             wname = f"{n.input[1]}_split{k}"

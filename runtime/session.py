@@ -108,6 +108,13 @@ class Session:
         return self.bundle.no_action
 
     @property
+    def context_depth(self) -> int:
+        """Real frames a reset should give so that nothing the model reads is a stand-in: the K/V window of a
+        transformer bundle, the frame history of a frame-stack one, whichever is deeper."""
+        b = self.bundle
+        return max(b.history_depth, b.kv_cache["window"] if b.uses_cache else 0)
+
+    @property
     def backend(self) -> str:
         return self.loop.backend
 
