@@ -28,14 +28,13 @@ venv: $(STAMP)
 
 # torch goes in first so the CPU build is the one that satisfies the pin. The build requirements also
 # live in the venv, because test-cpp configures CMake with the venv's pybind11.
-$(STAMP): pyproject.toml CMakeLists.txt $(wildcard csrc/*) tools/fetch_ort_headers.sh
+$(STAMP): pyproject.toml CMakeLists.txt $(wildcard csrc/*)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install "$(TORCH_PIN)" $(TORCH_PIP_ARGS)
 	$(PIP) install "scikit-build-core>=0.10" "pybind11>=2.12"
 	command -v cmake >/dev/null 2>&1 || $(PIP) install "cmake>=3.18"
-	bash tools/fetch_ort_headers.sh
-	$(PIP) install -e ".[test,onnx,quant]"
+	$(PIP) install -e ".[train,test,quant]"
 	touch $@
 
 # C++ tests first, then pytest (sequential even under make -j).
@@ -44,7 +43,6 @@ test: venv
 	$(MAKE) --no-print-directory test-py
 
 test-cpp: venv
-	bash tools/fetch_ort_headers.sh
 	$(CMAKE) -S . -B $(CPP_BUILD) -DNF_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=Release \
 		-DPython_EXECUTABLE=$(abspath $(PY)) -Dpybind11_DIR="$$($(PY) -m pybind11 --cmakedir)"
 	$(CMAKE) --build $(CPP_BUILD) --target nf_tests -j $(JOBS)

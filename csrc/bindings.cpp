@@ -13,6 +13,7 @@
 #include "common.h"
 #include "engine.h"
 #include "frame_loop.h"
+#include "interrupt.h"
 #include "kv_cache.h"
 #include "native_decoder.h"
 #include "schedule.h"
@@ -126,10 +127,18 @@ py::dict engine_run(PyEngine& self, const py::dict& feeds) {
     return result;
 }
 
+// The core's interrupt hook (interrupt.h): inside a long call that released the GIL, run Python's pending signal
+// handlers; the exception one raises (KeyboardInterrupt on Ctrl-C) unwinds the core and reaches the caller.
+void raise_pending_signals() {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "nextframe C++ core (nf_core) bindings.";
+    nf::set_interrupt_hook(&raise_pending_signals);
 
     m.attr("__version__") = nf::version();
 

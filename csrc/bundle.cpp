@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <initializer_list>
 #include <sstream>
 
 #include <climits>
@@ -10,12 +11,28 @@
 #include <sys/stat.h>
 
 #include "common.h"
+#include "interrupt.h"
 #include "sampler.h"
 #include "sha256.h"
 
 namespace nf {
 
 namespace {
+
+// The product of sizes read from a manifest, refused (one line) when it overflows or exceeds limit: a bundle
+// must not make the runtime allocate more than any real model needs, nor wrap a size around.
+std::int64_t checked_product(std::initializer_list<std::int64_t> factors, std::int64_t limit, const char* what) {
+    std::int64_t p = 1;
+    for (std::int64_t f : factors) {
+        NF_CHECK_ARG(!__builtin_mul_overflow(p, f, &p) && p <= limit,
+                     std::string("bundle: ") + what + " exceeds " + std::to_string(limit) + " (a corrupt manifest?)");
+    }
+    return p;
+}
+
+constexpr std::int64_t kMaxSide = 8192;                  // pixels per frame side
+constexpr std::int64_t kMaxFrameValues = 1LL << 26;      // floats per frame (256 MiB)
+constexpr std::int64_t kMaxCacheValues = 1LL << 32;      // floats in the K/V ring (16 GiB)
 
 // Typed access to manifest keys with "bundle: manifest key 'a.b' ..." messages.
 class Reader {
@@ -43,6 +60,13 @@ public:
         const std::int64_t n = integer(key);
         NF_CHECK_ARG(n > 0, "bundle: manifest key '" + name(key) + "' must be positive (got " +
                                 std::to_string(n) + ")");
+        return n;
+    }
+    // a positive integer no larger than hi: sizes from an untrusted manifest are bounded before any product
+    std::int64_t bounded(const std::string& key, std::int64_t hi) const {
+        const std::int64_t n = positive(key);
+        NF_CHECK_ARG(n <= hi, "bundle: manifest key '" + name(key) + "' is " + std::to_string(n) + " (at most " +
+                                  std::to_string(hi) + ")");
         return n;
     }
     double number(const std::string& key) const {
@@ -366,7 +390,7 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
                                                     " not supported (expected " + std::to_string(kFormatVersion) + ")");
 
     const Reader model = root.object("model");
-    b.n_actions = model.positive("n_actions");
+    b.n_actions = model.bounded("n_actions", 1024);
     if (const Json* g = model.find("game"); g != nullptr && g->is_string()) b.game = g->as_string();
     for (const auto& a : root.array("actions")) {
         NF_CHECK_ARG(a.is_string(), "bundle: manifest key 'actions' must hold strings");
@@ -380,11 +404,12 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
                                                  " (expected n_actions " + std::to_string(b.n_actions) + ")");
 
     const Reader frame = root.object("frame");
-    b.frame.channels = frame.positive("channels");
-    b.frame.height = frame.positive("height");
-    b.frame.width = frame.positive("width");
-    if (frame.find("native_height") != nullptr) b.frame.native_height = frame.positive("native_height");
-    if (frame.find("native_width") != nullptr) b.frame.native_width = frame.positive("native_width");
+    b.frame.channels = frame.bounded("channels", 4);
+    b.frame.height = frame.bounded("height", kMaxSide);
+    b.frame.width = frame.bounded("width", kMaxSide);
+    if (frame.find("native_height") != nullptr) b.frame.native_height = frame.bounded("native_height", kMaxSide);
+    if (frame.find("native_width") != nullptr) b.frame.native_width = frame.bounded("native_width", kMaxSide);
+    checked_product({b.frame.channels, b.frame.height, b.frame.width}, kMaxFrameValues, "frame channels x height x width");
     if (root.find("native_decoder") != nullptr) {
         const Reader nd = root.object("native_decoder");
         b.native_decoder.kind = nd.string("kind");
@@ -400,12 +425,15 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
 
     if (root.find("kv_cache") != nullptr) {  // models that attend over past frames' K/V
         const Reader kv = root.object("kv_cache");
-        b.kv_cache.n_layers = kv.positive("n_layers");
-        b.kv_cache.n_heads = kv.positive("n_heads");
-        b.kv_cache.n_slots = kv.positive("n_slots");
-        b.kv_cache.window = kv.positive("window");
-        b.kv_cache.tokens_per_frame = kv.positive("tokens_per_frame");
-        b.kv_cache.head_dim = kv.positive("head_dim");
+        b.kv_cache.n_layers = kv.bounded("n_layers", 1024);
+        b.kv_cache.n_heads = kv.bounded("n_heads", 1024);
+        b.kv_cache.n_slots = kv.bounded("n_slots", 65536);
+        b.kv_cache.window = kv.bounded("window", 65535);
+        b.kv_cache.tokens_per_frame = kv.bounded("tokens_per_frame", 1 << 20);
+        b.kv_cache.head_dim = kv.bounded("head_dim", 65536);
+        const auto& c = b.kv_cache;
+        checked_product({2, c.n_layers, c.n_slots, c.n_heads, c.tokens_per_frame, c.head_dim}, kMaxCacheValues,
+                        "kv_cache values (2 x layers x slots x heads x tokens x head_dim)");
         NF_CHECK_ARG(b.kv_cache.n_slots > b.kv_cache.window,
                      "bundle: kv_cache.n_slots " + std::to_string(b.kv_cache.n_slots) + " must exceed window (expected >= " +
                          std::to_string(b.kv_cache.window + 1) + ")");
@@ -415,7 +443,7 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
     b.sampler.kind = sampler.string("kind");
     NF_CHECK_ARG(b.sampler.kind == "flow_euler" || b.sampler.kind == "flow_euler_x0",
                  "bundle: sampler kind '" + b.sampler.kind + "' not supported (expected flow_euler, flow_euler_x0)");
-    b.sampler.n_steps = sampler.positive("n_steps");
+    b.sampler.n_steps = sampler.bounded("n_steps", 1000);
     b.sampler.shift = sampler.number("shift");
     NF_CHECK_ARG(b.sampler.shift > 0 && std::isfinite(b.sampler.shift), "bundle: sampler.shift must be positive");
     b.sampler.context_noise = sampler.number("context_noise");
@@ -555,6 +583,30 @@ void Bundle::verify_files() const {
         NF_CHECK_ARG(got == f.sha256, "bundle: file '" + f.path + "' sha256 mismatch (got " + got + ", expected " +
                                           f.sha256 + ")");
     }
+}
+
+std::vector<char> Bundle::read_verified(const std::string& relative) const {
+    const auto it = std::find_if(files.begin(), files.end(), [&](const FileEntry& f) { return f.path == relative; });
+    NF_CHECK_ARG(it != files.end(), "bundle: file '" + relative + "' is not listed in files");
+    const std::string dir_real = real_path(dir);
+    NF_CHECK_ARG(!dir_real.empty(), "bundle: directory '" + dir + "' cannot be resolved");
+    const std::string p = path_of(relative);
+    const std::uint64_t size = check_regular_file(dir_real, relative, p);
+    NF_CHECK_ARG(size == it->bytes, "bundle: file '" + relative + "' has " + std::to_string(size) + " bytes (expected " +
+                                        std::to_string(it->bytes) + "); it changed after the bundle was opened");
+    std::vector<char> data(std::size_t(it->bytes));
+    std::ifstream in(p, std::ios::binary);
+    NF_CHECK_ARG(in.good(), "bundle: file '" + relative + "' cannot be read");
+    constexpr std::size_t kChunk = std::size_t(1) << 20;
+    for (std::size_t at = 0; at < data.size(); at += kChunk) {
+        check_interrupt();
+        in.read(data.data() + at, std::streamsize(std::min(kChunk, data.size() - at)));
+        NF_CHECK_ARG(in.good(), "bundle: file '" + relative + "' is shorter than listed");
+    }
+    const std::string got = sha256_hex(data.data(), data.size());
+    NF_CHECK_ARG(got == it->sha256, "bundle: file '" + relative + "' sha256 mismatch (got " + got + ", expected " +
+                                        it->sha256 + "); it changed after the bundle was opened");
+    return data;
 }
 
 Bundle Bundle::open(const std::string& dir) {

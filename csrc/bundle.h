@@ -92,6 +92,9 @@ struct Bundle {
     static Bundle parse(const std::string& manifest_text, const std::string& dir);
     // Size, then sha256, of every listed file.
     void verify_files() const;
+    // A listed file's bytes, read once and checked against its size and sha256 in memory: what a backend
+    // loads is exactly what was hashed, even if the file is replaced after open().
+    std::vector<char> read_verified(const std::string& relative) const;
 
     std::string path_of(const std::string& relative) const { return dir + "/" + relative; }
     std::string step_graph_path() const { return path_of(step.file); }

@@ -119,10 +119,18 @@ public:
             ort_check(api_.SessionOptionsAppendExecutionProvider_CUDA_V2(opts.get(), cuda_opts.get()),
                       "engine_ort: cannot append the CUDA execution provider");
         }
-        const std::string path = bundle.path_of(graph.file);
+        // From memory: the bytes ORT parses are the bytes just hashed, and a graph cannot pull in files the
+        // manifest does not list (ONNX external data needs a model path, which an in-memory graph has none of).
+        const std::vector<char> model = bundle.read_verified(graph.file);
         OrtSession* raw_session = nullptr;
-        ort_check(api_.CreateSession(env_.env.get(), path.c_str(), opts.get(), &raw_session),
-                  "engine_ort: cannot load graph '" + path + "'");
+        try {
+            ort_check(api_.CreateSessionFromArray(env_.env.get(), model.data(), model.size(), opts.get(), &raw_session),
+                      "engine_ort: cannot load graph '" + graph.file + "'");
+        } catch (const RuntimeError& e) {
+            const std::string msg = e.what();
+            if (msg.find("xternal") == std::string::npos) throw;
+            throw RuntimeError(msg + " (bundle graphs must be self-contained: ONNX external data is not loaded)");
+        }
         session_.reset(raw_session);
 
         check_against_manifest(session_specs(api_, session_.get(), true), inputs(), graph.file, "input");

@@ -19,7 +19,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <memory>
 #include <mutex>
@@ -133,18 +132,6 @@ const TrtEngineEntry& choose_engine(const Bundle& bundle, const DeviceInfo& dev,
     return *best;
 }
 
-std::vector<char> read_plan(const std::string& path) {
-    std::ifstream in(path, std::ios::binary | std::ios::ate);
-    NF_CHECK(in.good(), "engine_trt: cannot open engine file '" + path + "'");
-    const std::streamoff size = in.tellg();
-    NF_CHECK(size > 0, "engine_trt: engine file '" + path + "' is empty");
-    std::vector<char> data(static_cast<std::size_t>(size));
-    in.seekg(0);
-    in.read(data.data(), size);
-    NF_CHECK(in.good(), "engine_trt: cannot read engine file '" + path + "'");
-    return data;
-}
-
 const char* trt_type_name(nvinfer1::DataType t) {
     switch (t) {
         case nvinfer1::DataType::kFLOAT: return "float32";
@@ -211,8 +198,7 @@ public:
           device_(int(params.device_id)),
           use_graph_(cuda_graph_enabled(params)) {
         cuda_check(cudaSetDevice(device_), "cudaSetDevice(" + std::to_string(device_) + ")");
-        const std::string path = bundle.path_of(entry.file);
-        const std::vector<char> plan = read_plan(path);
+        const std::vector<char> plan = bundle.read_verified(entry.file);  // the bytes that were hashed
         runtime_.reset(nvinfer1::createInferRuntime(logger_));
         NF_CHECK(runtime_ != nullptr, "engine_trt: createInferRuntime failed" + logger_.suffix());
         engine_.reset(runtime_->deserializeCudaEngine(plan.data(), plan.size()));

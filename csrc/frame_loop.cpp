@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "common.h"
@@ -336,7 +337,15 @@ void FrameLoop::compute_frame(std::int64_t action, float* x, const float* ctx_no
     action_in_.data<std::int64_t>()[0] = action;
     compute_ages();
     sampler_.run(x, schedule_.times_for(n_generated_), *model_fn_);
-    for (std::int64_t i = 0; i < numel_; ++i) x[i] = std::min(1.0f, std::max(-1.0f, x[i]));
+    // A NaN would clamp to -1 (black) and an infinity to +-1: a broken graph would pass for a dark frame.
+    std::int64_t bad = 0;
+    for (std::int64_t i = 0; i < numel_; ++i) {
+        if (!std::isfinite(x[i])) ++bad;
+        x[i] = std::min(1.0f, std::max(-1.0f, x[i]));
+    }
+    NF_CHECK(bad == 0, "frame_loop: the model produced " + std::to_string(bad) + " non-finite values (NaN/inf) of " +
+                           std::to_string(numel_) + " in frame " + std::to_string(n_generated_) +
+                           "; the frame was not kept (a broken or mis-quantized graph?)");
     push_locked(x, action, ctx_noise);
     ++n_generated_;
 }
@@ -365,9 +374,13 @@ void FrameLoop::validate_action(std::int64_t action, bool allow_no_action, const
 
 void FrameLoop::reset(const float* frames, std::int64_t n_frames, const std::int64_t* actions) {
     std::lock_guard<std::mutex> api(api_mu_);
+    // everything is checked before anything changes: a refused reset leaves the session as it was
     NF_CHECK_ARG(n_frames >= 0, "frame_loop: n_frames must be non-negative (got " + std::to_string(n_frames) + ")");
     for (std::int64_t i = 0; i < n_frames; ++i) validate_action(actions[i], true, "context action");
+    validate_frames(frames, n_frames);
     wait_worker_locked();
+    // dropping a pending speculative frame changes nothing a caller sees (its noise goes back to the stream, and
+    // the next step computes the same frame), so the noise check may follow it
     roll_back_speculation(true);
     require_noise(n_frames);
     if (kv_) kv_->clear();
@@ -381,9 +394,20 @@ void FrameLoop::reset(const float* frames, std::int64_t n_frames, const std::int
     }
 }
 
+void FrameLoop::validate_frames(const float* frames, std::int64_t n_frames) const {
+    const std::int64_t n = n_frames * numel_;
+    for (std::int64_t i = 0; i < n; ++i) {
+        const float v = frames[i];
+        NF_CHECK_ARG(v >= -1.0f && v <= 1.0f,  // false for NaN too
+                     "frame_loop: frame " + std::to_string(i / numel_) + " has a value outside [-1, 1] (" +
+                         std::to_string(v) + ")");
+    }
+}
+
 void FrameLoop::push_frame(const float* frame, std::int64_t action) {
     std::lock_guard<std::mutex> api(api_mu_);
     validate_action(action, true, "action");
+    validate_frames(frame, 1);
     wait_worker_locked();
     roll_back_speculation(true);
     require_noise(1);

@@ -108,6 +108,7 @@ private:
     bool context_from_stream() const;
     void unread(const float* chunk);  // puts one frame of noise back in front of the stream
     Bindings bind_io(const Engine& engine, const GraphInfo& graph, const std::string& name, bool kv_only);
+    void validate_frames(const float* frames, std::int64_t n_frames) const;  // finite, in [-1, 1]
     void refresh_context();  // context inputs from the history (after every push, rewind and reset)
     void run_timed(Engine& engine, const Bindings& bindings);  // counted as engine time in the stats
     void run_engine();  // the graph for the noise level in t_in_: a step group's, else the step graph

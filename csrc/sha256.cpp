@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common.h"
+#include "interrupt.h"
 
 namespace nf {
 
@@ -139,6 +140,7 @@ std::string sha256_file_hex(const std::string& path, std::uint64_t* n_bytes) {
     std::vector<char> chunk(1 << 20);
     std::uint64_t total = 0;
     for (;;) {
+        check_interrupt();  // a large file takes seconds; Ctrl-C must not wait for it
         const std::size_t got = std::fread(chunk.data(), 1, chunk.size(), f.get());
         if (got > 0) {
             h.update(chunk.data(), got);

@@ -12,17 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nextframe.data.episode import load_episode
-
-
-def to_model_resolution(frames: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 [T, 210, 160, 3] -> uint8 [T, 3, height, width] by area averaging (keeps the tiny ball's mass)."""
-    out = []
-    for chunk in np.array_split(frames, max(1, len(frames) // 256)):
-        x = torch.from_numpy(np.ascontiguousarray(chunk)).permute(0, 3, 1, 2).float()
-        x = F.interpolate(x, size=(height, width), mode="area")
-        out.append(x.round().clamp(0, 255).to(torch.uint8).numpy())
-    return np.concatenate(out)
+from nextframe.data.episode import check_episode_fits, load_episode
+from nextframe.data.resize import to_model_resolution  # noqa: F401  (re-exported: its long-standing home)
 
 
 def expand_paths(inputs: list[str]) -> list[str]:
@@ -40,22 +31,28 @@ def expand_paths(inputs: list[str]) -> list[str]:
     return paths
 
 
-def cached_episode(path: str, height: int, width: int, cache_dir: str | None):
-    """Returns (frames uint8 [T+1, 3, h, w], actions int64 [T])."""
-    key = None
+def cached_episode(path: str, height: int, width: int, cache_dir: str | None, game: str | None, n_actions: int):
+    """Returns (frames uint8 [T+1, 3, h, w], actions int64 [T]) of an episode that fits the model (game, frameskip,
+    action range: check_episode_fits; game None skips the game). The cache keeps the episode's game and
+    frameskip, so a cached episode is checked as strictly as a fresh one."""
+    key = cached = None
     if cache_dir:
         with open(path, "rb") as f:
             key = hashlib.sha256(f.read()).hexdigest()[:20]
         cached = os.path.join(cache_dir, f"{key}_{height}x{width}.npz")
         if os.path.isfile(cached):
             with np.load(cached) as d:
-                return d["frames"], d["actions"]
+                if {"game", "frameskip"} <= set(d.files):  # older caches lack them: rebuilt below
+                    frames, actions = d["frames"], d["actions"]
+                    check_episode_fits(path, str(d["game"]), int(d["frameskip"]), actions, game or str(d["game"]), n_actions)
+                    return frames, actions
     ep = load_episode(path)
+    check_episode_fits(path, ep.game, ep.frameskip, ep.actions, game or ep.game, n_actions)
     frames = to_model_resolution(ep.frames, height, width)
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)
         tmp = cached + ".tmp.npz"
-        np.savez(tmp, frames=frames, actions=ep.actions)
+        np.savez(tmp, frames=frames, actions=ep.actions, game=np.array(ep.game), frameskip=np.array(ep.frameskip))
         os.replace(tmp, cached)
     return frames, ep.actions
 
@@ -63,12 +60,12 @@ def cached_episode(path: str, height: int, width: int, cache_dir: str | None):
 class WindowDataset:
     """Uniform over all valid window starts of all episodes (longer episodes give more windows)."""
 
-    def __init__(self, inputs, height, width, seq_len, no_action, cache_dir="data_cache"):
+    def __init__(self, inputs, height, width, seq_len, no_action, cache_dir="data_cache", game: str | None = None):
         self.paths = expand_paths(list(inputs))
         self.seq_len, self.no_action = seq_len, no_action
         self.frames, self.actions = [], []
         for p in self.paths:
-            fr, ac = cached_episode(p, height, width, cache_dir)
+            fr, ac = cached_episode(p, height, width, cache_dir, game, no_action)
             if len(fr) < seq_len:
                 continue
             self.frames.append(fr)

@@ -12,6 +12,7 @@ import zipfile
 import numpy as np
 
 NATIVE_HEIGHT, NATIVE_WIDTH = 210, 160
+FRAMESKIP = 2  # emulator frames per step that every model here is trained on: 30 game steps per second
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,8 @@ def load_episode(path: str | os.PathLike) -> Episode:
     if not os.path.isfile(name):
         raise FileNotFoundError(f"episode: file not found ({name})")
     with open(name, "rb") as fh:  # we own the handle, so a corrupt file cannot leak it
+        check_declared_sizes(fh, name)
+        fh.seek(0)
         try:
             data = np.load(fh, allow_pickle=False)
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
@@ -70,11 +73,84 @@ def load_episode(path: str | os.PathLike) -> Episode:
     return Episode(frames=frames, actions=actions, game=str(game), frameskip=int(frameskip))
 
 
+def check_episode_fits(name: str, game: str, frameskip: int, actions: np.ndarray, model_game: str, n_actions: int,
+                       source: str = "model") -> None:
+    """An episode against the model (or bundle) it is about to meet: the same game, the world's speed the model
+    learned (FRAMESKIP), and actions the model knows. Anything else would run, and be silently wrong."""
+    if game != model_game:
+        raise ValueError(f"episode: {name} is {game}, the {source} is {model_game}")
+    if frameskip != FRAMESKIP:
+        raise ValueError(f"episode: {name} was recorded with frameskip {frameskip}, the {source} learned frameskip "
+                         f"{FRAMESKIP} (a different game speed)")
+    if actions.size and int(actions.max()) >= n_actions:
+        raise ValueError(f"episode: {name} has action {int(actions.max())}, the {source} knows actions "
+                         f"0..{n_actions - 1}")
+
+
+def available_memory() -> int:
+    """Bytes of memory this process could still use (Linux MemAvailable; physical memory elsewhere)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_declared_sizes(fh, name: str) -> None:
+    """Every array's .npy header, read before anything is decompressed: the dtype and shape the file declares
+    (frames uint8 [T+1, 210, 160, 3], actions int64 [T]), the byte count agreeing with the zip entry's size, and
+    the total fitting in memory. A small archive that inflates to gigabytes is refused here, in one line."""
+    try:
+        zf = zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise ValueError(f"episode: {name} is not a readable .npz file ({type(e).__name__}: {e})") from None
+    total = 0
+    with zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            key = info.filename[:-4]
+            try:
+                with zf.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    if version not in ((1, 0), (2, 0)):
+                        raise ValueError(f"npy format version {version}")
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(member)
+                    header_len = member.tell()
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as e:
+                raise ValueError(f"episode: {name} key '{key}' has no readable .npy header ({e})") from None
+            if dtype.hasobject:
+                raise ValueError(f"episode: {name} key '{key}' holds Python objects (pickle), which are never loaded")
+            if any(d < 0 for d in shape):
+                raise ValueError(f"episode: {name} key '{key}' declares a negative dimension {shape}")
+            nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if header_len + nbytes != info.file_size:
+                raise ValueError(f"episode: {name} key '{key}' declares {nbytes} bytes of data {shape} but its entry "
+                                 f"holds {info.file_size - header_len} (corrupt)")
+            if key == "frames":
+                _check_frames_declared(name, dtype, shape)
+            if key == "actions" and dtype != np.int64:
+                raise ValueError(f"episode: {name} key 'actions' has dtype {dtype} (expected int64)")
+            total += nbytes
+    free = available_memory()
+    if total > free // 2:  # the loader holds a copy while decompressing and callers make float versions
+        raise ValueError(f"episode: {name} declares {total / 2**30:.1f} GiB of arrays, more than half of the "
+                         f"{free / 2**30:.1f} GiB of memory available")
+
+
+def _check_frames_declared(name: str, dtype: np.dtype, shape: tuple) -> None:
+    if dtype != np.uint8:
+        raise ValueError(f"episode: {name} key 'frames' has dtype {dtype} (expected uint8)")
+    if len(shape) != 4 or tuple(shape[1:]) != (NATIVE_HEIGHT, NATIVE_WIDTH, 3) or shape[0] < 1:
+        raise ValueError(f"episode: {name} key 'frames' has shape {tuple(shape)} (expected [T+1, 210, 160, 3])")
+
+
 def _check_arrays(name: str, frames: np.ndarray, actions: np.ndarray) -> None:
-    if frames.dtype != np.uint8:
-        raise ValueError(f"episode: {name} key 'frames' has dtype {frames.dtype} (expected uint8)")
-    if frames.ndim != 4 or frames.shape[1:] != (NATIVE_HEIGHT, NATIVE_WIDTH, 3) or frames.shape[0] < 1:
-        raise ValueError(f"episode: {name} key 'frames' has shape {tuple(frames.shape)} (expected [T+1, 210, 160, 3])")
+    _check_frames_declared(name, frames.dtype, frames.shape)
     if actions.dtype != np.int64:
         raise ValueError(f"episode: {name} key 'actions' has dtype {actions.dtype} (expected int64)")
     if actions.ndim != 1 or actions.shape[0] != frames.shape[0] - 1:

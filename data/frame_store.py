@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from nextframe.data.dataset import expand_paths
-from nextframe.data.episode import load_episode
+from nextframe.data.episode import check_episode_fits, load_episode
 
 
 class Palette:
@@ -130,10 +130,7 @@ class FrameStore:
 
         def episode(i):
             ep = load_episode(paths[i])
-            if ep.game != game:
-                raise ValueError(f"frame store: {paths[i]} is {ep.game}, the model is {game}")
-            if ep.actions.size and int(ep.actions.max()) >= n_actions:
-                raise ValueError(f"frame store: {paths[i]} has action {int(ep.actions.max())}, the model has {n_actions}")
+            check_episode_fits(paths[i], ep.game, ep.frameskip, ep.actions, game, n_actions)
             if len(ep.frames) != lengths[i]:
                 raise ValueError(f"frame store: {paths[i]} changed while it was read")
             return ep.frames, ep.actions

@@ -9,10 +9,9 @@ import os
 
 import numpy as np
 
-from nextframe.data.episode import Episode, save_episode
+from nextframe.data.episode import FRAMESKIP, Episode, save_episode
 from nextframe.data.policies import POLICY_MIX, make_policy
 
-FRAMESKIP = 2  # 30 game steps per second of game time
 
 
 def make_env(game: str):

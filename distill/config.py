@@ -4,9 +4,11 @@ only a check that the config was written for that teacher."""
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 from nextframe.models.config import ModelConfig, model_config_from_dict  # noqa: F401
 from nextframe.training.config import read_json_config
+from nextframe.validation import check_fields
 
 METHODS = ("cd", "fdistill", "trajectory")  # trajectory: frame-stack (unet) teachers only
 CD_VARIANTS = ("discrete", "continuous")
@@ -71,7 +73,16 @@ class DistillConfig:
     time_budget_s: float = 0.0  # > 0: stop after this long (the lr warm-up still counts steps)
     device: str = "cpu"  # cpu | cuda
 
+    RANGES: ClassVar[dict] = {
+        "lr": (1e-12, 1.0), "fake_lr": (1e-12, 1.0), "disc_lr": (1e-12, 1.0), "warmup_steps": (0, None),
+        "weight_decay": (0.0, 10.0), "grad_clip": (0.0, None), "context_noise_max": (0.0, 1.0),
+        "motion_weight": (0.0, 1e6), "lambda_gan": (0.0, 1e3), "ratio_bins": (1, 1000), "seed": (0, 2**63 - 1),
+        "cd_shift": (1e-3, 1e3), "time_logit_std": (0.0, 100.0), "teacher_shift": (1e-3, 1e3),
+        "scm_warmup_steps": (0, None),
+        "pool_min_len": (1, None), "pool_max_len": (1, None), "disc_block": (-1, 1024)}
+
     def __post_init__(self):
+        check_fields(self, "distill config")
         if self.method not in METHODS:
             raise ValueError(f"distill config: method must be one of {', '.join(METHODS)} (got {self.method!r})")
         if self.divergence not in DIVERGENCES:

@@ -222,7 +222,7 @@ class DistillTrainer:
         from tqdm import tqdm
 
         cfg, mcfg = self.cfg, self.teacher.cfg
-        data = WindowDataset(cfg.data, mcfg.height, mcfg.width, cfg.seq_len, mcfg.no_action, cfg.cache_dir)
+        data = WindowDataset(cfg.data, mcfg.height, mcfg.width, cfg.seq_len, mcfg.no_action, cfg.cache_dir, game=mcfg.game)
         rng = np.random.default_rng([cfg.seed, self.step])
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
         end = cfg.total_steps if max_steps is None else min(cfg.total_steps, self.step + max_steps)

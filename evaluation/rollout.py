@@ -4,6 +4,9 @@ The model gets the first `context` real frames and every action; each predicted 
 and no real frame after `context - 1` is ever shown to it. A frame-stack model works at native resolution; a
 transformer's 64x64 predictions go to native resolution through the detail-transfer decoder, whose reference
 is the last real context frame.
+
+The runtime path (a bundle through the C++ core) needs only NumPy; the PyTorch loops import torch when called,
+so that the runtime-only install (`pip install nextframe`) can roll bundles out.
 """
 from __future__ import annotations
 
@@ -11,16 +14,16 @@ import json
 import os
 import time
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from nextframe.data.dataset import to_model_resolution
-from nextframe.data.episode import Episode, load_episode
+import numpy as np
+
+from nextframe.data.episode import Episode, check_episode_fits, load_episode
+from nextframe.data.resize import to_model_resolution
 from nextframe.evaluation.metrics import by_horizon, per_frame
-from nextframe.models.dit import NextFrameDiT
-from nextframe.models.native_decoder import DetailTransferDecoder
-from nextframe.models.registry import is_frame_stack
-from nextframe.models.sampling import CachedSampler
+
+if TYPE_CHECKING:
+    from nextframe.models.dit import NextFrameDiT
 
 
 def check_context(total: int, context: int) -> None:
@@ -28,9 +31,8 @@ def check_context(total: int, context: int) -> None:
         raise ValueError(f"rollout: context must be in 1..{total - 1} for an episode of {total} frames (got {context})")
 
 
-def check_game(episode: Episode, game: str, source: str) -> None:
-    if episode.game != game:
-        raise ValueError(f"rollout: episode is {episode.game}, the {source} was trained on {game}")
+def check_fits(episode: Episode, name: str, game: str, n_actions: int, source: str) -> None:
+    check_episode_fits(name, episode.game, episode.frameskip, episode.actions, game, n_actions, source)
 
 
 def predict_lowres(model: NextFrameDiT, frames_lowres: np.ndarray, actions: np.ndarray, context: int,
@@ -38,6 +40,10 @@ def predict_lowres(model: NextFrameDiT, frames_lowres: np.ndarray, actions: np.n
                    first_action: int | None = None):
     """frames_lowres uint8 [T+1, 3, h, w]; actions int64 [T]; first_action: the action that led to frame 0 (None:
     no_action, an episode's first frame). Returns (uint8 [N, 3, h, w], seconds per frame list)."""
+    import torch
+
+    from nextframe.models.sampling import CachedSampler
+
     cfg = model.cfg
     total = len(frames_lowres)
     check_context(total, context)
@@ -63,6 +69,8 @@ def predict_native(model, frames: np.ndarray, actions: np.ndarray, context: int,
     """A frame-stack model's rollout at native resolution: frames uint8 [T+1, H, W, 3], actions int64 [T];
     first_action: the action that led to frame 0 (None: no_action, an episode's first frame).
     Returns (uint8 [N, H, W, 3], seconds per frame list)."""
+    import torch
+
     from nextframe.models.unet_sampling import FrameStackSampler
 
     cfg = model.cfg
@@ -90,8 +98,10 @@ def rollout_episode(model, episode: Episode, context: int = 4, n_steps: int = 4,
                     times: list[float] | None = None):
     """PyTorch eager loop. Returns (pred uint8 [N, 210, 160, 3], metrics dict). times: the frame-stack
     sampler's explicit schedule (a distilled student's), else flow_schedule(n_steps)."""
+    from nextframe.models.registry import is_frame_stack
+
     cfg = model.cfg
-    check_game(episode, cfg.game, "model")
+    check_fits(episode, "the episode", cfg.game, cfg.n_actions, "model")
     if is_frame_stack(model):
         pred, secs = predict_native(model, episode.frames, episode.actions, context, n_steps, context_noise, seed,
                                     n_predict, times)
@@ -114,32 +124,25 @@ def rollout_episode_runtime(bundle_dir: str, episode: Episode, context: int = 4,
     from nextframe.runtime import Session
 
     with Session(bundle_dir, backend=backend, seed=seed) as s:
-        check_game(episode, s.bundle.game, "bundle")
+        check_fits(episode, "the episode", s.bundle.game, s.n_actions, "bundle")
         total = len(episode.frames)
         check_context(total, context)
-        if s.native_resolution:
-            leading = [s.no_action] + episode.actions.tolist()
-            s.reset(episode.frames[:context], leading[:context])
-            out, times = [], []
-            for j in range(context, total):
-                t0 = time.perf_counter()
-                out.append(s.step(int(leading[j])))
-                times.append(time.perf_counter() - t0)
-            return score_native(episode, context, np.stack(out), times, s.bundle.sampler["n_steps"])
-        lowres = to_model_resolution(episode.frames, s.height, s.width)
+        # a 64x64 model's frames reach native resolution through the core's own detail-transfer decoder, its
+        # reference the last real context frame, as users run it (Session.step_native; timed with the decode)
         leading = [s.no_action] + episode.actions.tolist()
-        s.reset(lowres[:context].transpose(0, 2, 3, 1), leading[:context])
+        reference = None if s.native_resolution else episode.frames[context - 1]
+        s.reset(session_frames(s, episode.frames[:context]), leading[:context], native_reference=reference)
         out, times = [], []
         for j in range(context, total):
             t0 = time.perf_counter()
-            frame = s.step(int(leading[j]))
+            out.append(s.step_native(int(leading[j])))
             times.append(time.perf_counter() - t0)
-            out.append(frame.transpose(2, 0, 1))
-        n_steps = s.bundle.sampler["n_steps"]
-    return score_rollout(episode, lowres, context, np.stack(out), times, n_steps)
+        return score_native(episode, context, np.stack(out), times, s.bundle.sampler["n_steps"])
 
 
 def score_rollout(episode: Episode, lowres: np.ndarray, context: int, pred_low: np.ndarray, times: list[float], n_steps: int):
+    from nextframe.models.native_decoder import DetailTransferDecoder
+
     decode = DetailTransferDecoder(episode.frames[context - 1], lowres[context - 1])
     return score_native(episode, context, decode(pred_low), times, n_steps)
 
@@ -214,10 +217,20 @@ def rollout_files(paths: list[str], out_dir: str, model=None, context: int = 4, 
     if (model is None) == (bundle is None):
         raise ValueError("rollout: give a model or a bundle, not both")
     targets = output_paths(paths, out_dir, video)
+    if bundle is not None:
+        from nextframe import _core
+
+        b = _core.Bundle.open(bundle)
+        game, n_actions, source = b.game, b.n_actions, "bundle"
+    else:
+        game, n_actions, source = model.cfg.game, model.cfg.n_actions, "model"
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"rollout: --out {out_dir} is a file, not a directory")
     os.makedirs(out_dir, exist_ok=True)
     results = []
     for path in paths:
         ep = load_episode(path)
+        check_fits(ep, path, game, n_actions, source)
         if bundle is not None:
             pred, metrics = rollout_episode_runtime(bundle, ep, context, seed)
         else:

@@ -127,6 +127,12 @@ def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise
             raise ValueError(f"export: n_steps {n_steps} does not match times with {len(times)} entries")
         n_steps = len(times) - 1
     n_steps = 4 if n_steps is None else n_steps
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or not 1 <= n_steps <= 1000:
+        raise ValueError(f"export: n_steps must be an integer in 1..1000 (got {n_steps!r})")
+    if not (isinstance(context_noise, (int, float)) and 0.0 <= context_noise <= 1.0):  # NaN fails both
+        raise ValueError(f"export: context_noise must be a number in 0..1 (got {context_noise!r})")
+    if not (isinstance(shift, (int, float)) and 1e-3 <= shift <= 1e3):
+        raise ValueError(f"export: shift must be a number in 0.001..1000 (got {shift!r})")
     def check_out():
         if os.path.lexists(out_dir) and not force and not owned_bundle(out_dir):
             raise ValueError(f"export: {out_dir} exists and is not a bundle nextframe wrote (or holds other files); "

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import ClassVar
+
+from nextframe.validation import check_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +37,15 @@ class ModelConfig:
     # open loop (val PSNR 20 dB after 300 frames, copy 29.5); a ball moves at most 2 px per frame
     refiner_gate: int = 0
 
+    # sizes a real model of this family can have; the weights file's header is checked against the shapes
+    # these imply before anything is allocated (training/checkpoint.py)
+    RANGES: ClassVar[dict] = {"height": (1, 4096), "width": (1, 4096), "channels": (1, 4), "patch": (1, 256),
+                              "dim": (1, 16384), "depth": (1, 256), "heads": (1, 256), "mlp_ratio": (1, 64),
+                              "n_actions": (1, 1024), "context": (1, 1024), "motion_refiner": (0, 4096),
+                              "refiner_gate": (0, 256)}
+
     def __post_init__(self):
-        for name in ("height", "width", "channels", "patch", "dim", "depth", "heads", "n_actions", "context"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"model config: {name} must be positive (got {getattr(self, name)})")
+        check_fields(self, "model config")
         if self.height % self.patch or self.width % self.patch:
             raise ValueError(f"model config: resolution {self.height}x{self.width} not divisible by patch {self.patch}")
         if self.motion_refiner and not self.prev_frame_input:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import ClassVar
+
+from nextframe.validation import check_fields
 
 ARCH = "unet"
 
@@ -33,22 +36,18 @@ class UNetConfig:
     sigma_data: float = 0.5  # EDM preconditioning: the data's std in [-1, 1] units
     game: str = "Breakout"
 
+    RANGES: ClassVar[dict] = {"height": (1, 4096), "width": (1, 4096), "channels": (1, 4), "fold": (1, 64),
+                              "widths": (8, 8192), "blocks": (1, 64), "cond_dim": (1, 8192), "n_actions": (1, 1024),
+                              "context": (1, 64), "sigma_data": (1e-3, 10.0)}
+
     def __post_init__(self):
+        check_fields(self, "model config")
         if self.arch != ARCH:
             raise ValueError(f"model config: arch must be '{ARCH}' (got {self.arch!r})")
-        for name in ("height", "width", "channels", "fold", "blocks", "cond_dim", "n_actions", "context"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"model config: {name} must be a positive int (got {v!r})")
-        if not self.widths or any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 or w % 8 for w in self.widths):
+        if not self.widths or any(w % 8 for w in self.widths):
             raise ValueError(f"model config: widths must be positive multiples of 8 (got {list(self.widths)})")
         if self.stem_kernel not in (1, 3):
             raise ValueError(f"model config: stem_kernel must be 1 or 3 (got {self.stem_kernel!r})")
-        if not 0.0 < self.sigma_data < 10.0:
-            raise ValueError(f"model config: sigma_data must be in (0, 10) (got {self.sigma_data})")
-        if self.height > 4096 or self.width > 4096 or self.context > 64 or self.n_actions > 1024:
-            raise ValueError(f"model config: size out of range ({self.height}x{self.width}, context {self.context}, "
-                             f"{self.n_actions} actions)")
 
     @property
     def stride(self) -> int:
@@ -88,12 +87,7 @@ class UNetConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"model config: unknown keys {unknown}")
-        d = dict(d)
-        if "widths" in d:
-            if not isinstance(d["widths"], (list, tuple)):
-                raise ValueError(f"model config: widths must be a list (got {d['widths']!r})")
-            d["widths"] = tuple(d["widths"])
-        return cls(**d)
+        return cls(**d)  # check_fields turns the widths list into a tuple
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -11,10 +11,13 @@ import os
 import sys
 import time
 
+from nextframe.validation import float_in, int_in, nonneg_int, positive_int, unit_float
+
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(__file__), "default_model")
 DEFAULT_MODEL = os.path.join(DEFAULT_MODEL_DIR, "breakout.safetensors")
 # models that ship with the package, by name (--model NAME works wherever a model file does)
-SHIPPED_MODELS = {"breakout": DEFAULT_MODEL, "breakout-dit": os.path.join(DEFAULT_MODEL_DIR, "breakout_dit.safetensors")}
+# ("breakout-dit" names the transformer, today's default, so scripts keep working once the default changes)
+SHIPPED_MODELS = {"breakout": DEFAULT_MODEL, "breakout-dit": DEFAULT_MODEL}
 
 
 def model_path(name_or_path: str) -> str:
@@ -191,7 +194,7 @@ def cmd_distill(args):
 def cmd_quantize(args):
     """An INT8 copy of a bundle (quant/): static QDQ, calibrated on the runtime's own graph inputs."""
     from nextframe import _core
-    from nextframe.data.episode import load_episode
+    from nextframe.data.episode import check_episode_fits, load_episode
     from nextframe.data.record import record_episode
     from nextframe.quant.bundle import quantize_bundle
 
@@ -202,9 +205,8 @@ def cmd_quantize(args):
     else:  # fresh episodes of the training policy mix, seeds used nowhere else
         episodes = [record_episode(bundle.game, 400, 6000 + i, 0)[0] for i in range(4)]
         names = [f"recorded: {bundle.game} seeds 6000-6003, 400 steps"]
-    for ep in episodes:
-        if ep.game != bundle.game:
-            raise ValueError(f"quantize: calibration episode is {ep.game}, the bundle is {bundle.game}")
+    for ep, name in zip(episodes, args.calib or names * len(episodes)):
+        check_episode_fits(name, ep.game, ep.frameskip, ep.actions, bundle.game, bundle.n_actions, "bundle")
     m = quantize_bundle(args.bundle, args.out, episodes, method=args.method, precision=args.precision,
                         n_windows=args.windows, frames_per_window=args.frames, seed=args.seed, calib_names=names,
                         groups=args.groups, backend=args.backend, split=args.split)
@@ -229,10 +231,10 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
     """Shared by `nextframe bench` and benchmarks/bench_frame_loop.py (kept here: no heavy imports)."""
     ap.add_argument("--model", default=DEFAULT_MODEL, type=model_path,
                     help="the PyTorch model of the bundle (for the torch loops): a file or a shipped model's name")
-    ap.add_argument("--frames", type=int, default=200)
-    ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--frames", type=positive_int, default=200)
+    ap.add_argument("--warmup", type=nonneg_int, default=10)
+    ap.add_argument("--threads", type=int_in(1, 256), default=2)
+    ap.add_argument("--seed", type=nonneg_int, default=0)
     ap.add_argument("--out", default=None, help="also write the JSON here")
 
 
@@ -328,17 +330,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("record", help="record ALE episodes (episode format, docs/formats.md)")
     r.add_argument("--game", default="Breakout")
-    r.add_argument("--episodes", type=int, default=10)
-    r.add_argument("--steps", type=int, default=1000, help="steps per episode (fewer if the game ends)")
+    r.add_argument("--episodes", type=positive_int, default=10)
+    r.add_argument("--steps", type=positive_int, default=1000, help="steps per episode (fewer if the game ends)")
     r.add_argument("--out", required=True)
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=nonneg_int, default=0)
     r.add_argument("--policy", default=None, help="fix the policy (default: a mix chosen per episode from the seed)")
     r.set_defaults(func=cmd_record)
 
     t = sub.add_parser("train", help="train a world model from a JSON config (resumes from out_dir)")
     t.add_argument("config")
     t.add_argument("--out-dir", default=None)
-    t.add_argument("--total-steps", type=int, default=None)
+    t.add_argument("--total-steps", type=positive_int, default=None)
     t.set_defaults(func=cmd_train)
 
     o = sub.add_parser("rollout", help="open-loop rollout of episodes: predictions, videos, metrics (JSON lines)")
@@ -348,10 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"a model file or a shipped model: {', '.join(SHIPPED_MODELS)}")
     o.add_argument("--bundle", default=None,
                    help="run this bundle (FP32 or quantized) through the C++ runtime instead of the PyTorch model")
-    o.add_argument("--context", type=int, default=4)
-    o.add_argument("--steps", type=int, default=None, help="denoising steps per frame (default: the model's)")
-    o.add_argument("--context-noise", type=float, default=None)
-    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--context", type=positive_int, default=4)
+    o.add_argument("--steps", type=positive_int, default=None, help="denoising steps per frame (default: the model's)")
+    o.add_argument("--context-noise", type=unit_float, default=None)
+    o.add_argument("--seed", type=nonneg_int, default=0)
     o.add_argument("--no-video", action="store_true")
     o.set_defaults(func=cmd_rollout)
 
@@ -359,24 +361,24 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", nargs="?", default=DEFAULT_MODEL, type=model_path,
                    help=f"a model file or a shipped model: {', '.join(SHIPPED_MODELS)}")
     e.add_argument("--out", required=True)
-    e.add_argument("--steps", type=int, default=None, help="denoising steps per frame written to the bundle")
+    e.add_argument("--steps", type=positive_int, default=None, help="denoising steps per frame written to the bundle")
     e.add_argument("--force", action="store_true",
                    help="replace --out even when it is not a bundle nextframe wrote (default: refuse)")
-    e.add_argument("--context-noise", type=float, default=None)
+    e.add_argument("--context-noise", type=unit_float, default=None)
     e.add_argument("--trt", action="store_true",
                    help="also build a TensorRT 10 engine of the step graph for this GPU into the bundle (needs TensorRT 10)")
     e.add_argument("--precision", choices=("fp16", "bf16", "fp8", "int8", "fp32"), default=None,
                    help="TensorRT engine precision (default fp16; int8/fp8 need a quantized graph)")
-    e.add_argument("--workspace-gb", type=float, default=4.0, help="TensorRT builder workspace limit in GiB")
+    e.add_argument("--workspace-gb", type=float_in(0.01, 4096), default=4.0, help="TensorRT builder workspace limit in GiB")
     e.set_defaults(func=cmd_export)
 
     pl = sub.add_parser("play", help="play the generated game in a window (C++ runtime; needs the [play] extra)")
     pl.add_argument("bundle", nargs="?", default=None, help="a bundle dir (default: the shipped model, exported once)")
-    pl.add_argument("--scale", type=int, default=3)
+    pl.add_argument("--scale", type=int_in(1, 16), default=3)
     pl.add_argument("--record", default=None, help="write what was shown to this .mp4")
-    pl.add_argument("--frames", type=int, default=None, help="stop after N frames")
+    pl.add_argument("--frames", type=positive_int, default=None, help="stop after N frames")
     pl.add_argument("--headless", action="store_true", help="no window, scripted actions (needs --frames)")
-    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--seed", type=nonneg_int, default=0)
     pl.set_defaults(func=cmd_play)
 
     b = sub.add_parser("bench", help="frame-loop latency side by side: C++ runtime, Python ORT loop, PyTorch with/without cache")
@@ -391,10 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--model", default=DEFAULT_MODEL, type=model_path,
                    help=f"a model file or a shipped model: {', '.join(SHIPPED_MODELS)}")
-    d.add_argument("--frames", type=int, default=300)
-    d.add_argument("--context", type=int, default=4)
-    d.add_argument("--steps", type=int, default=None)
-    d.add_argument("--seed", type=int, default=777001)
+    d.add_argument("--frames", type=positive_int, default=300)
+    d.add_argument("--context", type=positive_int, default=4)
+    d.add_argument("--steps", type=positive_int, default=None)
+    d.add_argument("--seed", type=nonneg_int, default=777001)
     d.add_argument("--engine", choices=("cpp", "torch"), default="cpp")
     d.set_defaults(func=cmd_demo)
 
@@ -407,13 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnxruntime (QDQ U8S8, fastest in the C++ core on CPU) or modelopt (Q/DQ for TensorRT; "
                         "needs the modelopt extra)")
     q.add_argument("--calib", nargs="*", default=None, help="episode files to calibrate on (default: 4 fresh episodes)")
-    q.add_argument("--groups", type=int, default=1,
+    q.add_argument("--groups", type=int_in(1, 64), default=1,
                    help="activation scales per group of denoising steps: one graph per group, picked per step")
     q.add_argument("--split", action=argparse.BooleanOptionalAction, default=None,
                    help="split quantization of convolutions over concatenations (default: on for qdiff)")
-    q.add_argument("--windows", type=int, default=16, help="context windows rolled out for calibration")
-    q.add_argument("--frames", type=int, default=6, help="frames generated per window")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--windows", type=positive_int, default=16, help="context windows rolled out for calibration")
+    q.add_argument("--frames", type=positive_int, default=6, help="frames generated per window")
+    q.add_argument("--seed", type=nonneg_int, default=0)
     q.set_defaults(func=cmd_quantize)
 
     di = sub.add_parser("distill", help="distill a teacher into a few-step student (resumes from out_dir)")
@@ -423,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--teacher", default=DEFAULT_MODEL, type=model_path)
     di.add_argument("--config", required=True)
     di.add_argument("--out-dir", default=None)
-    di.add_argument("--total-steps", type=int, default=None)
+    di.add_argument("--total-steps", type=positive_int, default=None)
     di.set_defaults(func=cmd_distill)
     return p
 
@@ -433,7 +435,32 @@ def _terminate(signum, frame):
     raise SystemExit(128 + signum)
 
 
+# optional dependencies by top-level module -> the extra that installs them (pyproject.toml)
+EXTRAS = {"torch": "train", "ale_py": "train", "gymnasium": "train", "safetensors": "train", "onnx": "train",
+          "tqdm": "train", "imageio": "video", "imageio_ffmpeg": "video", "pygame": "play", "modelopt": "quant"}
+
+
+def user_error(e: BaseException) -> str | None:
+    """The one line for an error the user can fix (bad file, bad setting, missing optional package, a declared
+    size beyond memory), or None for a bug, whose traceback must stay visible."""
+    if isinstance(e, ModuleNotFoundError):
+        top = (e.name or "").split(".")[0]
+        if top in EXTRAS:
+            return f"this command needs {top}, which is not installed (pip install 'nextframe[{EXTRAS[top]}]')"
+        return None
+    if isinstance(e, OSError):  # missing, unreadable or unwritable files, a full disk, a path that is a folder
+        if e.strerror:
+            return f"{e.strerror} ({e.filename})" if e.filename else e.strerror
+        return str(e) or type(e).__name__
+    if isinstance(e, MemoryError):
+        return f"out of memory ({e or 'an input declares more data than this machine can hold'})"
+    if isinstance(e, (ValueError, RuntimeError)) or type(e).__name__ == "SafetensorError":
+        return str(e).splitlines()[0] if str(e) else type(e).__name__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 2 a user-fixable error (one line on stderr), 130 interrupted (Ctrl-C)."""
     import signal
     import threading
 
@@ -442,8 +469,14 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"nextframe: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("nextframe: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - sorted below: user errors print one line, bugs re-raise
+        line = user_error(e)
+        if line is None:
+            raise
+        print(f"nextframe: {line}", file=sys.stderr)
         return 2
     finally:
         if main_thread:

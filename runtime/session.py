@@ -171,13 +171,20 @@ class Session:
         if len(acts) != x.shape[0]:
             raise ValueError(f"session: {len(acts)} actions for {x.shape[0]} frames (expected one per frame)")
         a = np.array([self._action(v, allow_no_action=True) for v in acts], dtype=np.int64)
+        reference = None
         if native_reference is not None and not self.native_resolution:
-            self.set_native_reference(native_reference, x[-1] if len(x) else None)
-        self.loop.reset(x, a)
+            reference = self._native_reference(native_reference, x[-1] if len(x) else None)
+        self.loop.reset(x, a)  # everything was checked above and the core checks before it changes anything
+        if reference is not None:
+            self._decoder.set_reference(*reference)
 
     def set_native_reference(self, native, lowres=None) -> None:
         """The real frame whose sharp static detail step_native() transfers: native uint8 [native_height,
         native_width, 3] and the same frame at model resolution (uint8 [H, W, 3] or float [3, H, W] in [-1, 1])."""
+        self._decoder.set_reference(*self._native_reference(native, lowres))
+
+    def _native_reference(self, native, lowres) -> tuple[np.ndarray, np.ndarray]:
+        """Validated (native uint8 [h, w, 3], model-resolution uint8) for the decoder; changes nothing."""
         if self._decoder is None:
             raise ValueError("session: bundle has no native_decoder section (use step() for model-resolution frames)")
         nat = np.asarray(native)
@@ -187,7 +194,7 @@ class Session:
         if lowres is None:
             raise ValueError("session: native_reference needs at least one context frame")
         low = self._frames(np.asarray(lowres)[None])[0]  # validated float [3, H, W], whichever form was given
-        self._decoder.set_reference(np.ascontiguousarray(nat), to_uint8(low))
+        return np.ascontiguousarray(nat), to_uint8(low)
 
     def step_raw(self, action) -> np.ndarray:
         """The next frame as the model sees it: float32 [3, H, W] in [-1, 1]."""

@@ -3,6 +3,7 @@ give known answers on synthetic frames, the native decoder is exact on unchanged
 writes the prediction file of docs/formats.md ([T+1-context, 210, 160, 3] uint8 plus `context`)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -108,7 +109,14 @@ def test_rollout_cli_errors(tmp_path, capsys):
     ep.actions[2] = 7  # not in the game's action set
     save_episode(tmp_path / "act.npz", ep)
     assert main(["rollout", str(tmp_path / "act.npz"), "--out", str(tmp_path / "out"), "--model", model_path]) == 2
-    assert "action index 7 out of range" in capsys.readouterr().err
+    assert "has action 7, the model knows actions 0..3" in capsys.readouterr().err
+    for field, value, fragment in (("game", "Pong", "is Pong, the model is Breakout"),
+                                   ("frameskip", 4, "recorded with frameskip 4, the model learned frameskip 2")):
+        other = dataclasses.replace(square_episode(6, 1), **{field: value})
+        save_episode(tmp_path / f"{field}.npz", other)
+        assert main(["rollout", str(tmp_path / f"{field}.npz"), "--out", str(tmp_path / "out"), "--model", model_path]) == 2
+        assert fragment in capsys.readouterr().err
+    assert not list((tmp_path / "out").glob("*.npz"))  # refused before anything was written
 
 
 def test_rollout_refuses_short_context(tmp_path):

@@ -121,9 +121,9 @@ def test_config_file_errors(tmp_path):
     p.write_text("{not json")
     with pytest.raises(ValueError, match="is not valid JSON"):
         load_config(str(p))
-    with pytest.raises(ValueError, match="seq_len must be at least 2"):
+    with pytest.raises(ValueError, match=r"train config: seq_len must be in 2\.\.4096 \(got 1\)"):
         TrainConfig(seq_len=1)
-    with pytest.raises(ValueError, match=r"motion_share must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"motion_share must be in 0.0\.\.0.999999"):
         TrainConfig(motion_share=1.0)
 
 

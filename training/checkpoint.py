@@ -37,15 +37,31 @@ def load_model(path: str) -> NextFrameDiT:
             meta = f.metadata() or {}
             if meta.get("format") != FORMAT:
                 raise ValueError(f"model: {path} is not a nextframe model (format {meta.get('format')!r}, expected {FORMAT!r})")
-            cfg = model_config_from_dict(json.loads(meta["config"]))
+            try:
+                cfg = model_config_from_dict(json.loads(meta.get("config", "")))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"model: {path} has no readable config in its metadata ({e})") from None
+            check_shapes(path, cfg, {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (OSError, RuntimeError, SafetensorError) as e:  # a truncated or foreign file
         raise ValueError(f"model: {path} is not a readable safetensors file ({e})") from None
     model = build_model(cfg)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"model: {path} does not match its config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.load_state_dict(state)
     return model.eval()
+
+
+def check_shapes(path: str, cfg, shapes: dict[str, tuple[int, ...]]) -> None:
+    """The file's tensor shapes (from its header) against those its config implies, before anything is allocated:
+    the model is first built on the meta device (shapes only, no memory), so a small file whose config asks for
+    a huge model is refused here instead of exhausting memory."""
+    with torch.device("meta"):
+        shell = build_model(cfg)
+    expected = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
+    missing, unexpected = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
+    wrong = [f"{k} {list(shapes[k])} (config: {list(v)})" for k, v in expected.items() if k in shapes and shapes[k] != v]
+    if missing or unexpected or wrong:
+        raise ValueError(f"model: {path} does not match its config (missing {missing[:3]}, unexpected {unexpected[:3]}, "
+                         f"shapes {wrong[:2]})")
 
 
 def model_metadata(path: str) -> dict:

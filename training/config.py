@@ -4,8 +4,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from typing import ClassVar
 
 from nextframe.models.config import ModelConfig, model_config_from_dict
+from nextframe.validation import check_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,26 +57,24 @@ class TrainConfig:
     event_rows: tuple[tuple[int, int], ...] = ()  # row ranges where a change marks a rare event (data/frame_store.py)
     event_weight: float = 1.0  # such targets are sampled this many times as often
 
+    RANGES: ClassVar[dict] = {
+        "seq_len": (2, 4096), "batch_size": (1, 65536), "lr": (1e-12, 1.0), "warmup_steps": (0, None),
+        "total_steps": (1, None), "min_lr_ratio": (0.0, 1.0), "weight_decay": (0.0, 10.0), "grad_clip": (0.0, None),
+        "ema_decay": (0.0, 1.0), "context_noise_max": (0.0, 1.0), "time_logit_std": (0.0, 100.0),
+        "own_context_prob": (0.0, 1.0), "own_context_passes": (1, 64), "pool_context_prob": (0.0, 1.0),
+        "pool_min_len": (1, None), "pool_max_len": (1, None), "pool_frames_per_step": (1, 4096),
+        "pool_tolerance": (0.0, 2.0), "motion_weight": (0.0, 1e6), "motion_share": (0.0, 0.999999),
+        "log_every": (1, None), "eval_every": (1, None), "eval_frames": (1, None), "eval_steps": (1, 1000),
+        "ckpt_every": (1, None), "seed": (0, 2**63 - 1), "pure_noise_prob": (0.0, 1.0),
+        "own_context_steps": (1, 1000), "time_budget_s": (0.0, None), "own_context_after": (0, None),
+        "event_rows": (0, 100000), "event_weight": (1e-6, 1e6)}
+
     def __post_init__(self):
-        if self.seq_len < 2:
-            raise ValueError(f"train config: seq_len must be at least 2 (got {self.seq_len})")
-        for name in ("batch_size", "total_steps", "log_every", "eval_every", "ckpt_every", "own_context_passes",
-                     "pool_frames_per_step"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train config: {name} must be positive (got {getattr(self, name)})")
+        check_fields(self, "train config")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"train config: device must be cpu or cuda (got {self.device!r})")
-        for name in ("pure_noise_prob", "own_context_prob", "pool_context_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"train config: {name} must be in [0, 1] (got {getattr(self, name)})")
-        if self.event_weight <= 0 or any(len(r) != 2 or not 0 <= r[0] < r[1] for r in self.event_rows):
-            raise ValueError(f"train config: event_weight must be positive and event_rows [start, end) pairs "
-                             f"(got {self.event_weight}, {list(self.event_rows)})")
-        if self.time_budget_s < 0 or self.own_context_steps < 1:
-            raise ValueError(f"train config: time_budget_s must be >= 0 and own_context_steps >= 1 "
-                             f"(got {self.time_budget_s}, {self.own_context_steps})")
-        if not 0.0 <= self.motion_share < 1.0:
-            raise ValueError(f"train config: motion_share must be in [0, 1) (got {self.motion_share})")
+        if any(r[0] >= r[1] for r in self.event_rows):
+            raise ValueError(f"train config: event_rows must be [start, end) pairs (got {list(self.event_rows)})")
         if self.pool_context_prob > 0 and not self.seq_len <= self.pool_min_len <= self.pool_max_len:
             raise ValueError(f"train config: need seq_len <= pool_min_len <= pool_max_len "
                              f"(got {self.seq_len}, {self.pool_min_len}, {self.pool_max_len})")
@@ -103,9 +103,4 @@ def load_config(path: str) -> tuple[ModelConfig, TrainConfig]:
     bad = sorted(set(train_raw) - known)
     if bad:
         raise ValueError(f"train config: {path} has unknown train keys {bad}")
-    for key in ("data", "trainable"):
-        if key in train_raw:
-            train_raw[key] = tuple(train_raw[key])
-    if "event_rows" in train_raw:
-        train_raw["event_rows"] = tuple(tuple(r) for r in train_raw["event_rows"])
-    return model, TrainConfig(**train_raw)
+    return model, TrainConfig(**train_raw)  # check_fields turns JSON lists into tuples

@@ -225,7 +225,7 @@ class Trainer:
 
         cfg = self.cfg
         data = WindowDataset(cfg.data, self.model.cfg.height, self.model.cfg.width, cfg.seq_len,
-                             self.model.cfg.no_action, cfg.cache_dir)
+                             self.model.cfg.no_action, cfg.cache_dir, game=self.model.cfg.game)
         rng = np.random.default_rng([cfg.seed, self.step])
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
         end = cfg.total_steps if max_steps is None else min(cfg.total_steps, self.step + max_steps)
