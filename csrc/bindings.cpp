@@ -18,6 +18,7 @@
 #include "native_decoder.h"
 #include "schedule.h"
 #include "sha256.h"
+#include "utf8.h"
 #include "version.h"
 
 namespace py = pybind11;
@@ -139,6 +140,22 @@ void raise_pending_signals() {
 PYBIND11_MODULE(_core, m) {
     m.doc() = "nextframe C++ core (nf_core) bindings.";
     nf::set_interrupt_hook(&raise_pending_signals);
+    // The core's errors as ValueError / RuntimeError (as pybind11's defaults would), their messages made valid
+    // UTF-8: they may quote bytes of a corrupt file. pybind11's own exceptions (which derive from
+    // std::runtime_error) and Python errors pass through to the default translators.
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const py::builtin_exception&) {
+            throw;
+        } catch (const py::error_already_set&) {
+            throw;
+        } catch (const std::invalid_argument& e) {
+            PyErr_SetString(PyExc_ValueError, nf::to_valid_utf8(e.what()).c_str());
+        } catch (const std::runtime_error& e) {
+            PyErr_SetString(PyExc_RuntimeError, nf::to_valid_utf8(e.what()).c_str());
+        }
+    });
 
     m.attr("__version__") = nf::version();
 

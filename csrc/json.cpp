@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "common.h"
+#include "utf8.h"
 
 namespace nf {
 
@@ -13,6 +14,8 @@ public:
     explicit JsonParser(const std::string& text) : s_(text) {}
 
     Json parse_document() {
+        // JSON text is UTF-8 (RFC 8259); anything else is refused before it can reach a message or a string
+        if (const std::size_t bad = first_invalid_utf8(s_); bad != s_.size()) fail_at("invalid UTF-8", bad);
         skip_ws();
         Json v = parse_value(0);
         skip_ws();

@@ -7,11 +7,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
 
 NATIVE_HEIGHT, NATIVE_WIDTH = 210, 160
+# what a damaged archive raises from zipfile, zlib and numpy's header parser (found by tests/fuzz_harness.py)
+CORRUPT = (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError, tokenize.TokenError,
+           SyntaxError, OverflowError, UnicodeDecodeError, KeyError)
+
+
+def _why(e: BaseException) -> str:
+    """An exception as one short line for a message."""
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}"
 FRAMESKIP = 2  # emulator frames per step that every model here is trained on: 30 game steps per second
 
 
@@ -44,6 +55,8 @@ def save_episode(path: str | os.PathLike, episode: Episode, **extra: np.ndarray 
 
 def load_episode(path: str | os.PathLike) -> Episode:
     name = str(path)
+    if os.path.isdir(name):
+        raise ValueError(f"episode: {name} is a directory, not an episode file")
     if not os.path.isfile(name):
         raise FileNotFoundError(f"episode: file not found ({name})")
     with open(name, "rb") as fh:  # we own the handle, so a corrupt file cannot leak it
@@ -51,8 +64,8 @@ def load_episode(path: str | os.PathLike) -> Episode:
         fh.seek(0)
         try:
             data = np.load(fh, allow_pickle=False)
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-            raise ValueError(f"episode: {name} is not a readable .npz file ({type(e).__name__}: {e})") from None
+        except (ValueError, *CORRUPT) as e:
+            raise ValueError(f"episode: {name} is not a readable .npz file ({_why(e)})") from None
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise ValueError(f"episode: {name} is a single .npy array, not an .npz archive")
         for key in ("frames", "actions", "game", "frameskip"):
@@ -61,10 +74,10 @@ def load_episode(path: str | os.PathLike) -> Episode:
         try:
             frames, actions = data["frames"], data["actions"]
             game, frameskip = data["game"], data["frameskip"]
-        except ValueError as e:  # object arrays need pickle, which we never allow
-            raise ValueError(f"episode: {name} holds a pickled array ({e})") from None
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise ValueError(f"episode: {name} is truncated or corrupt ({type(e).__name__}: {e})") from None
+        except ValueError as e:  # object arrays need pickle, which we never allow (or a damaged array)
+            raise ValueError(f"episode: {name} holds an unreadable or pickled array ({_why(e)})") from None
+        except CORRUPT as e:
+            raise ValueError(f"episode: {name} is truncated or corrupt ({_why(e)})") from None
     _check_arrays(name, frames, actions)
     if game.shape != () or game.dtype.kind not in "US":
         raise ValueError(f"episode: {name} key 'game' must be a str scalar (got dtype {game.dtype}, shape {game.shape})")
@@ -105,8 +118,8 @@ def check_declared_sizes(fh, name: str) -> None:
     the total fitting in memory. A small archive that inflates to gigabytes is refused here, in one line."""
     try:
         zf = zipfile.ZipFile(fh)
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise ValueError(f"episode: {name} is not a readable .npz file ({type(e).__name__}: {e})") from None
+    except (ValueError, *CORRUPT) as e:
+        raise ValueError(f"episode: {name} is not a readable .npz file ({_why(e)})") from None
     total = 0
     with zf:
         for info in zf.infolist():
@@ -121,8 +134,8 @@ def check_declared_sizes(fh, name: str) -> None:
                     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
                     shape, _, dtype = read(member)
                     header_len = member.tell()
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as e:
-                raise ValueError(f"episode: {name} key '{key}' has no readable .npy header ({e})") from None
+            except (ValueError, *CORRUPT) as e:
+                raise ValueError(f"episode: {name} key '{key}' has no readable .npy header ({_why(e)})") from None
             if dtype.hasobject:
                 raise ValueError(f"episode: {name} key '{key}' holds Python objects (pickle), which are never loaded")
             if any(d < 0 for d in shape):

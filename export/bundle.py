@@ -140,6 +140,11 @@ def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise
 
     check_out()
     parent = os.path.dirname(os.path.abspath(out_dir))
+    above = parent
+    while not os.path.lexists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        raise ValueError(f"export: cannot create {out_dir}: {above} is a file, not a directory")
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".bundle-", dir=parent)
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be shared

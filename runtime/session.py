@@ -181,7 +181,8 @@ class Session:
     def set_native_reference(self, native, lowres=None) -> None:
         """The real frame whose sharp static detail step_native() transfers: native uint8 [native_height,
         native_width, 3] and the same frame at model resolution (uint8 [H, W, 3] or float [3, H, W] in [-1, 1])."""
-        self._decoder.set_reference(*self._native_reference(native, lowres))
+        reference = self._native_reference(native, lowres)  # validates first (there may be no decoder at all)
+        self._decoder.set_reference(*reference)
 
     def _native_reference(self, native, lowres) -> tuple[np.ndarray, np.ndarray]:
         """Validated (native uint8 [h, w, 3], model-resolution uint8) for the decoder; changes nothing."""

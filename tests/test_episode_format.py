@@ -58,7 +58,7 @@ def test_bad_file_names_file_and_key(tmp_path, arrays, fragment):
 def test_pickled_array_is_refused(tmp_path):
     p = tmp_path / "pickled.npz"
     _write(p, game=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(ValueError, match="pickled"):
+    with pytest.raises(ValueError, match=r"key 'game' holds Python objects \(pickle\), which are never loaded"):
         load_episode(p)
 
 
@@ -81,3 +81,38 @@ def test_save_refuses_bad_arrays(tmp_path):
     with pytest.raises(ValueError, match="key 'actions' has shape"):
         save_episode(tmp_path / "x.npz", bad)
     assert not list(tmp_path.iterdir())
+
+
+def test_declared_sizes_are_checked_before_decompressing(tmp_path, monkeypatch):
+    """A small archive that declares more data than memory can hold (a zip bomb) is refused from its .npy headers,
+    before anything is inflated; here the machine is made to look small instead of writing gigabytes."""
+    import nextframe.data.episode as episode_module
+
+    p = tmp_path / "ep.npz"
+    save_episode(p, _episode())
+    declared = 6 * 210 * 160 * 3 + 5 * 8
+    monkeypatch.setattr(episode_module, "available_memory", lambda: declared)  # needs twice what it declares
+    with pytest.raises(ValueError, match=r"declares 0\.0 GiB of arrays, more than half of the 0\.0 GiB of memory"):
+        load_episode(p)
+    monkeypatch.setattr(episode_module, "available_memory", lambda: 4 * declared)
+    assert load_episode(p).n_steps == 5
+
+
+def test_header_that_disagrees_with_its_entry_is_refused(tmp_path):
+    """An .npy header declaring fewer frames than its zip entry holds (or more) is corrupt: refused by the header
+    check, never read as a silently shorter episode."""
+    import io
+    import zipfile
+
+    p = tmp_path / "lying.npz"
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "|u1", "fortran_order": False, "shape": (2, 210, 160, 3)})
+    buf.write(bytes(3 * 210 * 160 * 3))  # three frames of data behind a two-frame header
+    with zipfile.ZipFile(p, "w") as zf:
+        zf.writestr("frames.npy", buf.getvalue())
+        for key, value in (("actions", np.zeros(1, np.int64)), ("game", np.array("Breakout")), ("frameskip", np.array(2))):
+            b = io.BytesIO()
+            np.save(b, value)
+            zf.writestr(f"{key}.npy", b.getvalue())
+    with pytest.raises(ValueError, match=r"key 'frames' declares 201600 bytes of data \(2, 210, 160, 3\) but its entry holds 302400"):
+        load_episode(p)
