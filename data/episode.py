@@ -141,6 +141,12 @@ def check_declared_sizes(fh, name: str) -> None:
             if any(d < 0 for d in shape):
                 raise ValueError(f"episode: {name} key '{key}' declares a negative dimension {shape}")
             nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            # deflate expands at most ~1032:1, a stored entry not at all: a larger declared size is a lie about
+            # the data behind it, caught here before a reader allocates what the header claims
+            limit = info.compress_size if info.compress_type == zipfile.ZIP_STORED else 1032 * info.compress_size + 1024
+            if info.file_size > limit:
+                raise ValueError(f"episode: {name} key '{key}' declares {info.file_size} bytes from {info.compress_size} "
+                                 "stored bytes, more than its compression can produce (corrupt)")
             if header_len + nbytes != info.file_size:
                 raise ValueError(f"episode: {name} key '{key}' declares {nbytes} bytes of data {shape} but its entry "
                                  f"holds {info.file_size - header_len} (corrupt)")

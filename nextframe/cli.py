@@ -243,7 +243,6 @@ def cmd_bench_bundles(args):
     from nextframe import _core
     from nextframe.benchmarks.bundle_timing import ROUND_FRAMES, time_bundles
     from nextframe.benchmarks.device_info import cpu_info
-    from nextframe.data.record import record_episode
 
     import numpy as np
 
@@ -255,8 +254,20 @@ def cmd_bench_bundles(args):
         names[name if name not in names else path] = path
     if len(games) > 1:
         raise ValueError(f"bench: the bundles are of different games ({', '.join(sorted(games))})")
-    episode, _ = record_episode(games.pop(), 40, 880001 + args.seed, 0, "tracker")  # real context frames
-    lead = np.concatenate([[0], episode.actions])
+    game = games.pop()
+    info = _core.Bundle.open(next(iter(names.values())))
+    if args.episode:
+        from nextframe.data.episode import check_episode_fits, load_episode
+
+        episode = load_episode(args.episode)
+        check_episode_fits(args.episode, episode.game, episode.frameskip, episode.actions, game, info.n_actions, "bundle")
+        if len(episode.frames) < 40:
+            raise ValueError(f"bench: {args.episode} has {len(episode.frames)} frames (at least 40 needed)")
+    else:
+        from nextframe.data.record import record_episode
+
+        episode, _ = record_episode(game, 40, 880001 + args.seed, 0, "tracker")  # real context frames
+    lead = np.concatenate([[info.no_action], episode.actions])
     rows = time_bundles(names, episode.frames[30:], lead[30:], args.frames, args.threads, args.seed)
     first = next(iter(rows))
     out = {"device": cpu_info(), "threads": args.threads, "n_frames": args.frames,
@@ -278,11 +289,11 @@ def cmd_bench_bundles(args):
 
 
 def cmd_bench(args):
+    bundles = args.bundle or []
+    if len(bundles) > 1 or (bundles and args.episode):
+        return cmd_bench_bundles(args)
     from nextframe.benchmarks import bench_frame_loop
 
-    bundles = args.bundle or []
-    if len(bundles) > 1:
-        return cmd_bench_bundles(args)
     args.bundle = bundles[0] if bundles else None
     out = bench_frame_loop.run(args)
     if args.json:
@@ -386,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a bundle dir (default: export --model to a temp dir); two or more: their C++ runtime "
                         "loops timed side by side, interleaved in rounds")
     b.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    b.add_argument("--episode", default=None,
+                   help="context frames from this episode instead of a freshly recorded one; with it, even one bundle "
+                        "is timed in the C++ runtime alone (no PyTorch loops: works on the runtime-only install)")
     add_bench_arguments(b)
     b.set_defaults(func=cmd_bench)
 

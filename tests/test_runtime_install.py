@@ -5,6 +5,7 @@ path hook), as on a machine that never installed them: a Session steps, `nextfra
 episode, and commands that need the training stack say which extra to install, in one line."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -73,6 +74,19 @@ sys.exit(main(["rollout", {str(ep)!r}, "--bundle", {bundle!r}, "--out", {str(out
     with np.load(out / "ep.npz") as d:
         assert d["frames"].shape == (8 + 1 - 4, 210, 160, 3)
     assert '"source"' in r.stdout
+
+
+def test_bench_of_a_bundle_without_the_training_stack(tmp_path):
+    bundle, _ = tiny_bundle()
+    ep = tmp_path / "ep.npz"
+    save_episode(ep, square_episode(45, 0))
+    r = _run(f"""
+from nextframe.cli import main
+sys.exit(main(["bench", {bundle!r}, "--episode", {str(ep)!r}, "--frames", "10", "--threads", "1", "--json"]))
+""")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert list(out["bundles"].values())[0]["n_frames"] > 0
 
 
 def test_training_commands_name_the_missing_extra(tmp_path):

@@ -29,9 +29,15 @@ def save_model(model: NextFrameDiT, path: str, extra_metadata: dict | None = Non
     _atomic_save(model.state_dict(), path, meta)
 
 
-def load_model(path: str) -> NextFrameDiT:
+def check_model_path(path: str) -> None:
+    if os.path.isdir(path):
+        raise ValueError(f"model: {path} is a directory, not a model file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model: file not found ({path})")
+
+
+def load_model(path: str) -> NextFrameDiT:
+    check_model_path(path)
     try:
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}
@@ -65,6 +71,7 @@ def check_shapes(path: str, cfg, shapes: dict[str, tuple[int, ...]]) -> None:
 
 
 def model_metadata(path: str) -> dict:
+    check_model_path(path)
     try:
         with safe_open(path, framework="pt") as f:
             return dict(f.metadata() or {})

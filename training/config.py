@@ -82,6 +82,8 @@ class TrainConfig:
 
 def read_json_config(path: str, what: str):
     """The parsed JSON of a config file; a missing file or bad JSON is a one-line error naming `what`."""
+    if os.path.isdir(path):
+        raise ValueError(f"{what}: {path} is a directory, not a config file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what}: file not found ({path})")
     with open(path) as f:

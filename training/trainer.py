@@ -22,6 +22,7 @@ from nextframe.data.dataset import WindowDataset
 from nextframe.models.config import ModelConfig
 from nextframe.models.dit import NextFrameDiT
 from nextframe.models.flow import add_noise, sample_train_times, x0_loss_weight
+from nextframe.models.registry import check_trainable_size
 from nextframe.training.checkpoint import load_training_state, save_model, save_training_state
 from nextframe.training.config import TrainConfig
 from nextframe.training.plot import write_loss_svg
@@ -128,6 +129,7 @@ class Trainer:
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, progress: bool = True):
         self.cfg, self.progress = cfg, progress
         torch.manual_seed(cfg.seed)
+        check_trainable_size(model_cfg)
         self.model = NextFrameDiT(model_cfg)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         decay, no_decay = [], []

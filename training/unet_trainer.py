@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from nextframe.data.frame_store import FrameStore
+from nextframe.models.registry import check_trainable_size
 from nextframe.models.unet import FrameStackUNet
 from nextframe.models.unet_config import UNetConfig
 from nextframe.training.checkpoint import load_training_state, save_model, save_training_state
@@ -130,6 +131,7 @@ class UNetTrainer:
         self.cfg, self.progress = cfg, progress
         self.device = torch.device(cfg.device)
         torch.manual_seed(cfg.seed)
+        check_trainable_size(model_cfg)
         self.model = FrameStackUNet(model_cfg).to(self.device)
         # channels-last convs: 1.5x faster here on the CPU (shared/world-model-notes.md) and cuDNN's fast path
         self.model.channels_last = True
