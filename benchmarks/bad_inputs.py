@@ -186,7 +186,7 @@ def run_case(kind: str, target, guard: list[Path] = ()) -> tuple[str, str, float
 def catalog(fx: Fixtures) -> list[tuple[str, str, str, object, list]]:
     """(class, description, 'cli' | 'api', argv or callable, files that must not change)."""
     from nextframe import _core
-    from nextframe.data.episode import Episode, load_episode, save_episode
+    from nextframe.data.episode import load_episode
     from nextframe.runtime import Session
 
     ep, model, bundle = fx.episode, fx.model, fx.bundle

@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from nextframe.atomic import write_atomic
 from nextframe.data.episode import check_episode_fits, load_episode
 from nextframe.data.resize import to_model_resolution  # noqa: F401  (re-exported: its long-standing home)
 
@@ -51,9 +51,8 @@ def cached_episode(path: str, height: int, width: int, cache_dir: str | None, ga
     frames = to_model_resolution(ep.frames, height, width)
     if cache_dir:
         os.makedirs(cache_dir, exist_ok=True)
-        tmp = cached + ".tmp.npz"
-        np.savez(tmp, frames=frames, actions=ep.actions, game=np.array(ep.game), frameskip=np.array(ep.frameskip))
-        os.replace(tmp, cached)
+        write_atomic(cached, lambda tmp: np.savez(tmp, frames=frames, actions=ep.actions, game=np.array(ep.game),
+                                                   frameskip=np.array(ep.frameskip)))
     return frames, ep.actions
 
 

@@ -13,6 +13,8 @@ import zlib
 
 import numpy as np
 
+from nextframe.atomic import write_atomic
+
 NATIVE_HEIGHT, NATIVE_WIDTH = 210, 160
 # what a damaged archive raises from zipfile, zlib and numpy's header parser (found by tests/fuzz_harness.py)
 CORRUPT = (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError, tokenize.TokenError,
@@ -41,16 +43,14 @@ class Episode:
 def save_episode(path: str | os.PathLike, episode: Episode, **extra: np.ndarray | int | str) -> None:
     """Write atomically (temp file + rename) so a killed recorder never leaves a half episode."""
     _check_arrays(str(path), episode.frames, episode.actions)
-    tmp = f"{path}.tmp.npz"
-    np.savez_compressed(
+    write_atomic(path, lambda tmp: np.savez_compressed(
         tmp,
         frames=episode.frames,
         actions=episode.actions.astype(np.int64),
         game=np.array(episode.game),
         frameskip=np.array(int(episode.frameskip)),
         **{k: np.asarray(v) for k, v in extra.items()},
-    )
-    os.replace(tmp, path)
+    ))
 
 
 def load_episode(path: str | os.PathLike) -> Episode:

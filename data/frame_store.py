@@ -16,6 +16,7 @@ import os
 import numpy as np
 import torch
 
+from nextframe.atomic import write_atomic
 from nextframe.data.dataset import expand_paths
 from nextframe.data.episode import check_episode_fits, load_episode
 
@@ -115,11 +116,11 @@ class FrameStore:
                            torch.from_numpy(start).to(device), n_actions)
             store = cls.from_files(paths, game, n_actions, device)
             os.makedirs(cache_dir, exist_ok=True)
-            np.save(base + ".tmp.npy", store.frames.cpu().numpy())
-            np.savez(base + ".tmp.npz", lead_actions=store.lead_actions.cpu().numpy(),
-                     episode_start=store.episode_start.cpu().numpy(), palette=store.palette_rgb.numpy())
-            os.replace(base + ".tmp.npz", base + ".npz")  # the .npy last: both present means both complete
-            os.replace(base + ".tmp.npy", base + ".npy")
+            # the .npy last: both present means both complete
+            write_atomic(base + ".npz", lambda tmp: np.savez(tmp, lead_actions=store.lead_actions.cpu().numpy(),
+                                                             episode_start=store.episode_start.cpu().numpy(),
+                                                             palette=store.palette_rgb.numpy()))
+            write_atomic(base + ".npy", lambda tmp: np.save(tmp, store.frames.cpu().numpy()))
             return store
         lengths = []
         for path in paths:

@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from nextframe.atomic import write_atomic
 from nextframe.evaluation.breakout_probe import BALL_ROWS, PLAY_COLS, ball_position, paddle_x, redness
 from nextframe.evaluation.metrics import MISS_PX, psnr
 
@@ -252,8 +253,7 @@ def load_or_record_clips(cache: str | None = None, **kw) -> list[Clip]:
     clips = record_clips(**kw)
     if cache:
         os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
-        tmp = cache + ".tmp.npz"
-        np.savez(tmp, frames=np.stack([c.frames for c in clips]), lead_actions=np.stack([c.lead_actions for c in clips]),
-                 sources=np.array([c.source for c in clips]))
-        os.replace(tmp, cache)
+        write_atomic(cache, lambda tmp: np.savez(tmp, frames=np.stack([c.frames for c in clips]),
+                                                 lead_actions=np.stack([c.lead_actions for c in clips]),
+                                                 sources=np.array([c.source for c in clips])))
     return clips

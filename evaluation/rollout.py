@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nextframe.atomic import write_atomic
 from nextframe.data.episode import Episode, check_episode_fits, load_episode
 from nextframe.data.resize import to_model_resolution
 from nextframe.evaluation.metrics import by_horizon, per_frame
@@ -196,19 +197,6 @@ def output_paths(paths: list[str], out_dir: str, video: bool) -> dict[str, list[
     return out
 
 
-def _write_atomic(path: str, write) -> None:
-    """write(tmp_path) then rename: an interrupted rollout leaves no half-written file under the final name."""
-    stem, ext = os.path.splitext(path)
-    tmp = f"{stem}.partial-{os.getpid()}{ext}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def rollout_files(paths: list[str], out_dir: str, model=None, context: int = 4, n_steps: int = 4,
                   context_noise: float = 0.0, seed: int = 0, video: bool = True, model_name: str = "",
                   times: list[float] | None = None, bundle: str | None = None):
@@ -236,9 +224,9 @@ def rollout_files(paths: list[str], out_dir: str, model=None, context: int = 4, 
         else:
             pred, metrics = rollout_episode(model, ep, context, n_steps, context_noise, seed, times=times)
         files = targets[path]
-        _write_atomic(files[0], lambda f: np.savez_compressed(f, frames=pred, context=np.array(context)))
+        write_atomic(files[0], lambda f: np.savez_compressed(f, frames=pred, context=np.array(context)))
         if video:
-            _write_atomic(files[1], lambda f: write_video(f, ep.frames[context:], pred))
+            write_atomic(files[1], lambda f: write_video(f, ep.frames[context:], pred))
         # "source": what made the frames ("model" holds the metrics, as in every rollout JSON)
         line = {"episode": path, "source": bundle or model_name, **metrics}
         print(json.dumps(line), flush=True)

@@ -14,7 +14,6 @@ import tempfile
 
 from nextframe.export.check import check_step_parity
 from nextframe.export.onnx import OPSET, export_kv, export_step, kv_io_specs, n_slots, step_io_specs
-from nextframe.models.dit import NextFrameDiT
 from nextframe.models.flow import flow_schedule
 from nextframe.models.registry import is_frame_stack
 

@@ -6,12 +6,13 @@ game or action) print as one line `nextframe: <message>` and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import time
 
-from nextframe.validation import float_in, int_in, nonneg_int, positive_int, unit_float
+from nextframe.validation import SamplerDefaults, float_in, int_in, nonneg_int, positive_int, unit_float
 
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(__file__), "default_model")
 DEFAULT_MODEL = os.path.join(DEFAULT_MODEL_DIR, "breakout.safetensors")
@@ -30,9 +31,13 @@ def sampler_defaults(model_path: str) -> dict:
     from nextframe.training.checkpoint import model_metadata
 
     meta = model_metadata(model_path)
-    times = json.loads(meta["default_times"]) if "default_times" in meta else None  # a distilled student's schedule
-    return {"steps": int(meta.get("default_steps", 4)), "context_noise": float(meta.get("default_context_noise", 0.0)),
-            "times": times}
+    try:
+        d = SamplerDefaults(steps=json.loads(meta.get("default_steps", "4")),
+                            context_noise=json.loads(meta.get("default_context_noise", "0.0")),
+                            times=json.loads(meta["default_times"]) if "default_times" in meta else None)
+    except (json.JSONDecodeError, TypeError) as e:
+        raise ValueError(f"model: {model_path} has unreadable sampler metadata ({e})") from None
+    return dataclasses.asdict(d)
 
 
 def schedule_args(d: dict, steps: int | None) -> dict:

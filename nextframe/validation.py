@@ -76,6 +76,8 @@ def _coerce(value, hint, name: str):
 
 def _check_range(value, bounds: Range, name: str) -> None:
     lo, hi = bounds
+    if value is None:  # an optional setting left out
+        return
     items = value if isinstance(value, tuple) else (value,)
     for v in items:
         if isinstance(v, tuple):  # nested pairs such as event_rows: each entry
@@ -88,6 +90,24 @@ def _check_range(value, bounds: Range, name: str) -> None:
 
 def _name(hint) -> str:
     return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
+
+
+@dataclasses.dataclass
+class SamplerDefaults:
+    """The sampler settings a model file carries in its metadata (default_steps, default_context_noise and a
+    distilled student's default_times): model metadata is user input like any config."""
+    steps: int = 4
+    context_noise: float = 0.0
+    times: tuple[float, ...] | None = None  # descending from 1 to 0, steps + 1 entries
+
+    RANGES: typing.ClassVar[dict] = {"steps": (1, 1000), "context_noise": (0.0, 1.0), "times": (0.0, 1.0)}
+
+    def __post_init__(self):
+        check_fields(self, "model metadata")
+        if self.times is not None:
+            if list(self.times) != sorted(self.times, reverse=True) or len(self.times) < 2:
+                raise ValueError(f"model metadata: times must descend, at least 2 entries (got {list(self.times)})")
+            self.times = list(self.times)
 
 
 # ---- argparse types: the same rules for one CLI value ------------------------------------------------------

@@ -25,7 +25,8 @@ def test_user_errors_are_one_line(tmp_path, capsys):
         (["export", str(pt), "--out", str(tmp_path / "b")], "is not a readable safetensors file"),
         (["export", "--out", str(a_file / "sub")], "is a file, not a directory"),
         (["rollout", str(tmp_path), "--bundle", str(tmp_path), "--out", str(tmp_path / "r")], "no manifest.json"),
-        (["train", str(tmp_path)], "train config: file not found"),
+        (["train", str(tmp_path)], "is a directory, not a config file"),
+        (["train", str(tmp_path / "nope.json")], "train config: file not found"),
         (["bench", str(a_file)], "is not a bundle"),
     ]
     for argv, fragment in cases:

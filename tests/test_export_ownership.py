@@ -3,7 +3,6 @@ listed files (or --force); anything else of the user's is refused in one line an
 during a command runs the same cleanup as Ctrl-C: no half-written bundle is left behind."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

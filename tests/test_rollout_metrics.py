@@ -4,7 +4,6 @@ writes the prediction file of docs/formats.md ([T+1-context, 210, 160, 3] uint8 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 
 from conftest import randomized_model, tiny_config
 from nextframe.data.dataset import to_model_resolution
-from nextframe.data.episode import load_episode, save_episode
+from nextframe.data.episode import save_episode
 from nextframe.evaluation.breakout_probe import ball_position, paddle_x
 from nextframe.evaluation.metrics import MISS_PX, by_horizon, per_frame, psnr
 from nextframe.evaluation.rollout import rollout_files

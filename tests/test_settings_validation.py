@@ -121,3 +121,21 @@ def test_export_refuses_bad_sampler_settings(tmp_path):
         with pytest.raises(ValueError, match=fragment):
             export_bundle(model, str(tmp_path / "b"), check=False, **kwargs)
         assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("default_context_noise", "NaN", "model metadata: context_noise must be finite"),
+    ("default_steps", "0", "model metadata: steps must be in 1..1000"),
+    ("default_steps", "2.5", "model metadata: steps must be an integer"),
+    ("default_times", "[0.0, 1.0]", "model metadata: times must descend"),
+    ("default_times", "[1.0, 0.5", "has unreadable sampler metadata"),
+])
+def test_model_metadata_is_validated(tmp_path, key, value, fragment):
+    from conftest import randomized_model, tiny_config
+    from nextframe.cli import sampler_defaults
+    from nextframe.training.checkpoint import save_model
+
+    p = tmp_path / "m.safetensors"
+    save_model(randomized_model(tiny_config()), str(p), extra_metadata={key: value})
+    with pytest.raises(ValueError, match=fragment):
+        sampler_defaults(str(p))

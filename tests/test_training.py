@@ -2,7 +2,6 @@
 resume where they stopped, and config files are validated."""
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
 

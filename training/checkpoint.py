@@ -10,6 +10,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from nextframe.atomic import write_atomic
 from nextframe.models.config import model_config_from_dict
 from nextframe.models.dit import NextFrameDiT
 from nextframe.models.registry import build_model
@@ -18,10 +19,11 @@ FORMAT = "nextframe.model.v1"
 
 
 def _atomic_save(tensors: dict, path: str, metadata: dict) -> None:
-    tmp = f"{path}.tmp"
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    def write(tmp: str) -> None:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)
+
+    write_atomic(path, write)
 
 
 def save_model(model: NextFrameDiT, path: str, extra_metadata: dict | None = None) -> None:
