@@ -10,7 +10,8 @@ scales with the share of matrix products; its quality is not meaningful, its gra
         --variants naive,ptq4dm,qdiff,qdiff-g4,modelopt-int8 --gemm-shape --out results.json
 
 A variant is METHOD[-gN][-nosplit] (ONNX Runtime INT8, N step groups; qdiff splits convolutions over
-concatenations unless -nosplit) or modelopt-int8 / modelopt-fp8 (Q-Diffusion calibration). On a one-step
+concatenations unless -nosplit), modelopt-int8 / modelopt-fp8 (Q-Diffusion calibration) or w4a8 (ONNX Runtime
+MatMulNBits: 4-bit weights, int8 activations, no calibration; transformer bundles only). On a one-step
 bundle the three methods coincide (one noise level): only qdiff (and qdiff-nosplit) run.
 """
 from __future__ import annotations
@@ -30,7 +31,9 @@ from nextframe.evaluation import midplay
 
 
 def parse_variant(text: str) -> dict:
-    """modelopt-int8 | modelopt-fp8 | METHOD[-gN][-nosplit] (ONNX Runtime INT8)."""
+    """modelopt-int8 | modelopt-fp8 | w4a8 | METHOD[-gN][-nosplit] (ONNX Runtime INT8)."""
+    if text == "w4a8":
+        return {"backend": "onnxruntime", "precision": "w4a8", "method": "qdiff", "groups": 1, "split": None}
     split = None if not text.endswith("-nosplit") else False
     text = text.removesuffix("-nosplit")
     if text.startswith("modelopt-"):

@@ -483,8 +483,8 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
         // run wrongly, so it is refused rather than ignored
         NF_CHECK_ARG(q->is_object(), "bundle: manifest key 'quantization' must be an object");
         const std::string precision = Reader(*q, "quantization").string("precision");
-        NF_CHECK_ARG(precision == "int8" || precision == "fp8",
-                     "bundle: quantization.precision '" + precision + "' unknown (expected int8 or fp8)");
+        NF_CHECK_ARG(precision == "int8" || precision == "fp8" || precision == "w4a8",
+                     "bundle: quantization.precision '" + precision + "' unknown (expected int8, fp8 or w4a8)");
     }
     if (const Json* groups = root.find("step_groups"); groups != nullptr) {
         NF_CHECK_ARG(groups->is_array(), "bundle: manifest key 'step_groups' must be an array");

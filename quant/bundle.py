@@ -21,7 +21,8 @@ import numpy as np
 
 from nextframe.quant.calibrate import METHODS, collect_feeds, noise_level_of
 
-BACKENDS = {"onnxruntime": ("int8",), "modelopt": ("int8", "fp8")}
+BACKENDS = {"onnxruntime": ("int8", "w4a8"), "modelopt": ("int8", "fp8")}
+CALIBRATED = ("int8", "fp8")  # w4a8 needs no calibration: weight scales from the weights, activations per call
 
 
 def step_groups(times: list[float], n_groups: int) -> list[tuple[float, float]]:
@@ -70,11 +71,16 @@ def graph_error(fp32_path: str, q_paths: list[str], groups: list[tuple[float, fl
 
 
 FORMATS = {("onnxruntime", "int8"): "qdq_u8s8_per_channel", ("modelopt", "int8"): "qdq_s8s8_per_channel_modelopt",
-           ("modelopt", "fp8"): "qdq_fp8e4m3_modelopt"}
+           ("modelopt", "fp8"): "qdq_fp8e4m3_modelopt",
+           ("onnxruntime", "w4a8"): "matmulnbits_w4_sym_block32_a8_dynamic"}
 
 
 def quantize_graph(backend: str, precision: str, src: str, out: str, feeds: list[dict], work_dir: str) -> int:
     """One graph through the back end; returns how many product nodes stay in float."""
+    if precision == "w4a8":
+        from nextframe.quant.ort_w4a8 import quantize_graph as w4a8_quantize
+
+        return w4a8_quantize(src, out)
     if backend == "onnxruntime":
         from nextframe.quant.ort_int8 import quantize_graph as ort_quantize
 
@@ -113,6 +119,11 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
     if "quantization" in manifest:
         raise ValueError(f"quantize: {bundle_dir} is already quantized ({manifest['quantization']['precision']})")
     ranges = step_groups(manifest["sampler"]["times"], groups)
+    if precision not in CALIBRATED:
+        if groups > 1 or split:
+            raise ValueError(f"quantize: {precision} has no activation scales to calibrate, so --groups and --split "
+                             "do not apply")
+        method, split = "none", False  # recorded as such; feeds below only measure the error
     if groups > 1 and method == "naive":
         raise ValueError("quantize: --groups needs a time-step-aware method (qdiff or ptq4dm); naive sees t = 1 only")
     step = manifest["graphs"]["step"]
@@ -121,7 +132,8 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
     levels = {name for name, role, _, _ in input_roles(step) if role == "noise_level"}
     kv_calib: list[dict] = []
     kv_held: list[dict] = []
-    calib = collect_feeds(bundle_dir, episodes, method, n_windows, frames_per_window, seed, kv_feeds=kv_calib)
+    calib = collect_feeds(bundle_dir, episodes, "qdiff" if method == "none" else method, n_windows, frames_per_window,
+                          seed, kv_feeds=kv_calib)
     held_out = collect_feeds(bundle_dir, episodes, "qdiff", max(2, n_windows // 4), frames_per_window, seed + 1,
                              kv_feeds=kv_held)
     parent = os.path.dirname(os.path.abspath(out_dir))

@@ -39,3 +39,42 @@ def test_transformer_bundle_quantizes_its_kv_graph_too(tmp_path):
     a, b = _frames(fp32), _frames(q)
     mse = float(np.mean((a.astype(np.float64) - b) ** 2))
     assert 10 * np.log10(255.0**2 / max(mse, 1e-12)) >= 30.0
+
+
+def test_w4a8_bundle_runs_in_the_core(tmp_path):
+    """W4A8 (MatMulNBits: 4-bit weight blocks, int8 activations per call): no calibration, groups or split; the
+    step and kv graphs' matrix products become MatMulNBits, the bundle runs in the C++ core within 30 dB of FP32
+    (tiny random weights), and a graph with no matrix product to quantize (a U-Net's convolutions) is refused."""
+    import pytest
+
+    from nextframe.export.bundle import export_bundle
+    from nextframe.quant.bundle import quantize_bundle
+
+    fp32 = str(tmp_path / "fp32")
+    export_bundle(randomized_model(tiny_config()), fp32, n_steps=2)
+    eps = [square_episode(20, i) for i in range(2)]
+    with pytest.raises(ValueError, match="--groups and --split do not apply"):
+        quantize_bundle(fp32, str(tmp_path / "g"), eps, precision="w4a8", groups=2)
+    q = str(tmp_path / "w4a8")
+    m = quantize_bundle(fp32, q, eps, precision="w4a8", n_windows=3, frames_per_window=2)
+    assert m["quantization"]["precision"] == "w4a8" and m["quantization"]["method"] == "none"
+    assert m["quantization"]["graphs"] == ["step", "kv"]
+    for name in (m["graphs"]["step"]["file"], m["graphs"]["kv"]["file"]):
+        assert "MatMulNBits" in {n.op_type for n in onnx.load(os.path.join(q, name)).graph.node}
+    a, b = _frames(fp32), _frames(q)
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    assert 10 * np.log10(255.0**2 / max(mse, 1e-12)) >= 30.0
+
+
+def test_w4a8_refuses_a_frame_stack_unet(tmp_path):
+    import pytest
+
+    from conftest import native_unet_bundle
+    from nextframe.data.episode import load_episode
+    from nextframe.quant.bundle import quantize_bundle
+
+    bundle, episodes, _ = native_unet_bundle(tmp_path, n_steps=2)
+    with pytest.raises(ValueError, match="w4a8 found no matrix product"):
+        quantize_bundle(bundle, str(tmp_path / "q"), [load_episode(p) for p in episodes], precision="w4a8",
+                        n_windows=2, frames_per_window=1)
+    assert not (tmp_path / "q").exists()
