@@ -112,34 +112,31 @@ class SamplerDefaults:
 
 # ---- argparse types: the same rules for one CLI value ------------------------------------------------------
 
-def int_in(lo: int | None = None, hi: int | None = None):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer (got {text!r})") from None
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise argparse.ArgumentTypeError(f"must be in {lo if lo is not None else '-inf'}.."
-                                             f"{hi if hi is not None else 'inf'} (got {v})")
-        return v
-    parse.__name__ = "int"
-    return parse
+def _flag_type(kind: type, lo, hi):
+    """An argparse type: text -> kind, finite, within [lo, hi]; the rules of check_fields for one CLI value."""
+    noun = "an integer" if kind is int else "a number"
 
-
-def float_in(lo: float | None = None, hi: float | None = None):
-    def parse(text: str) -> float:
+    def parse(text: str):
         try:
-            v = float(text)
+            v = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number (got {text!r})") from None
+            raise argparse.ArgumentTypeError(f"expected {noun} (got {text!r})") from None
         if not math.isfinite(v):
             raise argparse.ArgumentTypeError(f"must be finite (got {text})")
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             raise argparse.ArgumentTypeError(f"must be in {lo if lo is not None else '-inf'}.."
                                              f"{hi if hi is not None else 'inf'} (got {v})")
         return v
-    parse.__name__ = "float"
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def int_in(lo: int | None = None, hi: int | None = None):
+    return _flag_type(int, lo, hi)
+
+
+def float_in(lo: float | None = None, hi: float | None = None):
+    return _flag_type(float, lo, hi)
 
 
 positive_int = int_in(1)
