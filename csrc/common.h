@@ -2,7 +2,7 @@
 //
 // nf::InvalidArgument reaches Python as ValueError (caller can fix it);
 // nf::RuntimeError reaches Python as RuntimeError (environment or execution).
-// pybind11 maps both through their std base classes; bindings.cpp adds nothing.
+// bindings.cpp maps both through their std base classes, as pybind11 would, making the message valid UTF-8.
 // Messages are one line: "<concept>: <what was wrong> (<value>, expected <range>)[; <hint>]",
 // with no trailing period.
 #pragma once

@@ -154,3 +154,22 @@ def test_tiny_unet_trains(tmp_path, square_episodes, one_thread):
     losses = [loss for _, loss in history]
     assert len(losses) == 8 and losses[-1] < 0.7 * losses[0], losses
     assert os.path.isfile(trainer.model_path)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's inductor imports torch.jit internals
+def test_tiny_unet_trains_compiled_like_eager(tmp_path, square_episodes, one_thread):
+    """torch_compile (inductor) changes speed, not the training: the same seed gives the same losses within
+    float tolerance of the eager run over a few steps (a minute of compiling, hence slow)."""
+    from nextframe.training.config import TrainConfig
+    from nextframe.training.unet_trainer import UNetTrainer
+
+    runs = {}
+    for compiled in (False, True):
+        cfg = TrainConfig(data=tuple(square_episodes), out_dir=str(tmp_path / f"run{compiled}"), batch_size=4,
+                          lr=1e-3, warmup_steps=1, total_steps=4, min_lr_ratio=1.0, log_every=1, ckpt_every=40,
+                          bf16=False, cache_dir="", torch_compile=compiled)
+        trainer = UNetTrainer(tiny_unet_config(height=210, width=160, fold=4, widths=(8, 8), context=2), cfg,
+                              progress=False)
+        runs[compiled] = [loss for _, loss in trainer.train()]
+    np.testing.assert_allclose(runs[True], runs[False], rtol=1e-3)

@@ -56,6 +56,9 @@ class TrainConfig:
     own_context_after: int = 0  # no own-rollout context before this step (early rollouts are noise)
     event_rows: tuple[tuple[int, int], ...] = ()  # row ranges where a change marks a rare event (data/frame_store.py)
     event_weight: float = 1.0  # such targets are sampled this many times as often
+    # torch.compile the network's training forward (inductor): 1.3x faster forward + backward on the 2-core CPU
+    # for the native U-Net (bf16, channels-last), after a one-off compile of about 2 minutes
+    torch_compile: bool = False
 
     RANGES: ClassVar[dict] = {
         "seq_len": (2, 4096), "batch_size": (1, 65536), "lr": (1e-12, 1.0), "warmup_steps": (0, None),

@@ -105,13 +105,14 @@ def context_batch(frames: torch.Tensor, actions: torch.Tensor, context: int, con
     return ContextBatch(frames[:, -1], frames[:, -2], actions[:, -1], ctx, actions[:, r : r + k], ctx_t)
 
 
-def unet_loss(model: FrameStackUNet, batch: ContextBatch, cfg: TrainConfig, generator=None) -> torch.Tensor:
+def unet_loss(model: FrameStackUNet, batch: ContextBatch, cfg: TrainConfig, generator=None, forward=None) -> torch.Tensor:
+    """forward: model.forward_raw or a compiled version of it (cfg.torch_compile)."""
     b, dev = batch.target.shape[0], batch.target.device
     t = sample_times(b, cfg, generator, dev)
     x = (1 - t)[:, None, None, None] * batch.target + t[:, None, None, None] * torch.randn(
         batch.target.shape, generator=generator, device=dev)
     with autocast(dev, cfg.bf16):
-        out = model.forward_raw(x, t, batch.action, batch.ctx, batch.ctx_actions, batch.ctx_t)
+        out = (forward or model.forward_raw)(x, t, batch.action, batch.ctx, batch.ctx_actions, batch.ctx_t)
     goal = model.network_target(batch.target, x, t, batch.ctx[:, -1])
     weight = change_weights(batch.prev_real, batch.target, cfg.motion_weight)
     return ((out.float() - goal).square() * weight).mean()
@@ -137,6 +138,7 @@ class UNetTrainer:
         self.model.channels_last = True
         self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.forward = torch.compile(self.model.forward_raw) if cfg.torch_compile else self.model.forward_raw
         decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and "embed" not in n]
         no_decay = [p for n, p in self.model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -236,7 +238,7 @@ class UNetTrainer:
             frames, actions = store.window(store.sample_targets(cfg.batch_size, gen), k + n_rollout)
             batch = context_batch(frames, actions, k, cfg.context_noise_max, gen, self.model, n_own, n_rollout,
                                   cfg.own_context_steps, cfg.bf16)
-            loss = unet_loss(self.model, batch, cfg, gen)
+            loss = unet_loss(self.model, batch, cfg, gen, self.forward)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
