@@ -70,7 +70,7 @@ def load_episode(path: str | os.PathLike) -> Episode:
             raise ValueError(f"episode: {name} is a single .npy array, not an .npz archive")
         for key in ("frames", "actions", "game", "frameskip"):
             if key not in data.files:
-                raise ValueError(f"episode: {name} has no key '{key}' (keys: {sorted(data.files)})")
+                raise ValueError(f"episode: {name} has no key {key!r} (keys: {sorted(data.files)})")
         try:
             frames, actions = data["frames"], data["actions"]
             game, frameskip = data["game"], data["frameskip"]
@@ -135,20 +135,20 @@ def check_declared_sizes(fh, name: str) -> None:
                     shape, _, dtype = read(member)
                     header_len = member.tell()
             except (ValueError, *CORRUPT) as e:
-                raise ValueError(f"episode: {name} key '{key}' has no readable .npy header ({_why(e)})") from None
+                raise ValueError(f"episode: {name} key {key!r} has no readable .npy header ({_why(e)})") from None
             if dtype.hasobject:
-                raise ValueError(f"episode: {name} key '{key}' holds Python objects (pickle), which are never loaded")
+                raise ValueError(f"episode: {name} key {key!r} holds Python objects (pickle), which are never loaded")
             if any(d < 0 for d in shape):
-                raise ValueError(f"episode: {name} key '{key}' declares a negative dimension {shape}")
+                raise ValueError(f"episode: {name} key {key!r} declares a negative dimension {shape}")
             nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
             # deflate expands at most ~1032:1, a stored entry not at all: a larger declared size is a lie about
             # the data behind it, caught here before a reader allocates what the header claims
             limit = info.compress_size if info.compress_type == zipfile.ZIP_STORED else 1032 * info.compress_size + 1024
             if info.file_size > limit:
-                raise ValueError(f"episode: {name} key '{key}' declares {info.file_size} bytes from {info.compress_size} "
+                raise ValueError(f"episode: {name} key {key!r} declares {info.file_size} bytes from {info.compress_size} "
                                  "stored bytes, more than its compression can produce (corrupt)")
             if header_len + nbytes != info.file_size:
-                raise ValueError(f"episode: {name} key '{key}' declares {nbytes} bytes of data {shape} but its entry "
+                raise ValueError(f"episode: {name} key {key!r} declares {nbytes} bytes of data {shape} but its entry "
                                  f"holds {info.file_size - header_len} (corrupt)")
             if key == "frames":
                 _check_frames_declared(name, dtype, shape)
