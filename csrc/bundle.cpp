@@ -565,6 +565,14 @@ std::uint64_t check_regular_file(const std::string& dir_real, const std::string&
     return std::uint64_t(st.st_size);
 }
 
+// A listed file's regular-file checks and its size against the manifest, before any of it is read or hashed
+// (a 2 GB file listed as 1 byte is refused at once). note ends the size message.
+void check_listed_file(const std::string& dir_real, const FileEntry& f, const std::string& p, const std::string& note) {
+    const std::uint64_t size = check_regular_file(dir_real, f.path, p);
+    NF_CHECK_ARG(size == f.bytes, "bundle: file '" + f.path + "' has " + std::to_string(size) + " bytes (expected " +
+                                      std::to_string(f.bytes) + ")" + note);
+}
+
 }  // namespace
 
 void Bundle::verify_files() const {
@@ -572,10 +580,7 @@ void Bundle::verify_files() const {
     NF_CHECK_ARG(!dir_real.empty(), "bundle: directory '" + dir + "' cannot be resolved");
     for (const auto& f : files) {
         const std::string p = path_of(f.path);
-        // sizes first: a 2 GB file listed as 1 byte is refused at once, not after hashing it
-        const std::uint64_t size = check_regular_file(dir_real, f.path, p);
-        NF_CHECK_ARG(size == f.bytes, "bundle: file '" + f.path + "' has " + std::to_string(size) + " bytes (expected " +
-                                          std::to_string(f.bytes) + ")");
+        check_listed_file(dir_real, f, p, "");
         std::uint64_t n = 0;
         const std::string got = sha256_file_hex(p, &n);
         NF_CHECK_ARG(n == f.bytes, "bundle: file '" + f.path + "' has " + std::to_string(n) + " bytes (expected " +
@@ -591,9 +596,7 @@ std::vector<char> Bundle::read_verified(const std::string& relative) const {
     const std::string dir_real = real_path(dir);
     NF_CHECK_ARG(!dir_real.empty(), "bundle: directory '" + dir + "' cannot be resolved");
     const std::string p = path_of(relative);
-    const std::uint64_t size = check_regular_file(dir_real, relative, p);
-    NF_CHECK_ARG(size == it->bytes, "bundle: file '" + relative + "' has " + std::to_string(size) + " bytes (expected " +
-                                        std::to_string(it->bytes) + "); it changed after the bundle was opened");
+    check_listed_file(dir_real, *it, p, "; it changed after the bundle was opened");
     std::vector<char> data(std::size_t(it->bytes));
     std::ifstream in(p, std::ios::binary);
     NF_CHECK_ARG(in.good(), "bundle: file '" + relative + "' cannot be read");

@@ -16,6 +16,7 @@ import numpy as np
 from nextframe.atomic import write_atomic
 
 NATIVE_HEIGHT, NATIVE_WIDTH = 210, 160
+FRAMESKIP = 2  # emulator frames per step that every model here is trained on: 30 game steps per second
 # what a damaged archive raises from zipfile, zlib and numpy's header parser (found by tests/fuzz_harness.py)
 CORRUPT = (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError, tokenize.TokenError,
            SyntaxError, OverflowError, UnicodeDecodeError, KeyError)
@@ -25,7 +26,6 @@ def _why(e: BaseException) -> str:
     """An exception as one short line for a message."""
     text = " ".join(str(e).split())
     return f"{type(e).__name__}: {text[:200]}"
-FRAMESKIP = 2  # emulator frames per step that every model here is trained on: 30 game steps per second
 
 
 @dataclasses.dataclass(frozen=True)

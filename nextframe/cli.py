@@ -88,9 +88,7 @@ def cmd_rollout(args):
     if args.bundle is not None:  # what users run: the C++ runtime on a bundle (FP32 or quantized)
         if args.steps is not None or args.context_noise is not None:
             raise ValueError("rollout: --steps and --context-noise come from the bundle's manifest with --bundle")
-        from nextframe import _core
-
-        _core.Bundle.open(args.bundle)  # a bad bundle is refused before any work
+        # rollout_files opens (and so checks) the bundle before any work
         rollout_files(args.episodes, args.out, context=args.context, seed=args.seed, video=not args.no_video,
                       model_name=os.path.basename(os.path.normpath(args.bundle)), bundle=args.bundle)
         return
@@ -252,15 +250,14 @@ def cmd_bench_bundles(args):
     import numpy as np
 
     names: dict[str, str] = {}
-    games = set()
+    opened = [_core.Bundle.open(path) for path in args.bundle]  # every bundle is checked before any timing
     for path in args.bundle:
-        games.add(_core.Bundle.open(path).game)  # every bundle is checked before any timing
         name = os.path.basename(os.path.normpath(path))
         names[name if name not in names else path] = path
+    games = {b.game for b in opened}
     if len(games) > 1:
         raise ValueError(f"bench: the bundles are of different games ({', '.join(sorted(games))})")
-    game = games.pop()
-    info = _core.Bundle.open(next(iter(names.values())))
+    game, info = games.pop(), opened[0]
     if args.episode:
         from nextframe.data.episode import check_episode_fits, load_episode
 

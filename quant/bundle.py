@@ -119,11 +119,12 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
     if "quantization" in manifest:
         raise ValueError(f"quantize: {bundle_dir} is already quantized ({manifest['quantization']['precision']})")
     ranges = step_groups(manifest["sampler"]["times"], groups)
-    if precision not in CALIBRATED:
+    calibrated = precision in CALIBRATED
+    if not calibrated:
         if groups > 1 or split:
             raise ValueError(f"quantize: {precision} has no activation scales to calibrate, so --groups and --split "
                              "do not apply")
-        method, split = "none", False  # recorded as such; feeds below only measure the error
+        method, split = "none", False  # recorded as such: no calibration rollouts, held-out feeds only
     if groups > 1 and method == "naive":
         raise ValueError("quantize: --groups needs a time-step-aware method (qdiff or ptq4dm); naive sees t = 1 only")
     step = manifest["graphs"]["step"]
@@ -132,8 +133,8 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
     levels = {name for name, role, _, _ in input_roles(step) if role == "noise_level"}
     kv_calib: list[dict] = []
     kv_held: list[dict] = []
-    calib = collect_feeds(bundle_dir, episodes, "qdiff" if method == "none" else method, n_windows, frames_per_window,
-                          seed, kv_feeds=kv_calib)
+    calib = (collect_feeds(bundle_dir, episodes, method, n_windows, frames_per_window, seed, kv_feeds=kv_calib)
+             if calibrated else [])
     held_out = collect_feeds(bundle_dir, episodes, "qdiff", max(2, n_windows // 4), frames_per_window, seed + 1,
                              kv_feeds=kv_held)
     parent = os.path.dirname(os.path.abspath(out_dir))
@@ -161,14 +162,14 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
         n_feeds = []
         for i, (grp, name) in enumerate(zip(ranges, files)):
             feeds = [f for f in calib if in_group(noise_level_of(f, levels), grp, i == 0)] if groups > 1 else calib
-            if not feeds:
+            if calibrated and not feeds:
                 raise ValueError(f"quantize: no calibration feed at noise levels {grp[0]:.3f}..{grp[1]:.3f}")
             excluded = quantize_graph(backend, precision, src, os.path.join(tmp, name), feeds, tmp)
             n_feeds.append(len(feeds))
         error = graph_error(os.path.join(bundle_dir, step_file), [os.path.join(tmp, f) for f in files], ranges,
                             held_out, prediction, levels)
         kv_error = None
-        if kv_calib:  # one noise level (the context noise): no groups, no method difference
+        if kv_held:  # a kv graph; one noise level (the context noise): no groups, no method difference
             kv_file = manifest["graphs"]["kv"]["file"]
             quantize_graph(backend, precision, os.path.join(bundle_dir, kv_file), os.path.join(tmp, kv_file), kv_calib, tmp)
             kv_error = graph_error(os.path.join(bundle_dir, kv_file), [os.path.join(tmp, kv_file)], [(0.0, 1.0)],
