@@ -111,25 +111,25 @@ class Block(nn.Module):
         nn.init.zeros_(self.modulation.weight)
         nn.init.zeros_(self.modulation.bias)
 
-    def split_heads(self, x):  # [B, S, D] -> [B, H, S, hd]
-        b, s, _ = x.shape
+    def split_heads(self, x):  # [B, S, D] or [S, D] (batch 1) -> [B, H, S, hd]
+        b, s = (1, x.shape[0]) if x.dim() == 2 else x.shape[:2]
         return x.reshape(b, s, self.heads, self.head_dim).transpose(1, 2)
 
     def keys_values(self, x, mod):
         """Only this block's K/V of x [B, S, D] (what forward returns as k, v), without the attention and MLP."""
-        shift1, scale1 = mod.chunk(6, dim=-1)[:2]
+        shift1, scale1 = (mod.chunk(6, dim=-1) if torch.is_tensor(mod) else mod)[:2]
         _, k, v = self.qkv(modulate(self.norm1(x), shift1, scale1)).chunk(3, dim=-1)
         return self.split_heads(k), self.split_heads(v)
 
     def forward(self, x, mod, attend):
-        """x [B, S, D]; mod [B, S or 1, 6D]; attend(q, k, v) -> [B, H, S, hd] does the masking."""
-        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
+        """x [B, S, D], or [S, D] for batch 1; mod [B, S or 1, 6D] or its six chunks; attend(q, k, v) -> [B, H, S, hd]
+        does the masking."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1) if torch.is_tensor(mod) else mod
         h = modulate(self.norm1(x), shift1, scale1)
         q, k, v = self.qkv(h).chunk(3, dim=-1)
         q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
         a = attend(q, k, v)
-        b, _, s, _ = a.shape
-        x = x + gate1 * self.proj(a.transpose(1, 2).reshape(b, s, -1))
+        x = x + gate1 * self.proj(a.transpose(1, 2).reshape(x.shape))
         h = modulate(self.norm2(x), shift2, scale2)
         x = x + gate2 * self.fc2(F.gelu(self.fc1(h), approximate="tanh"))
         return x, k, v
@@ -272,31 +272,47 @@ class NextFrameDiT(nn.Module):
         """
         cfg = self.cfg
         b = x.shape[0]
-        n, s = cfg.tokens_per_frame, cache_k.shape[3]
+        n, s, depth = cfg.tokens_per_frame, cache_k.shape[3], cfg.depth
         if cfg.needs_prev2 and prev2 is None:
             raise ValueError("NextFrameDiT: this model has a motion refiner; pass prev2 (the frame before prev)")
+        # Shaped for the exported graph, where a frame is a few dozen tokens and every node costs about as much
+        # as a small product: batch 1 runs on [N, D] tokens (products become plain Gemms, without the reshapes
+        # ONNX Runtime puts around a batched MatMul), and what is the same for every block is done once for all.
         h = self.embed(x, prev)
-        c = self.condition(t, action, prev_action)[:, None, :]  # [B, 1, D]
+        c = self.condition(t, action, prev_action)  # [B, D]
+        if b == 1:
+            h = h[0]
+        else:
+            c = c[:, None, :]
+        # every block's adaptive-norm modulation in one product, split into 6 chunks per block
+        weight = torch.cat([blk.modulation.weight for blk in self.blocks])
+        bias = torch.cat([blk.modulation.bias for blk in self.blocks])
+        mods = F.linear(c, weight, bias).chunk(6 * depth, dim=-1)
+        # every block's attention bias [L, 1, H, 1, (S+1)N]: cache slots by age (masked outside the window), then self
         valid = (ages > 0) & (ages <= cfg.context)
+        distance_bias = torch.stack([blk.distance_bias for blk in self.blocks])  # [L, H, context+1]
+        bias_cache = distance_bias[:, :, ages.clamp(min=0, max=cfg.context)].masked_fill(~valid, float("-inf"))
+        bias_cache = bias_cache[..., None].expand(-1, -1, -1, n).reshape(depth, cfg.heads, s * n)
+        bias_self = distance_bias[:, :, :1].expand(-1, -1, n)
+        biases = torch.cat([bias_cache, bias_self], dim=2)[:, None, :, None, :]
+        cache_k = cache_k.reshape(depth, b, cfg.heads, s * n, cfg.head_dim)
+        cache_v = cache_v.reshape(depth, b, cfg.heads, s * n, cfg.head_dim)
         new_k, new_v = [], []
         for l, blk in enumerate(self.blocks):
-            bias_cache = blk.distance_bias[:, ages.clamp(min=0, max=cfg.context)]
-            bias_cache = bias_cache.masked_fill(~valid, float("-inf")).repeat_interleave(n, dim=1)
-            bias_self = blk.distance_bias[:, :1].expand(-1, n)
-            bias = torch.cat([bias_cache, bias_self], dim=1)[None, :, None, :]  # [1, H, 1, (S+1)N]
-            ck = cache_k[l].reshape(b, cfg.heads, s * n, cfg.head_dim)
-            cv = cache_v[l].reshape(b, cfg.heads, s * n, cfg.head_dim)
+            mod = mods[6 * l:6 * l + 6]
 
-            def attend(q, k, v, ck=ck, cv=cv, bias=bias):
+            def attend(q, k, v, ck=cache_k[l], cv=cache_v[l], bias=biases[l]):
                 return F.scaled_dot_product_attention(
                     q, torch.cat([ck, k], dim=2), torch.cat([cv, v], dim=2), attn_mask=bias
                 )
 
-            if kv_only and l == len(self.blocks) - 1:
-                k, v = blk.keys_values(h, blk.modulation(c))
+            if kv_only and l == depth - 1:
+                k, v = blk.keys_values(h, mod)
             else:
-                h, k, v = blk(h, blk.modulation(c), attend)
+                h, k, v = blk(h, mod, attend)
             new_k.append(k)
             new_v.append(v)
         denoised = None if kv_only else self.output(h, c, prev, prev2)
+        if denoised is not None and denoised.dim() == 3:  # batch 1 without the previous frame added back
+            denoised = denoised[None]
         return denoised, torch.stack(new_k), torch.stack(new_v)

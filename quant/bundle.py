@@ -100,9 +100,13 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
     manifest's "step_groups" maps noise-level ranges to graphs and the C++ core picks the graph per step.
     The step graph itself serves the highest-noise group (and any level outside the listed groups).
 
-    split (default: on for qdiff): Q-Diffusion's split quantization of convolutions over concatenations
-    (quant/split_concat.py), exact in float, so each part has its own activation scale."""
+    split (default: on for qdiff where convolutions are quantized): Q-Diffusion's split quantization of
+    convolutions over concatenations (quant/split_concat.py), exact in float, so each part has its own
+    activation scale. ONNX Runtime INT8 keeps a transformer's convolutions (the motion refiner) in float."""
+    import onnx
+
     from nextframe.export.bundle import sha256_file
+    from nextframe.quant.ort_int8 import products_to_quantize
     from nextframe.runtime.reference import input_roles
 
     if method not in METHODS:
@@ -131,6 +135,12 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
     step_file = step["file"]
     prediction = next(o["name"] for o in step["outputs"] if o["name"] in ("denoised", "velocity"))
     levels = {name for name, role, _, _ in input_roles(step) if role == "noise_level"}
+    model = onnx.load(os.path.join(bundle_dir, step_file))
+    convs_quantized = calibrated and (backend != "onnxruntime" or "Conv" in products_to_quantize(model))
+    if split and not convs_quantized:
+        raise ValueError("quantize: --split applies to quantized convolutions, and this back end keeps a "
+                         "transformer's convolutions in float")
+    split = method == "qdiff" and convs_quantized if split is None else split
     kv_calib: list[dict] = []
     kv_held: list[dict] = []
     calib = (collect_feeds(bundle_dir, episodes, method, n_windows, frames_per_window, seed, kv_feeds=kv_calib)
@@ -146,11 +156,8 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
                 os.makedirs(os.path.dirname(os.path.join(tmp, name)) or tmp, exist_ok=True)
                 shutil.copy2(os.path.join(bundle_dir, name), os.path.join(tmp, name))
         src = os.path.join(bundle_dir, step_file)
-        split = method == "qdiff" if split is None else split
         split_convs: list[str] = []
         if split:
-            import onnx
-
             from nextframe.quant.split_concat import concat_channels, split_concat_convs
 
             model = onnx.load(src)

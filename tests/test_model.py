@@ -166,3 +166,29 @@ def test_ten_thousand_frame_rollout_stays_like_a_short_one():
     b, _, _ = model.step(*args, fresh.k, fresh.v, fresh.ages())
     assert fresh.n_pushed == 3 and s.cache.n_pushed == 10_003
     assert (a - b).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("prev_frame, refiner", [(True, 0), (True, 4), (False, 0)])
+def test_batch_one_step_equals_its_row_of_a_batch(prev_frame, refiner):
+    """step runs batch 1 on [N, D] tokens (what the exported graph does) and larger batches on [B, N, D]:
+    the two paths agree row by row, for the denoising call and for the kv-only cache write."""
+    cfg = tiny_config(context=3, prev_action_input=True, prev_frame_input=prev_frame, motion_refiner=refiner)
+    model = randomized_model(cfg)
+    g = torch.Generator().manual_seed(5)
+    b, n_slots = 2, cfg.context + 1
+    x, prev, prev2 = (torch.rand(b, 3, 16, 16, generator=g) * 2 - 1 for _ in range(3))
+    shape = (cfg.depth, b, cfg.heads, n_slots, cfg.tokens_per_frame, cfg.head_dim)
+    ck, cv = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    t, a, pa, ages = torch.tensor([0.7, 0.2]), torch.tensor([1, 3]), torch.tensor([4, 0]), torch.tensor([0, 1, 3, 2])
+    kw = {"prev2": prev2} if refiner else {}
+    for kv_only in (False, True):
+        both = model.step(x, t, a, prev, ck, cv, ages, pa, kv_only=kv_only, **kw)
+        for i in range(b):
+            row = slice(i, i + 1)
+            one = model.step(x[row], t[row], a[row], prev[row], ck[:, row], cv[:, row], ages, pa[row], kv_only=kv_only,
+                             **({"prev2": prev2[row]} if refiner else {}))
+            if not kv_only:
+                assert one[0].shape == (1, 3, 16, 16)
+                assert (one[0] - both[0][row]).abs().max().item() <= TOL
+            assert (one[1] - both[1][:, row]).abs().max().item() <= TOL
+            assert (one[2] - both[2][:, row]).abs().max().item() <= TOL

@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 import onnx
+import pytest
 
 from conftest import randomized_model, square_episode, tiny_config
 from nextframe.runtime import Session
@@ -31,8 +32,14 @@ def test_transformer_bundle_quantizes_its_kv_graph_too(tmp_path):
     with open(os.path.join(fp32, "manifest.json")) as f:
         assert "kv" in json.load(f)["graphs"]
     q = str(tmp_path / "int8")
+    with pytest.raises(ValueError, match="--split applies to quantized convolutions"):
+        quantize_bundle(fp32, q, [square_episode(20, 0)], split=True)
     m = quantize_bundle(fp32, q, [square_episode(20, i) for i in range(2)], n_windows=3, frames_per_window=2)
-    assert m["quantization"]["graphs"] == ["step", "kv"]
+    assert m["quantization"]["graphs"] == ["step", "kv"] and m["quantization"]["split_convs"] == []
+    products = [n for n in onnx.load(os.path.join(q, "step.onnx")).graph.node if n.op_type in ("Gemm", "MatMul")]
+    quantized = {n.input[1] for n in products} & {n.output[0] for n in onnx.load(os.path.join(q, "step.onnx")).graph.node
+                                                  if n.op_type == "DequantizeLinear"}
+    assert quantized, "the token Gemms take dequantized int8 weights"
     assert 0 < m["quantization"]["kv_error_vs_fp32"]["nmse"] < 0.05
     kv_file = m["graphs"]["kv"]["file"]
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in onnx.load(os.path.join(q, kv_file)).graph.node}
@@ -78,3 +85,22 @@ def test_w4a8_refuses_a_frame_stack_unet(tmp_path):
         quantize_bundle(bundle, str(tmp_path / "q"), [load_episode(p) for p in episodes], precision="w4a8",
                         n_windows=2, frames_per_window=1)
     assert not (tmp_path / "q").exists()
+
+
+def test_conditioning_products_stay_float_whatever_their_names(tmp_path):
+    """The step graph computes every block's modulation in one Gemm named after no module: it is found from the
+    graph (fed only by the noise level and actions) and kept in float; the token products are not."""
+    from nextframe.export.onnx import export_step
+    from nextframe.quant.ort_int8 import float_nodes
+
+    cfg = tiny_config(prev_action_input=True)
+    path = str(tmp_path / "step.onnx")
+    export_step(randomized_model(cfg), path)
+    graph = onnx.load(path).graph
+    shapes = {w.name: tuple(w.dims) for w in graph.initializer}
+    kept = set(float_nodes(path))
+    unnamed = [n for n in graph.node if n.name in kept
+               and not any(f in n.name for f in ("time_mlp", "proj", "final", "head", "patch_embed"))]
+    assert len(unnamed) == 1 and unnamed[0].op_type == "Gemm"
+    assert 6 * cfg.depth * cfg.dim in shapes[unnamed[0].input[1]]  # all blocks' shift/scale/gate x 2
+    assert not any(f in n for n in kept for f in ("qkv", "fc1", "fc2"))
