@@ -1,6 +1,6 @@
-// TensorRT 10 backend: runs the bundle's prebuilt engine (a plan written by `nextframe export --trt`, listed
-// in the manifest's "tensorrt" section) chosen for this GPU's compute capability and the loaded TensorRT
-// library's version (getInferLibVersion). Named IO tensors only (TensorRT 10 has no binding indices):
+// TensorRT backend (10.x and 11.x): runs the bundle's prebuilt engine (a plan written by `nextframe export
+// --trt`, listed in the manifest's "tensorrt" section) chosen for this GPU's compute capability and the loaded
+// TensorRT library's version (getInferLibVersion). Named IO tensors only (TensorRT 10 and 11 have no binding indices):
 // every IO tensor is checked against the bundle's step specs (name, shape, dtype, linear layout, on the
 // device), device buffers are cudaMalloc'ed once and bound once with setTensorAddress, and each run stages
 // the caller's host inputs through pinned buffers, copies them in, enqueueV3, copies the outputs back and
@@ -8,9 +8,13 @@
 // CUDA graph after the first (warm) run and that graph is launched from then on; if capture fails the
 // engine keeps calling enqueueV3 and note() says why.
 //
-// Compiled only when CMake finds TensorRT >= 10 and the CUDA toolkit (NF_HAVE_TENSORRT). Written against
-// the TensorRT 10 headers (NvInferRuntime.h) and the CUDA runtime API; never compiled against a TensorRT
-// library nor run on the machines this project was developed on (no GPU, TensorRT not installable there).
+// Nothing here depends on how the engine was built: TensorRT 11's strongly typed engines (precision set by
+// the graph, export/onnx_lowp.py) keep the fp32/int64 IO the manifest lists, as the weakly typed 10.x ones did.
+//
+// Compiled only when CMake finds TensorRT >= 10 and the CUDA toolkit (NF_HAVE_TENSORRT). Uses only runtime
+// APIs present and not deprecated in both 10.x and 11.x (compile-checked with -Wall -Wextra against the 10.0,
+// 10.16 and 11.1 headers of NVIDIA/TensorRT and CUDA 13; linked against a stand-in libnvinfer.so.11 exporting
+// the symbols TensorRT 11.4's Python bindings import). Never run: no GPU on the machines it was developed on.
 #include <NvInferRuntime.h>
 #include <cuda_runtime_api.h>
 
@@ -90,7 +94,7 @@ std::string release_of(const std::string& version) {
     return version.substr(0, i);
 }
 
-// getInferLibVersion() is (MAJOR * 100 + MINOR) * 100 + PATCH in TensorRT 10.
+// getInferLibVersion() is (MAJOR * 100 + MINOR) * 100 + PATCH in TensorRT 10 and 11 (NvInferRuntimeBase.h).
 std::string loaded_trt_release() {
     const std::int32_t v = getInferLibVersion();
     return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
@@ -410,7 +414,7 @@ private:
         }
     }
 
-    // Declaration order is teardown order reversed: TensorRT objects are deleted with delete (TensorRT 10),
+    // Declaration order is teardown order reversed: TensorRT objects are deleted with delete (TensorRT >= 10),
     // context before engine before runtime, and the logger outlives them all.
     TrtLogger logger_;
     std::unique_ptr<nvinfer1::IRuntime> runtime_;

@@ -1,4 +1,4 @@
-"""TensorRT 10 engines for a bundle's step graph: `nextframe export --trt`, or for an existing bundle
+"""TensorRT engines for a bundle's step graph: `nextframe export --trt`, or for an existing bundle
 `python -m nextframe.export.tensorrt BUNDLE [--precision fp16]`.
 
 build_trt_engines() parses the bundle's step.onnx with TensorRT's ONNX parser, builds a serialized engine (a
@@ -8,13 +8,21 @@ plan) for this GPU with the fixed shapes the manifest lists, writes it to
 bytes}]}) and in "files", so the bundle's checksums stay whole. The C++ backend "trt"
 (csrc/engine_trt.cpp) picks the engine that fits the GPU and TensorRT it runs with.
 
+Networks are strongly typed (TensorRT 11 has no other kind and no precision BuilderFlags; TensorRT 10 gets the
+STRONGLY_TYPED flag), so the graph's own types set the precision (GRAPH_FOR_PRECISION):
+- fp32: the graph as exported, TF32 off;
+- fp16, bf16: a converted copy (export/onnx_lowp.py) that computes in fp16/bf16 behind fp32 inputs and outputs,
+  normalisation, softmax, reductions and the noise-level embedding kept in fp32;
+- int8, fp8: the graph as it is, which must be a Q/DQ graph of that type (`nextframe quantize --backend
+  modelopt`); layers between its Q/DQ pairs run in the type the graph gives them (fp32 from ModelOpt here).
+
 Engines are cached by engine_cache_key() (TensorRT version, compute capability, GPU name, precision, the
 ONNX file's sha256, the input shapes): an engine already in the bundle with the same key and an intact file
 is reused, as is <cache_dir>/<key>.plan when a cache_dir is given.
 
-Unverified: written against the TensorRT 10 Python API (NVIDIA's docs and the python/src bindings of
-NVIDIA/TensorRT 10.x), never run: TensorRT cannot be installed on the machines this project is developed on
-(no GPU; PyPI's tensorrt only redirects to NVIDIA's index).
+Unverified: no engine has been built (no GPU on the machines this project is developed on). Checked there:
+every TensorRT name this module uses exists in the TensorRT 11.4 Python bindings from PyPI (TENSORRT_API,
+tests/test_tensorrt.py), and the fp16/bf16 graphs against the fp32 graph in ONNX Runtime on CPU.
 """
 from __future__ import annotations
 
@@ -25,7 +33,6 @@ import os
 import shutil
 import sys
 import tempfile
-import warnings
 from typing import Iterable, Mapping, Sequence
 
 from nextframe.export.bundle import sha256_file
@@ -33,25 +40,60 @@ from nextframe.export.bundle import sha256_file
 PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
 # Lowest compute capability with native support (fp16 arithmetic 5.3, int8 dp4a 6.1, bf16 Ampere, fp8 Ada).
 MIN_COMPUTE_CAPABILITY = {"fp32": (0, 0), "fp16": (5, 3), "int8": (6, 1), "bf16": (8, 0), "fp8": (8, 9)}
-# BuilderFlags per precision (TensorRT 10's weakly typed mode; the flags are deprecated from 10.12 in favour of
-# strongly typed networks, still present in every 10.x). Quantized graphs also get FP16 for their other layers.
-BUILDER_FLAGS = {"fp32": (), "fp16": ("FP16",), "bf16": ("BF16",), "fp8": ("FP8", "FP16"), "int8": ("INT8", "FP16")}
+# Which graph TensorRT parses per precision (module docstring): "as is", "converted" (onnx_lowp) or "qdq".
+GRAPH_FOR_PRECISION = {"fp32": "as is", "fp16": "converted", "bf16": "converted", "int8": "qdq", "fp8": "qdq"}
+# What a Q/DQ graph's QuantizeLinear nodes produce -> our precision name (TensorRT takes signed int8 and fp8 E4M3).
+QDQ_PRECISION = {"INT8": "int8", "FLOAT8E4M3FN": "fp8"}
+# The majors this builder is written for: 11 (names checked against 11.4) and 10 (>= 10.0 has strongly typed networks).
+TRT_MAJORS = ("10", "11")
 ENGINES_DIR = "engines"
-KEY_VERSION = 1  # bump when the build settings change what an engine computes
-NO_TENSORRT = ("export: --trt needs TensorRT 10 (pip install 'tensorrt>=10,<11' --extra-index-url https://pypi.nvidia.com "
-               "on a machine with an NVIDIA GPU); tensorrt is not installed here")
+# Bump when the build settings change what an engine computes. 2: strongly typed networks, fp16/bf16 from
+# onnx_lowp's converted graphs (also bump when that converter changes what it keeps in fp32).
+KEY_VERSION = 2
+NO_TENSORRT = ("export: --trt needs TensorRT 10 or 11 (pip install 'nextframe[trt]', i.e. tensorrt-cu13 11.x from PyPI, whose "
+               "libraries come from https://pypi.nvidia.com, on a machine with an NVIDIA GPU); tensorrt is not installed here")
+# Every name of the tensorrt module this file uses ("Class.member"), checked against the installed bindings by
+# missing_tensorrt_api() (tests/test_tensorrt.py; TensorRT 11.4 from PyPI has them all).
+TENSORRT_API = (
+    "Logger", "Logger.WARNING", "Builder", "Builder.create_network", "Builder.create_builder_config",
+    "Builder.create_optimization_profile", "Builder.build_serialized_network", "NetworkDefinitionCreationFlag.STRONGLY_TYPED",
+    "INetworkDefinition.num_inputs", "INetworkDefinition.get_input", "ITensor.name", "ITensor.shape",
+    "IOptimizationProfile.set_shape", "IBuilderConfig.set_memory_pool_limit", "IBuilderConfig.clear_flag",
+    "IBuilderConfig.add_optimization_profile", "MemoryPoolType.WORKSPACE", "BuilderFlag.TF32",
+    "OnnxParser", "OnnxParser.parse_from_file", "OnnxParser.num_errors", "OnnxParser.get_error",
+    "Runtime", "Runtime.deserialize_cuda_engine", "ICudaEngine.num_io_tensors", "ICudaEngine.get_tensor_name",
+    "ICudaEngine.get_tensor_mode", "ICudaEngine.get_tensor_dtype", "ICudaEngine.get_tensor_shape",
+    "TensorIOMode.INPUT", "TensorIOMode.OUTPUT", "DataType.FLOAT", "DataType.INT32", "DataType.INT64",
+)
+
+
+def missing_tensorrt_api(trt) -> list[str]:
+    """The names of TENSORRT_API that the tensorrt module trt lacks."""
+    missing = []
+    for name in TENSORRT_API:
+        obj = trt
+        for part in name.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                missing.append(name)
+                break
+    return missing
 
 
 def import_tensorrt():
-    """The tensorrt module, or RuntimeError with one line saying how to get TensorRT 10."""
+    """The tensorrt module, or RuntimeError with one line saying how to get TensorRT 10 or 11."""
     try:
         import tensorrt as trt
     except ImportError:
         raise RuntimeError(NO_TENSORRT) from None
     version = str(getattr(trt, "__version__", "0"))
-    if version.split(".")[0] != "10":
-        raise RuntimeError(f"export: --trt needs TensorRT 10 (found tensorrt {version})")
+    if version.split(".")[0] not in TRT_MAJORS:
+        raise RuntimeError(f"export: --trt needs TensorRT 10 or 11 (found tensorrt {version})")
     return trt
+
+
+def trt_major(trt) -> int:
+    return int(str(trt.__version__).split(".")[0])
 
 
 def _cc_tuple(compute_capability) -> tuple[int, int]:
@@ -95,10 +137,11 @@ def engine_file_name(precision: str, compute_capability, trt_version: str, key: 
     return f"{ENGINES_DIR}/step_{precision}_sm{major}{minor}_trt{trt_release(trt_version)}_{key[:16]}.plan"
 
 
-def check_precision(precision: str, compute_capability, has_quantize_nodes: bool) -> None:
-    """ValueError when this GPU cannot build `precision` for this graph. int8 and fp8 need an explicitly
-    quantized graph (QuantizeLinear/DequantizeLinear nodes): TensorRT 10 does fp8 only that way, and int8
-    calibration is not implemented here."""
+def check_precision(precision: str, compute_capability, quantized_as: str | None) -> None:
+    """ValueError when this GPU cannot build `precision` from this graph. quantized_as: None for a float graph,
+    else what its QuantizeLinear nodes produce (onnx_quantized_as()). A strongly typed network takes its
+    precision from the graph, so int8 and fp8 need a Q/DQ graph of that type (calibration is not implemented
+    here), and a Q/DQ graph builds only as what it was quantized to."""
     if precision not in PRECISIONS:
         raise ValueError(f"export: unknown precision '{precision}' (expected {', '.join(PRECISIONS)})")
     cc = _cc_tuple(compute_capability)
@@ -106,28 +149,54 @@ def check_precision(precision: str, compute_capability, has_quantize_nodes: bool
     if cc < need:
         raise ValueError(f"export: precision {precision} needs compute capability >= {need[0]}.{need[1]} "
                          f"(this GPU: {cc[0]}.{cc[1]})")
-    if precision in ("int8", "fp8") and not has_quantize_nodes:
-        raise ValueError(f"export: precision {precision} needs a quantized step graph (QuantizeLinear/DequantizeLinear "
-                         "nodes, e.g. from nvidia-modelopt); this one has none and calibration is not supported")
+    if quantized_as is None:
+        if GRAPH_FOR_PRECISION[precision] == "qdq":
+            raise ValueError(f"export: precision {precision} needs a quantized step graph (QuantizeLinear/DequantizeLinear "
+                             "nodes, e.g. nextframe quantize --backend modelopt); this one has none and calibration is "
+                             "not supported")
+        return
+    if quantized_as not in QDQ_PRECISION.values():
+        raise ValueError(f"export: the step graph is quantized to {quantized_as}; TensorRT needs signed int8 or fp8 Q/DQ "
+                         "(nextframe quantize --backend modelopt)")
+    if precision != quantized_as:
+        raise ValueError(f"export: precision {precision} from a step graph quantized to {quantized_as} (its Q/DQ nodes "
+                         f"set the precision); build {quantized_as}, or {precision} from the unquantized bundle")
+
+
+def onnx_quantized_as(path: str) -> str | None:
+    """What the ONNX graph's QuantizeLinear nodes produce ("int8", "fp8", "uint8", ...; several joined by "+"),
+    or None when it has none (subgraphs and local functions included)."""
+    import onnx
+    from onnx import TensorProto
+
+    model = onnx.load(path, load_external_data=False)
+    types = {t.name: t.data_type for t in model.graph.initializer}
+    types.update({n.output[0]: a.t.data_type for n in model.graph.node if n.op_type == "Constant"
+                  for a in n.attribute if a.name == "value"})
+    found = set()
+
+    def visit(nodes) -> None:
+        for node in nodes:
+            if node.op_type == "QuantizeLinear":
+                attrs = {a.name: a.i for a in node.attribute}
+                zero_point = node.input[2] if len(node.input) > 2 else ""
+                # the zero point's type, else output_dtype (opset 21), else uint8 (the default)
+                t = types.get(zero_point) or attrs.get("output_dtype") or TensorProto.UINT8
+                name = TensorProto.DataType.Name(t)
+                found.add(QDQ_PRECISION.get(name, name.lower()))
+            for attr in node.attribute:
+                for g in list(attr.graphs) + ([attr.g] if attr.HasField("g") else []):
+                    visit(g.node)
+
+    visit(model.graph.node)
+    for f in model.functions:
+        visit(f.node)
+    return "+".join(sorted(found)) or None
 
 
 def onnx_has_quantize_nodes(path: str) -> bool:
     """True when the ONNX graph (subgraphs and local functions included) has a QuantizeLinear node."""
-    import onnx
-
-    model = onnx.load(path, load_external_data=False)
-
-    def graph_has(graph) -> bool:
-        for node in graph.node:
-            if node.op_type == "QuantizeLinear":
-                return True
-            for attr in node.attribute:
-                subgraphs = list(attr.graphs) + ([attr.g] if attr.HasField("g") else [])
-                if any(graph_has(g) for g in subgraphs):
-                    return True
-        return False
-
-    return graph_has(model.graph) or any(n.op_type == "QuantizeLinear" for f in model.functions for n in f.node)
+    return onnx_quantized_as(path) is not None
 
 
 def cuda_device(device: int = 0) -> tuple[tuple[int, int], str]:
@@ -167,13 +236,33 @@ def _one_line(text: str) -> str:
 
 
 def _build_plan(trt, onnx_path: str, inputs: list[dict], precision: str, workspace_gb: float) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="nextframe-trt-") as tmp:  # kept until the build is done
+        if GRAPH_FOR_PRECISION[precision] == "converted":
+            from nextframe.export.onnx_lowp import convert_file
+
+            graph_path = os.path.join(tmp, f"step_{precision}.onnx")
+            try:
+                convert_file(onnx_path, graph_path, precision)
+            except ValueError as e:
+                raise ValueError(f"export: cannot build {precision} from {onnx_path}: {e}") from None
+        else:
+            graph_path = onnx_path
+        return _build_plan_from(trt, graph_path, onnx_path, inputs, precision, workspace_gb)
+
+
+def _build_plan_from(trt, graph_path: str, onnx_path: str, inputs: list[dict], precision: str,
+                     workspace_gb: float) -> bytes:
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode, no flag needed
+    # TensorRT 11: every network is strongly typed (its STRONGLY_TYPED flag is deprecated and ignored);
+    # TensorRT 10 needs the flag, whose bit differs between the two (1 in 10.x, 0 in 11.x).
+    flags = 0 if trt_major(trt) >= 11 else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(onnx_path):
+    if not parser.parse_from_file(graph_path):
         errors = "; ".join(_one_line(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"export: TensorRT's ONNX parser rejected {onnx_path}: {errors or 'no error reported'}")
+        raise RuntimeError(f"export: TensorRT's ONNX parser rejected {onnx_path}"
+                           f"{'' if graph_path == onnx_path else f' ({precision} copy)'}: {errors or 'no error reported'}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     want = {s["name"]: [int(d) for d in s["shape"]] for s in inputs}
@@ -190,12 +279,8 @@ def _build_plan(trt, onnx_path: str, inputs: list[dict], precision: str, workspa
             raise RuntimeError(f"export: {onnx_path} input '{tensor.name}' is {shape} (manifest: {want[tensor.name]})")
     if profile is not None:
         config.add_optimization_profile(profile)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # precision BuilderFlags are deprecated from TensorRT 10.12
-        if precision == "fp32":
-            config.clear_flag(trt.BuilderFlag.TF32)  # fp32 means fp32: no TF32 matmuls
-        for flag in BUILDER_FLAGS[precision]:
-            config.set_flag(getattr(trt.BuilderFlag, flag))
+    if precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)  # fp32 means fp32: no TF32 matmuls (TF32 is on by default)
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise RuntimeError(f"export: TensorRT could not build the {precision} engine for {onnx_path} (its log above says why)")
@@ -241,7 +326,7 @@ def build_trt_engines(bundle_dir: str, precision: str | Sequence[str] = "fp16", 
     """Build (or reuse) a TensorRT engine of the bundle's step graph per precision for CUDA device `device`,
     record each in manifest.json and return their manifest entries, each with "cached": True when reused.
     ValueError for what the caller can fix (precision, bundle); RuntimeError for the environment (no
-    TensorRT 10, no GPU, a parser or build failure)."""
+    TensorRT 10 or 11, no GPU, a parser or build failure)."""
     precisions = [precision] if isinstance(precision, str) else list(precision)
     for p in precisions:
         if p not in PRECISIONS:
@@ -264,13 +349,13 @@ def build_trt_engines(bundle_dir: str, precision: str | Sequence[str] = "fp16", 
     input_shapes = {s["name"]: s["shape"] for s in graph["inputs"]}
 
     cc, gpu = cuda_device(device)
-    has_qdq = any(p in ("int8", "fp8") for p in precisions) and onnx_has_quantize_nodes(onnx_path)
+    quantized_as = onnx_quantized_as(onnx_path)
     trt_version = str(trt.__version__)
     section = manifest.setdefault("tensorrt", {"engines": []})
     engines = section.setdefault("engines", [])
     results = []
     for p in precisions:
-        check_precision(p, cc, has_qdq)
+        check_precision(p, cc, quantized_as)
         key = engine_cache_key(trt_version, cc, gpu, p, onnx_sha256, input_shapes)
         file = engine_file_name(p, cc, trt_version, key)
         path = os.path.join(bundle_dir, file)
@@ -319,7 +404,7 @@ def build_trt_engines(bundle_dir: str, precision: str | Sequence[str] = "fp16", 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m nextframe.export.tensorrt",
-                                 description="Build TensorRT 10 engines of a bundle's step graph for this GPU.")
+                                 description="Build TensorRT 10/11 engines of a bundle's step graph for this GPU.")
     ap.add_argument("bundle")
     ap.add_argument("--precision", choices=PRECISIONS, default="fp16")
     ap.add_argument("--workspace-gb", type=float, default=4.0)

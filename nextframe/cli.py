@@ -147,7 +147,7 @@ def cmd_export(args):
     if args.trt:
         from nextframe.export.tensorrt import cuda_device, import_tensorrt
 
-        import_tensorrt()  # fail before the ONNX export when TensorRT 10 or the GPU is missing
+        import_tensorrt()  # fail before the ONNX export when TensorRT (10 or 11) or the GPU is missing
         cuda_device(0)
     d = sampler_defaults(args.model)
     manifest = export_bundle(_load(args.model), args.out, **schedule_args(d, args.steps),
@@ -379,9 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace --out even when it is not a bundle nextframe wrote (default: refuse)")
     e.add_argument("--context-noise", type=unit_float, default=None)
     e.add_argument("--trt", action="store_true",
-                   help="also build a TensorRT 10 engine of the step graph for this GPU into the bundle (needs TensorRT 10)")
+                   help="also build a TensorRT engine of the step graph for this GPU into the bundle (needs TensorRT 10 or 11)")
     e.add_argument("--precision", choices=("fp16", "bf16", "fp8", "int8", "fp32"), default=None,
-                   help="TensorRT engine precision (default fp16; int8/fp8 need a quantized graph)")
+                   help="TensorRT engine precision (default fp16: an fp16 copy of the graph; int8/fp8 need a quantized graph)")
     e.add_argument("--workspace-gb", type=float_in(0.01, 4096), default=4.0, help="TensorRT builder workspace limit in GiB")
     e.set_defaults(func=cmd_export)
 
