@@ -9,16 +9,20 @@ scales with the share of matrix products; its quality is not meaningful, its gra
     python benchmarks/quant_methods.py --bundle teacher4=runs/teacher4_bundle --bundle default=BUNDLE \\
         --variants naive,ptq4dm,qdiff,qdiff-g4,modelopt-int8 --gemm-shape --out results.json
 
-A variant is METHOD[-gN][-nosplit] (ONNX Runtime INT8, N step groups; qdiff splits convolutions over
-concatenations unless -nosplit), modelopt-int8 / modelopt-fp8 (Q-Diffusion calibration) or w4a8 (ONNX Runtime
+A variant is METHOD[-gN][-nosplit][-pct][-keep=FRAGMENT] (ONNX Runtime INT8, N step groups; qdiff splits
+convolutions over concatenations unless -nosplit; -pct / -minmax: activation ranges, default auto (percentile
+for a U-Net, min-max for a transformer); -keep: products whose node
+name holds FRAGMENT stay float), modelopt-int8 / modelopt-fp8 (Q-Diffusion calibration) or w4a8 (ONNX Runtime
 MatMulNBits: 4-bit weights, int8 activations, no calibration; transformer bundles only). On a one-step
 bundle the three methods coincide (one noise level): only qdiff (and qdiff-nosplit) run.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import tempfile
 import time
 
@@ -31,15 +35,27 @@ from nextframe.evaluation import midplay
 
 
 def parse_variant(text: str) -> dict:
-    """modelopt-int8 | modelopt-fp8 | w4a8 | METHOD[-gN][-nosplit] (ONNX Runtime INT8)."""
-    if text == "w4a8":
-        return {"backend": "onnxruntime", "precision": "w4a8", "method": "qdiff", "groups": 1, "split": None}
-    split = None if not text.endswith("-nosplit") else False
-    text = text.removesuffix("-nosplit")
-    if text.startswith("modelopt-"):
-        return {"backend": "modelopt", "precision": text.split("-", 1)[1], "method": "qdiff", "groups": 1, "split": split}
-    method, _, g = text.partition("-g")
-    return {"backend": "onnxruntime", "precision": "int8", "method": method, "groups": int(g) if g else 1, "split": split}
+    """modelopt-int8 | modelopt-fp8 | w4a8 | METHOD (ONNX Runtime INT8), each with options -gN (step groups),
+    -nosplit, -pct / -minmax (activation ranges; default auto), -keep=FRAGMENT (products named so stay float; repeatable)."""
+    head, *options = text.split("-")
+    spec = {"backend": "onnxruntime", "precision": "int8", "method": head, "groups": 1, "split": None,
+            "keep_float": [], "calibration": "auto"}
+    if head == "w4a8":
+        spec.update(precision="w4a8", method="qdiff")
+    elif head == "modelopt":
+        spec.update(backend="modelopt", precision=options.pop(0), method="qdiff")
+    for o in options:
+        if o.startswith("g") and o[1:].isdigit():
+            spec["groups"] = int(o[1:])
+        elif o == "nosplit":
+            spec["split"] = False
+        elif o in ("pct", "minmax"):
+            spec["calibration"] = "percentile" if o == "pct" else "minmax"
+        elif o.startswith("keep="):
+            spec["keep_float"].append(o[len("keep="):])
+        else:
+            raise ValueError(f"quant_methods: unknown variant option {o!r} in {text!r}")
+    return spec
 
 
 def agreement_psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -66,6 +82,26 @@ def gemm_bound_bundle(root: str, dim: int, patch: int, depth: int) -> str:
     return path
 
 
+@contextlib.contextmanager
+def paused(pids: list[int]):
+    """SIGSTOP the given processes for the duration (SIGCONT on the way out, whatever happens)."""
+    stopped = []
+    try:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+            except ProcessLookupError:
+                pass
+        yield
+    finally:
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", action="append", default=[], help="NAME=FP32_BUNDLE_DIR (repeatable)")
@@ -78,7 +114,10 @@ def main():
                     help="calibration windows for the GEMM-bound shape (its cache feeds are 16 MB each; ONNX Runtime's "
                          "calibrator holds every intermediate tensor of every feed: 16 windows ran out of 24 GB)")
     ap.add_argument("--fps-frames", type=int, default=150)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", default="2", help="ONNX Runtime threads for quality and timing; a list (1,2) times "
+                    "each count, and compares each bundle at its fastest count too")
+    ap.add_argument("--pause-pid", type=int, action="append", default=[],
+                    help="stop this process (SIGSTOP) while bundles are timed, e.g. a training run sharing the cores")
     ap.add_argument("--keep", default=None, help="write the quantized bundles here (default: a temporary dir)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -87,6 +126,7 @@ def main():
     from nextframe.quant.bundle import quantize_bundle
 
     variants = [v for v in args.variants.split(",") if v]
+    threads = [int(t) for t in str(args.threads).split(",")]
     clips = midplay.load_or_record_clips("data_cache/midplay_clips.npz")
     clips = [midplay.Clip(c.frames[: 4 + args.horizon], c.lead_actions[: 4 + args.horizon], c.source)
              for c in clips[: args.clips]]
@@ -98,8 +138,8 @@ def main():
         sources["gemm_dim512_patch4"] = gemm_bound_bundle(root, 512, 4, 6)
     result = {"benchmark": "quant_methods", "device": cpu_info(), "versions": versions(),
               "clips": {"n": len(clips), "horizon": args.horizon, "digest": midplay.clips_digest(clips)},
-              "timing": f"C++ runtime, ORT CPU, {args.threads} threads, bundles of a source interleaved in rounds of "
-                        f"{ROUND_FRAMES} frames", "sources": {}}
+              "timing": f"C++ runtime, ORT CPU, {'/'.join(map(str, threads))} threads, bundles of a source interleaved "
+                        f"in rounds of {ROUND_FRAMES} frames", "sources": {}}
     for name, fp32 in sources.items():
         with open(os.path.join(fp32, "manifest.json")) as f:
             n_steps = json.load(f)["sampler"]["n_steps"]
@@ -115,7 +155,8 @@ def main():
             t0 = time.time()
             m = quantize_bundle(fp32, out, calib, method=spec["method"], precision=spec["precision"],
                                 n_windows=args.calib_windows if quality else args.gemm_calib_windows, frames_per_window=4, groups=spec["groups"],
-                                backend=spec["backend"], split=spec["split"],
+                                backend=spec["backend"], split=spec["split"], keep_float=spec["keep_float"],
+                                calibration=spec["calibration"],
                                 calib_names=["recorded: Breakout seeds 6000-6003, 400 steps"])
             rows[v] = {"path": out, **spec, "quantize_s": round(time.time() - t0, 1),
                        "split_convs": len(m["quantization"]["split_convs"]),
@@ -124,18 +165,29 @@ def main():
             frames = {}
             for v, row in rows.items():
                 t0 = time.time()
-                frames[v] = midplay.runtime_predictor(row["path"], seed=0, threads=args.threads)(clips)
+                frames[v] = midplay.runtime_predictor(row["path"], seed=0, threads=threads[-1])(clips)
                 real = [midplay.per_frame(c.frames[4:], p, c.frames[3]) for c, p in zip(clips, frames[v])]
                 row["midplay"] = midplay.by_horizon(real)
                 row["psnr_vs_fp32_frames"] = agreement_psnr(frames[v], frames["fp32"])
                 row["eval_s"] = round(time.time() - t0, 1)
                 print(json.dumps({"source": name, "variant": v, "midplay_first_horizon": next(iter(row["midplay"].values())),
                                   "psnr_vs_fp32_frames": row["psnr_vs_fp32_frames"]}), flush=True)
-        fps = time_bundles({v: r["path"] for v, r in rows.items()}, clips[0].frames, clips[0].lead_actions,
-                           args.fps_frames, args.threads)
+        fps = {}
+        with paused(args.pause_pid):
+            for n in threads:
+                fps[n] = time_bundles({v: r["path"] for v, r in rows.items()}, clips[0].frames, clips[0].lead_actions,
+                                      args.fps_frames, n)
+        best_fp32 = max(fps[n]["fp32"]["fps"] for n in threads)
         for v, row in rows.items():
-            row["fps"] = fps[v]
-            row["fps_ratio_vs_fp32"] = round(fps[v]["fps"] / fps["fp32"]["fps"], 3)
+            if len(threads) == 1:
+                row["fps"] = fps[threads[0]][v]
+                row["fps_ratio_vs_fp32"] = round(fps[threads[0]][v]["fps"] / fps[threads[0]]["fp32"]["fps"], 3)
+            else:
+                row["fps_by_threads"] = {str(n): fps[n][v] for n in threads}
+                row["fps_ratio_vs_fp32"] = {str(n): round(fps[n][v]["fps"] / fps[n]["fp32"]["fps"], 3) for n in threads}
+                best = max(threads, key=lambda n: fps[n][v]["fps"])
+                row["fastest"] = {"threads": best, "fps": fps[best][v]["fps"],
+                                  "ratio_vs_fastest_fp32": round(fps[best][v]["fps"] / best_fp32, 3)}
             if not args.keep:
                 row.pop("path")
         result["sources"][name] = {"fp32_bundle": fp32, "n_steps": n_steps, "rows": rows}

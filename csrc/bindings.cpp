@@ -183,7 +183,7 @@ PYBIND11_MODULE(_core, m) {
           "Denoising steps of the frame_index-th generated frame under DiSA annealing (linear | cosine).");
 
     m.def("has_tensorrt", &nf::trt_built,
-          "True when the TensorRT backend (backend 'trt') was compiled in (CMake found TensorRT 10 and CUDA).");
+          "True when the TensorRT backend (backend 'trt') was compiled in (CMake found TensorRT >= 10 and CUDA).");
 
     m.def("ort_library_info",
           [](const std::string& ort_lib) {

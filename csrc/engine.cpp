@@ -88,7 +88,7 @@ std::unique_ptr<Engine> make_engine(const Bundle& bundle, const EngineParams& pa
             return make_trt_engine(bundle, params);
 #else
             throw RuntimeError("engine: backend 'trt' not built (TensorRT was not found at build time; rebuild with "
-                               "-DNF_WITH_TENSORRT=ON -DTENSORRT_ROOT=<TensorRT 10 dir>)");
+                               "-DNF_WITH_TENSORRT=ON -DTENSORRT_ROOT=<TensorRT 10 or 11 dir>)");
 #endif
     }
     throw InvalidArgument("engine: unknown backend");

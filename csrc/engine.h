@@ -37,7 +37,7 @@ struct EngineParams {
     bool trt_cuda_graph = true;
 };
 
-// True when the TensorRT backend (engine_trt.cpp) was compiled in (CMake found TensorRT 10 and CUDA).
+// True when the TensorRT backend (engine_trt.cpp) was compiled in (CMake found TensorRT >= 10 and CUDA).
 bool trt_built();
 
 // Buffers for a graph's inputs and outputs, in the order of Engine::inputs() / outputs().

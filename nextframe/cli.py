@@ -212,7 +212,8 @@ def cmd_quantize(args):
         check_episode_fits(name, ep.game, ep.frameskip, ep.actions, bundle.game, bundle.n_actions, "bundle")
     m = quantize_bundle(args.bundle, args.out, episodes, method=args.method, precision=args.precision,
                         n_windows=args.windows, frames_per_window=args.frames, seed=args.seed, calib_names=names,
-                        groups=args.groups, backend=args.backend, split=args.split)
+                        groups=args.groups, backend=args.backend, split=args.split, keep_float=args.keep_float,
+                        calibration=args.calibration)
     print(json.dumps({"bundle": args.out, "quantization": m["quantization"]}))
 
 
@@ -333,7 +334,7 @@ def cmd_play(args):
         plan = np.repeat(rng.integers(0, 4, 1000), 6)
         script = lambda i: int(plan[i % len(plan)])  # noqa: E731
     result = play(args.bundle or default_bundle(), scale=args.scale, record=args.record, max_frames=args.frames,
-                  seed=args.seed, script=script)
+                  seed=args.seed, script=script, threads=args.threads)
     print(json.dumps(result))
 
 
@@ -392,6 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--frames", type=positive_int, default=None, help="stop after N frames")
     pl.add_argument("--headless", action="store_true", help="no window, scripted actions (needs --frames)")
     pl.add_argument("--seed", type=nonneg_int, default=0)
+    pl.add_argument("--threads", type=int_in(1, 256), default=2,
+                    help="ONNX Runtime threads (an INT8 bundle of the default model is fastest at 1 on a 2-core CPU)")
     pl.set_defaults(func=cmd_play)
 
     b = sub.add_parser("bench", help="frame-loop latency side by side: C++ runtime, Python ORT loop, PyTorch with/without cache")
@@ -430,6 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="activation scales per group of denoising steps: one graph per group, picked per step")
     q.add_argument("--split", action=argparse.BooleanOptionalAction, default=None,
                    help="split quantization of convolutions over concatenations (default: on for qdiff)")
+    q.add_argument("--keep-float", action="append", default=[], metavar="FRAGMENT",
+                   help="also keep products whose node name contains FRAGMENT in float (repeatable; e.g. conv_in)")
+    q.add_argument("--calibration", choices=("auto", "minmax", "percentile"), default="auto",
+                   help="activation ranges: min/max seen, or the 99.999th percentile (onnxruntime int8); auto: "
+                        "percentile for a frame-stack U-Net, min/max for a transformer")
     q.add_argument("--windows", type=positive_int, default=16, help="context windows rolled out for calibration")
     q.add_argument("--frames", type=positive_int, default=6, help="frames generated per window")
     q.add_argument("--seed", type=nonneg_int, default=0)

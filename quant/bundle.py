@@ -75,24 +75,26 @@ FORMATS = {("onnxruntime", "int8"): "qdq_u8s8_per_channel", ("modelopt", "int8")
            ("onnxruntime", "w4a8"): "matmulnbits_w4_sym_block32_a8_dynamic"}
 
 
-def quantize_graph(backend: str, precision: str, src: str, out: str, feeds: list[dict], work_dir: str) -> int:
+def quantize_graph(backend: str, precision: str, src: str, out: str, feeds: list[dict], work_dir: str,
+                   keep: tuple[str, ...] = (), calibration: str = "auto") -> int:
     """One graph through the back end; returns how many product nodes stay in float."""
     if precision == "w4a8":
         from nextframe.quant.ort_w4a8 import quantize_graph as w4a8_quantize
 
-        return w4a8_quantize(src, out)
+        return w4a8_quantize(src, out, keep)
     if backend == "onnxruntime":
         from nextframe.quant.ort_int8 import quantize_graph as ort_quantize
 
-        return ort_quantize(src, out, feeds, work_dir)
+        return ort_quantize(src, out, feeds, work_dir, keep, calibration)
     from nextframe.quant.modelopt_qdq import quantize_graph as modelopt_quantize
 
-    return modelopt_quantize(src, out, feeds, precision, work_dir)
+    return modelopt_quantize(src, out, feeds, precision, work_dir, keep)
 
 
 def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdiff", precision: str = "int8",
                     n_windows: int = 16, frames_per_window: int = 6, seed: int = 0, calib_names=(),
-                    groups: int = 1, backend: str = "onnxruntime", split: bool | None = None) -> dict:
+                    groups: int = 1, backend: str = "onnxruntime", split: bool | None = None,
+                    keep_float: tuple[str, ...] = (), calibration: str = "auto") -> dict:
     """Write an INT8 copy of the bundle to out_dir (new; never replaces an existing path). Returns its manifest.
 
     groups > 1: activation scales per group of denoising steps (Q-Diffusion's observation that activation
@@ -102,11 +104,16 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
 
     split (default: on for qdiff where convolutions are quantized): Q-Diffusion's split quantization of
     convolutions over concatenations (quant/split_concat.py), exact in float, so each part has its own
-    activation scale. ONNX Runtime INT8 keeps a transformer's convolutions (the motion refiner) in float."""
+    activation scale. ONNX Runtime INT8 keeps a transformer's convolutions (the motion refiner) in float.
+
+    keep_float: node-name fragments whose products stay in float besides the built-in ones (e.g. "conv_in", a
+    U-Net's output head); calibration: "auto" (percentile for a U-Net, min-max for a transformer), "minmax" or
+    "percentile" activation ranges (ONNX Runtime INT8 only)."""
+    from nextframe.quant.ort_int8 import CALIBRATIONS
     import onnx
 
     from nextframe.export.bundle import sha256_file
-    from nextframe.quant.ort_int8 import products_to_quantize
+    from nextframe.quant.ort_int8 import calibration_for, products_to_quantize
     from nextframe.runtime.reference import input_roles
 
     if method not in METHODS:
@@ -116,6 +123,13 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
     if precision not in BACKENDS[backend]:
         raise ValueError(f"quantize: precision {precision!r} not supported by the {backend} back end "
                          f"(expected {', '.join(BACKENDS[backend])})")
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"quantize: unknown calibration {calibration!r} (expected {', '.join(CALIBRATIONS)})")
+    if calibration not in ("auto", "minmax") and (backend != "onnxruntime" or precision not in CALIBRATED):
+        raise ValueError("quantize: --calibration applies to the onnxruntime back end's int8 (ModelOpt calibrates by max)")
+    keep_float = tuple(keep_float)
+    if any(not k.strip() for k in keep_float):
+        raise ValueError("quantize: --keep-float takes a non-empty node-name fragment")
     if os.path.exists(out_dir):
         raise ValueError(f"quantize: {out_dir} exists; choose a new output path")
     with open(os.path.join(bundle_dir, "manifest.json")) as f:
@@ -161,7 +175,9 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
             from nextframe.quant.split_concat import concat_channels, split_concat_convs
 
             model = onnx.load(src)
-            split_convs = split_concat_convs(model, concat_channels(model, calib[0]))
+            from nextframe.quant.ort_int8 import float_nodes
+
+            split_convs = split_concat_convs(model, concat_channels(model, calib[0]), set(float_nodes(model, keep_float)))
             src = os.path.join(tmp, "split_source.onnx")  # the FP32 graph, split: same function, exactly
             onnx.save(model, src)
         stem, ext = os.path.splitext(step_file)
@@ -171,14 +187,15 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
             feeds = [f for f in calib if in_group(noise_level_of(f, levels), grp, i == 0)] if groups > 1 else calib
             if calibrated and not feeds:
                 raise ValueError(f"quantize: no calibration feed at noise levels {grp[0]:.3f}..{grp[1]:.3f}")
-            excluded = quantize_graph(backend, precision, src, os.path.join(tmp, name), feeds, tmp)
+            excluded = quantize_graph(backend, precision, src, os.path.join(tmp, name), feeds, tmp, keep_float, calibration)
             n_feeds.append(len(feeds))
         error = graph_error(os.path.join(bundle_dir, step_file), [os.path.join(tmp, f) for f in files], ranges,
                             held_out, prediction, levels)
         kv_error = None
         if kv_held:  # a kv graph; one noise level (the context noise): no groups, no method difference
             kv_file = manifest["graphs"]["kv"]["file"]
-            quantize_graph(backend, precision, os.path.join(bundle_dir, kv_file), os.path.join(tmp, kv_file), kv_calib, tmp)
+            quantize_graph(backend, precision, os.path.join(bundle_dir, kv_file), os.path.join(tmp, kv_file), kv_calib, tmp,
+                           keep_float, calibration)
             kv_error = graph_error(os.path.join(bundle_dir, kv_file), [os.path.join(tmp, kv_file)], [(0.0, 1.0)],
                                    kv_held, "k_new", levels)
         if split:
@@ -192,6 +209,9 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
         manifest["quantization"] = {
             "precision": precision, "backend": backend, "format": FORMATS[(backend, precision)], "method": method,
             "graphs": ["step"] + (["kv"] if kv_error else []), "float_nodes": excluded, "split_convs": split_convs,
+            "keep_float": list(keep_float),
+            "activation_calibration": (calibration_for(onnx.load(os.path.join(bundle_dir, step_file)), calibration)
+                                       if backend == "onnxruntime" and calibrated else "max" if calibrated else "none"),
             "step_groups": [{"file": f, "t_min": round(lo, 6), "t_max": round(hi, 6), "n_calibration_feeds": n}
                             for f, (lo, hi), n in zip(files, ranges, n_feeds)],
             "calibration": {"n_feeds": len(calib), "n_windows": n_windows, "frames_per_window": frames_per_window,

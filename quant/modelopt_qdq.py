@@ -31,7 +31,7 @@ def _run_modelopt(copy: str, out: str, batch_path: str, precision: str, excluded
                 log_level="ERROR")
 
 
-def quantize_graph(src: str, out: str, feeds: list[dict], precision: str, work_dir: str) -> int:
+def quantize_graph(src: str, out: str, feeds: list[dict], precision: str, work_dir: str, keep: tuple[str, ...] = ()) -> int:
     """Q/DQ copy of src at out, calibrated (max) on feeds; the same nodes stay float as in the ORT back end.
     ModelOpt rewrites the graph it is given in place (measured: 0.47 saves its shape-inferred model over the
     input file), so it only ever sees a copy in work_dir: the user's bundle is never touched."""
@@ -40,7 +40,7 @@ def quantize_graph(src: str, out: str, feeds: list[dict], precision: str, work_d
 
     if importlib.util.find_spec("modelopt") is None:
         raise RuntimeError("quantize: the modelopt back end needs nvidia-modelopt (pip install 'nextframe[quant]')")
-    excluded = float_nodes(src)
+    excluded = float_nodes(src, keep)
     copy = os.path.join(work_dir, "modelopt_input.onnx")
     shutil.copyfile(src, copy)
     batch_path = os.path.join(work_dir, "modelopt_calibration.npz")

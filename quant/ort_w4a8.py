@@ -46,7 +46,7 @@ def gemms_as_matmuls(model):
     return model
 
 
-def quantize_graph(src: str, out: str) -> int:
+def quantize_graph(src: str, out: str, keep: tuple[str, ...] = ()) -> int:
     """src -> out with W4A8 MatMulNBits; returns how many product nodes stay in float. Refuses a graph without a
     MatMul it could quantize."""
     import onnx
@@ -55,7 +55,7 @@ def quantize_graph(src: str, out: str) -> int:
     from nextframe.quant.ort_int8 import float_nodes
 
     model = gemms_as_matmuls(onnx.load(src))
-    keep = float_nodes(model)
+    keep = float_nodes(model, keep)
     config = DefaultWeightOnlyQuantConfig(block_size=BLOCK, is_symmetric=True, accuracy_level=ACCURACY_INT8,
                                           op_types_to_quantize=("MatMul",))
     q = MatMulNBitsQuantizer(model, block_size=BLOCK, is_symmetric=True, accuracy_level=ACCURACY_INT8,

@@ -50,8 +50,9 @@ def concat_channels(model, feed: dict) -> dict[str, int]:
     return {n: int(v.shape[1]) for n, v in zip(names, values)}
 
 
-def split_concat_convs(model, channels: dict[str, int]):
-    """Rewrite model (onnx.ModelProto) in place; channels from concat_channels. Returns the convolutions split."""
+def split_concat_convs(model, channels: dict[str, int], skip: set[str] | frozenset[str] = frozenset()):
+    """Rewrite model (onnx.ModelProto) in place; channels from concat_channels; convolutions named in skip (those
+    staying in float, where a split buys nothing) are left whole. Returns the convolutions split."""
     from onnx import helper, numpy_helper
 
     consumers: dict[str, int] = {}
@@ -66,7 +67,7 @@ def split_concat_convs(model, channels: dict[str, int]):
         src = pairs.get(n.output[0])
         chans = [channels.get(i) for i in src.input] if src is not None else None
         w = numpy_helper.to_array(inits[n.input[1]]) if chans and None not in chans else None
-        if w is None or sum(chans) != w.shape[1]:
+        if w is None or sum(chans) != w.shape[1] or n.name in skip:
             new_nodes.append(n)
             continue
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}

@@ -34,14 +34,14 @@ def context_from_game(game: str, n: int, height: int, width: int, seed: int):
 
 
 def play(bundle_dir: str, scale: int = 3, record: str | None = None, max_frames: int | None = None,
-         seed: int = 0, fps_cap: float = 30.0, script=None) -> dict:
+         seed: int = 0, fps_cap: float = 30.0, script=None, threads: int = 2) -> dict:
     """Run the interactive loop. `script(i) -> action` replaces the keyboard (headless runs and tests)."""
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     import pygame
 
     from nextframe.runtime import Session
 
-    with Session(bundle_dir, seed=seed) as s:
+    with Session(bundle_dir, seed=seed, threads=threads) as s:
         game = s.bundle.game
         names = s.actions
         n_context = s.bundle.history_depth if s.native_resolution else s.bundle.kv_cache["window"]

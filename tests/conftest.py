@@ -96,3 +96,19 @@ def native_unet_bundle(root, n_steps: int, widths=(8, 8), n_episodes: int = 2, *
     model = randomized_unet(cfg)
     export_bundle(model, bundle, n_steps=n_steps, **export_kw)
     return bundle, data, model
+
+
+def optimized_ops(path: str) -> list[str]:
+    """The op types of the graph as ONNX Runtime runs it (after its fusions, at the level the C++ core asks for)."""
+    import os
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+        ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        return [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]

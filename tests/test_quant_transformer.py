@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import randomized_model, square_episode, tiny_config
+from conftest import optimized_ops, randomized_model, square_episode, tiny_config
 from nextframe.runtime import Session
 
 
@@ -40,8 +40,11 @@ def test_transformer_bundle_quantizes_its_kv_graph_too(tmp_path):
     quantized = {n.input[1] for n in products} & {n.output[0] for n in onnx.load(os.path.join(q, "step.onnx")).graph.node
                                                   if n.op_type == "DequantizeLinear"}
     assert quantized, "the token Gemms take dequantized int8 weights"
-    assert 0 < m["quantization"]["kv_error_vs_fp32"]["nmse"] < 0.05
     kv_file = m["graphs"]["kv"]["file"]
+    for graph in ("step.onnx", kv_file):  # and run as int8 kernels in ONNX Runtime (qkv, proj, fc1, fc2 per block)
+        kernels = optimized_ops(os.path.join(q, graph))
+        assert kernels.count("QGemm") >= 4 and "QLinearConv" not in kernels
+    assert 0 < m["quantization"]["kv_error_vs_fp32"]["nmse"] < 0.05
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in onnx.load(os.path.join(q, kv_file)).graph.node}
     a, b = _frames(fp32), _frames(q)
     mse = float(np.mean((a.astype(np.float64) - b) ** 2))

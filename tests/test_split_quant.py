@@ -13,7 +13,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import native_unet_bundle
+from conftest import native_unet_bundle, optimized_ops
 from nextframe.cli import main
 from nextframe.quant.split_concat import concat_channels, split_concat_convs
 
@@ -65,6 +65,37 @@ def test_quantize_splits_for_qdiff_unless_told_not_to(fp32, capsys):
     for name in ("q_split", "q_plain", "q_ptq4dm"):
         with open(root / name / "manifest.json") as f:
             got[name] = json.load(f)["quantization"]["split_convs"]
-    assert len(got["q_split"]) == 3 and got["q_plain"] == [] and got["q_ptq4dm"] == []
+    # the stem (conv_in) stays float, so only the up blocks' shortcuts are split
+    assert len(got["q_split"]) == 2 and got["q_plain"] == [] and got["q_ptq4dm"] == []
     ops = [n.name for n in onnx.load(str(root / "q_split" / "step.onnx")).graph.node]
-    assert any(n.startswith("/model/conv_in/Conv_split1") for n in ops)
+    assert any(n.startswith("/model/up.0.0/skip/Conv_split1") for n in ops)
+    assert "/model/conv_in/Conv" in ops
+    # the int8 kernels are what ONNX Runtime runs: every quantized convolution fuses into QLinearConv (a conv
+    # whose output is not quantized would run in float on dequantized weights, slower than FP32)
+    kernels = optimized_ops(str(root / "q_plain" / "step.onnx"))
+    n_float_convs = kernels.count("Conv") + kernels.count("FusedConv") + kernels.count("NhwcFusedConv")
+    assert kernels.count("QLinearConv") >= 4 and n_float_convs <= 2  # conv_in and conv_out stay float
+
+
+
+def test_keep_float_and_percentile_calibration(fp32, capsys):
+    """--keep-float keeps the named products in float besides the built-in ones (the stem, the output layer), the
+    calibration is recorded (auto: percentile for a U-Net); a percentile for ModelOpt is refused in one line."""
+    bundle, data, root = fp32
+    args = ["--calib", *data, "--windows", "2", "--frames", "2", "--no-split"]
+    out = root / "q_keep"
+    assert main(["quantize", bundle, "--out", str(out), "--keep-float", "up.1", "--calibration", "minmax", *args]) == 0
+    with open(out / "manifest.json") as f:
+        q = json.load(f)["quantization"]
+    assert q["keep_float"] == ["up.1"] and q["activation_calibration"] == "minmax"
+    graph = onnx.load(str(out / "step.onnx")).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    convs = {n.name: n for n in graph.node if n.op_type == "Conv"}
+    for name, conv in convs.items():  # the stem is float by default, up.1 by request, the rest int8
+        assert any(i in dequantized for i in conv.input) == (not any(f in name for f in ("conv_in", "conv_out", "up.1"))), name
+    with open(root / "q_plain" / "manifest.json") as f:
+        assert json.load(f)["quantization"]["activation_calibration"] == "percentile"  # auto, for a U-Net
+    capsys.readouterr()
+    assert main(["quantize", bundle, "--out", str(root / "q_bad"), "--backend", "modelopt", "--calibration", "percentile", *args]) == 2
+    assert "--calibration applies to the onnxruntime" in capsys.readouterr().err
+    assert not os.path.exists(root / "q_bad")

@@ -168,7 +168,7 @@ def test_session_trt_backend_not_built():
         pytest.skip("this nextframe._core was built with TensorRT")
     bundle, _ = tiny_bundle()
     with pytest.raises(RuntimeError, match=r"^engine: backend 'trt' not built \(TensorRT was not found at build time; "
-                                           r"rebuild with -DNF_WITH_TENSORRT=ON -DTENSORRT_ROOT=<TensorRT 10 dir>\)$"):
+                                           r"rebuild with -DNF_WITH_TENSORRT=ON -DTENSORRT_ROOT=<TensorRT 10 or 11 dir>\)$"):
         Session(bundle, backend="trt")
     with pytest.raises(RuntimeError, match=r"^engine: backend 'trt' not built"):
         _core.Engine(_core.Bundle.open(bundle), backend="trt")
