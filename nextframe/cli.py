@@ -394,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--headless", action="store_true", help="no window, scripted actions (needs --frames)")
     pl.add_argument("--seed", type=nonneg_int, default=0)
     pl.add_argument("--threads", type=int_in(1, 256), default=2,
-                    help="ONNX Runtime threads (an INT8 bundle of the default model is fastest at 1 on a 2-core CPU)")
+                    help="ONNX Runtime threads")
     pl.set_defaults(func=cmd_play)
 
     b = sub.add_parser("bench", help="frame-loop latency side by side: C++ runtime, Python ORT loop, PyTorch with/without cache")
