@@ -27,6 +27,9 @@ from nextframe.models.dit import NextFrameDiT
 from nextframe.models.registry import is_frame_stack
 
 OPSET = 20
+# Bump when the exported graphs change for the same weights: the cached export of the shipped model
+# (nextframe.cli.default_bundle) is keyed by it. 2: the leaner step graph (one modulation Gemm, [N, D] tokens).
+GRAPH_REVISION = 2
 STEP_INPUTS = ("x", "t", "action", "prev", "cache_k", "cache_v", "ages")
 PREV_ACTION_INPUT = "prev_action"  # appended for models with prev_action_input
 PREV2_INPUT = "prev2"  # appended (last) for models with a motion refiner (config.needs_prev2)

@@ -218,10 +218,12 @@ def cmd_quantize(args):
 
 
 def default_bundle() -> str:
-    """The shipped model exported once into a per-user cache, keyed by the model file's sha256."""
+    """The shipped model exported once into a per-user cache, keyed by the model file's sha256 and the exporter's
+    graph revision (a newer exporter's graphs replace an older cache)."""
     from nextframe.export.bundle import export_bundle, sha256_file
+    from nextframe.export.onnx import GRAPH_REVISION
 
-    key = sha256_file(DEFAULT_MODEL)[:16]
+    key = f"{sha256_file(DEFAULT_MODEL)[:16]}_r{GRAPH_REVISION}"
     root = os.environ.get("NEXTFRAME_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "nextframe"))
     path = os.path.join(root, f"default_bundle_{key}")
     if not os.path.isfile(os.path.join(path, "manifest.json")):
