@@ -434,7 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--groups", type=int_in(1, 64), default=1,
                    help="activation scales per group of denoising steps: one graph per group, picked per step")
     q.add_argument("--split", action=argparse.BooleanOptionalAction, default=None,
-                   help="split quantization of convolutions over concatenations (default: on for qdiff)")
+                   help="split quantization of convolutions over concatenations (default: on for qdiff where "
+                        "convolutions are quantized: a U-Net's, not a transformer's)")
     q.add_argument("--keep-float", action="append", default=[], metavar="FRAGMENT",
                    help="also keep products whose node name contains FRAGMENT in float (repeatable; e.g. conv_in)")
     q.add_argument("--calibration", choices=("auto", "minmax", "percentile"), default="auto",

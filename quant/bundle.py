@@ -106,14 +106,13 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
     convolutions over concatenations (quant/split_concat.py), exact in float, so each part has its own
     activation scale. ONNX Runtime INT8 keeps a transformer's convolutions (the motion refiner) in float.
 
-    keep_float: node-name fragments whose products stay in float besides the built-in ones (e.g. "conv_in", a
-    U-Net's output head); calibration: "auto" (percentile for a U-Net, min-max for a transformer), "minmax" or
+    keep_float: node-name fragments whose products stay in float besides the built-in ones (e.g. "up.1", a U-Net's
+    last up block); calibration: "auto" (percentile for a U-Net, min-max for a transformer), "minmax" or
     "percentile" activation ranges (ONNX Runtime INT8 only)."""
-    from nextframe.quant.ort_int8 import CALIBRATIONS
     import onnx
 
     from nextframe.export.bundle import sha256_file
-    from nextframe.quant.ort_int8 import calibration_for, products_to_quantize
+    from nextframe.quant.ort_int8 import CALIBRATIONS, calibration_for, float_nodes, products_to_quantize
     from nextframe.runtime.reference import input_roles
 
     if method not in METHODS:
@@ -155,6 +154,8 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
         raise ValueError("quantize: --split applies to quantized convolutions, and this back end keeps a "
                          "transformer's convolutions in float")
     split = method == "qdiff" and convs_quantized if split is None else split
+    activation_calibration = (calibration_for(model, calibration) if backend == "onnxruntime" and calibrated
+                              else "max" if calibrated else "none")
     kv_calib: list[dict] = []
     kv_held: list[dict] = []
     calib = (collect_feeds(bundle_dir, episodes, method, n_windows, frames_per_window, seed, kv_feeds=kv_calib)
@@ -173,9 +174,6 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
         split_convs: list[str] = []
         if split:
             from nextframe.quant.split_concat import concat_channels, split_concat_convs
-
-            model = onnx.load(src)
-            from nextframe.quant.ort_int8 import float_nodes
 
             split_convs = split_concat_convs(model, concat_channels(model, calib[0]), set(float_nodes(model, keep_float)))
             src = os.path.join(tmp, "split_source.onnx")  # the FP32 graph, split: same function, exactly
@@ -210,8 +208,7 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
             "precision": precision, "backend": backend, "format": FORMATS[(backend, precision)], "method": method,
             "graphs": ["step"] + (["kv"] if kv_error else []), "float_nodes": excluded, "split_convs": split_convs,
             "keep_float": list(keep_float),
-            "activation_calibration": (calibration_for(onnx.load(os.path.join(bundle_dir, step_file)), calibration)
-                                       if backend == "onnxruntime" and calibrated else "max" if calibrated else "none"),
+            "activation_calibration": activation_calibration,
             "step_groups": [{"file": f, "t_min": round(lo, 6), "t_max": round(hi, 6), "n_calibration_feeds": n}
                             for f, (lo, hi), n in zip(files, ranges, n_feeds)],
             "calibration": {"n_feeds": len(calib), "n_windows": n_windows, "frames_per_window": frames_per_window,

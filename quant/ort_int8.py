@@ -12,15 +12,15 @@ import io
 import os
 
 # node-name fragments kept in float (torch.onnx names nodes after module paths)
-# conv_in, the U-Net's full-resolution stem over the noisy frame and the context, carries 40% of its INT8 graph
-# error (results/quant_recipe_unet_sensitive_cpu.json: kept in float, graph error -33%, 0.45 dB better frames 1-10)
+# conv_in, the U-Net's full-resolution stem over the noisy frame and the context, carries about 40% of its INT8 graph
+# error (results/quant_recipe_unet_sensitive_cpu.json: kept in float, graph error -33%, frames 1-10 0.87 dB better)
 FLOAT_NODES = ("noise_mlp", "action_embed", "context_noise_embed", "norm", "conv_in", "conv_out", "time_mlp",
                "modulation", "final", "head", "patch_embed")
 PRODUCTS = ("Conv", "MatMul", "Gemm")
-# A transformer step quantizes its token Gemms only (qkv, attention output, MLP). Measured on the shipped default
-# (results/quant_recipe_transformer_cpu.json): leaving the attention MatMuls (products of two activations, whose
+# A transformer step quantizes its token Gemms only (qkv, attention output, MLP). Measured on the shipped default in
+# one side-by-side run (README, "Quantization"): leaving the attention MatMuls (products of two activations, whose
 # inputs include the whole float cache) and the motion refiner's full-resolution convolutions in float made the
-# step graph 1.1x faster than quantizing them too and its error 40x smaller.
+# frame loop 1.1x faster than quantizing them too (1.29x -> 1.42x FP32) and the step graph's error 50x smaller.
 TRANSFORMER_PRODUCTS = ("Gemm",)
 
 
@@ -49,13 +49,18 @@ def float_nodes(graph, keep: tuple[str, ...] = ()) -> list[str]:
     for n in m.graph.node:  # ONNX nodes are topologically sorted
         if any(i in content for i in n.input):
             content.update(n.output)
-    return [n.name for n in m.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")
+    return [n.name for n in m.graph.node if n.op_type in PRODUCTS
             and (any(f in n.name for f in FLOAT_NODES + tuple(keep)) or not any(i in content for i in n.input))]
+
+
+def reads_kv_cache(graph) -> bool:
+    """A transformer's step or kv graph (it reads the cache), not a frame-stack U-Net's."""
+    return any(i.name == "cache_k" for i in graph.graph.input)
 
 
 def products_to_quantize(graph) -> tuple[str, ...]:
     """TRANSFORMER_PRODUCTS for a graph reading a KV cache, else every product type (a U-Net's work is its convs)."""
-    return TRANSFORMER_PRODUCTS if any(i.name == "cache_k" for i in graph.graph.input) else PRODUCTS
+    return TRANSFORMER_PRODUCTS if reads_kv_cache(graph) else PRODUCTS
 
 
 CALIBRATIONS = ("auto", "minmax", "percentile")
@@ -67,7 +72,7 @@ def calibration_for(graph, calibration: str) -> str:
     a transformer (its INT8 step is within 2e-7 of FP32 already)."""
     if calibration != "auto":
         return calibration
-    return "minmax" if any(i.name == "cache_k" for i in graph.graph.input) else "percentile"
+    return "minmax" if reads_kv_cache(graph) else "percentile"
 
 
 def quantize_graph(src: str, out: str, feeds: list[dict], work_dir: str, keep: tuple[str, ...] = (),
@@ -90,7 +95,7 @@ def quantize_graph(src: str, out: str, feeds: list[dict], work_dir: str, keep: t
     # matrix products write float: their outputs feed residual adds, norms and the cache (k_new, v_new), where an
     # int8 round trip only adds error and Q/DQ nodes (measured: kv graph error 3.4e-4 -> 2.2e-4). Not convolutions:
     # ONNX Runtime's int8 convolution (QLinearConv) needs a quantized output, without one the conv runs in float
-    # on dequantized weights (a U-Net's step went 1.1x slower than FP32)
+    # on dequantized weights (a U-Net's frame loop ran at 0.77x FP32)
     with contextlib.redirect_stdout(io.StringIO()):  # the percentile calibrator prints its progress
         quantize_static(pre, out, _Reader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
