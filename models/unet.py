@@ -103,6 +103,41 @@ class ResBlock(nn.Module):
         return self.skip(x) + h
 
 
+class CellStem(nn.Conv2d):
+    """The first convolution, over the folded noisy change and context frames ([B, C, H, W] and [B, K, C, H, W]).
+
+    A 1x1 convolution over f x f cells is an f x f convolution of stride f over the padded frames, which reads
+    the frames where they lie: the fold's 6-d transposes and the concatenation took a quarter of the exported
+    graph's time in ONNX Runtime (a one-step step graph 17.6 -> 13.4 ms, its INT8 copy 9.9 -> 7.3 ms). Same
+    parameters as the plain convolution (checkpoints load unchanged); a wider stem folds as before."""
+
+    def __init__(self, cfg: UNetConfig, out_channels: int):
+        super().__init__(cfg.cell_features * (1 + cfg.context), out_channels, cfg.stem_kernel,
+                         padding=cfg.stem_kernel // 2)
+        self.cfg = cfg
+
+    def forward(self, z_in, ctx_frames, channels_last: bool = False):
+        cfg = self.cfg
+        b, k = ctx_frames.shape[:2]
+        ctx = ctx_frames.reshape(b, k * ctx_frames.shape[2], *ctx_frames.shape[3:])
+        if cfg.stem_kernel != 1:
+            z_cells = fold(z_in, cfg, 0.0)
+            ctx = fold(ctx.reshape(b * k, *ctx_frames.shape[2:]), cfg).reshape(b, -1, *z_cells.shape[2:])
+            h = torch.cat([z_cells, ctx], dim=1)
+            if channels_last:
+                h = h.contiguous(memory_format=torch.channels_last)
+            return super().forward(h)
+        top, bottom, left, right = cfg.pad
+        f, c = cfg.fold, cfg.channels
+        # a cell feature of pixel_unshuffle is (channel, row, column): exactly the kernel's weight layout
+        w = self.weight.reshape(self.out_channels, -1, f, f)
+        z = F.pad(z_in, (left, right, top, bottom), value=0.0)
+        ctx = F.pad(ctx, (left, right, top, bottom), value=-1.0)  # black beyond the frame, as fold pads
+        if channels_last:
+            z, ctx = z.contiguous(memory_format=torch.channels_last), ctx.contiguous(memory_format=torch.channels_last)
+        return F.conv2d(z, w[:, :c], self.bias, stride=f) + F.conv2d(ctx, w[:, c:], stride=f)
+
+
 class FrameStackUNet(nn.Module):
     def __init__(self, cfg: UNetConfig):
         super().__init__()
@@ -116,7 +151,7 @@ class FrameStackUNet(nn.Module):
         nn.init.normal_(self.action_embed.weight, std=0.02)
         self.context_noise_embed = nn.Linear(1, d)
         cell = cfg.cell_features
-        self.conv_in = nn.Conv2d(cell * (1 + cfg.context), w[0], cfg.stem_kernel, padding=cfg.stem_kernel // 2)
+        self.conv_in = CellStem(cfg, w[0])
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
         for i, ch in enumerate(w):
@@ -154,14 +189,7 @@ class FrameStackUNet(nn.Module):
     def network(self, z_in, ctx_frames, cond):
         """F: the preconditioned noisy change and the context -> the output before c_out (at frame size)."""
         cfg = self.cfg
-        b, k = ctx_frames.shape[:2]
-        ctx = fold(ctx_frames.reshape(b * k, *ctx_frames.shape[2:]), cfg)
-        ctx = ctx.reshape(b, k * ctx.shape[1], *ctx.shape[2:])
-        z_cells = fold(z_in, cfg, 0.0)
-        h = torch.cat([z_cells, ctx], dim=1)
-        if self.channels_last:
-            h = h.contiguous(memory_format=torch.channels_last)
-        h = self.conv_in(h)
+        h = self.conv_in(z_in, ctx_frames, self.channels_last)
         skips = []
         for i, blocks in enumerate(self.down):
             for blk in blocks:
@@ -176,8 +204,16 @@ class FrameStackUNet(nn.Module):
             h = torch.cat([h, skips[i]], dim=1)
             for blk in self.up[i]:
                 h = blk(h, cond)
-        out = self.conv_out(F.silu(self.norm_out(h, cond))) + self.skip_gain(cond)[:, :, None, None] * z_cells
-        return unfold(out, cfg)
+        return unfold(self.conv_out(F.silu(self.norm_out(h, cond))), cfg) + self.skip_map(cond) * z_in
+
+    def skip_map(self, cond):
+        """skip_gain per cell feature as a per-pixel gain at frame size ([B, C, H, W]): what multiplying the
+        folded input by it and unfolding computes, without folding the input."""
+        cfg = self.cfg
+        f, top, left = cfg.fold, cfg.pad[0], cfg.pad[2]
+        g = self.skip_gain(cond).reshape(-1, cfg.channels, f, f)
+        g = g.repeat(1, 1, cfg.padded_height // f, cfg.padded_width // f)
+        return g[:, :, top : top + cfg.height, left : left + cfg.width]
 
     @staticmethod
     def noised_change(x, t, prev):

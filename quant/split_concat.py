@@ -1,9 +1,10 @@
 """Q-Diffusion's split quantization as an ONNX rewrite: a convolution whose input concatenates tensors of very
 different ranges is split into one convolution per part, summed, so each part gets its own activation scale.
 
-In the frame-stack U-Net two kinds of layer read such a concatenation: the input convolution (the
-preconditioned noisy change, about +-4 at t = 1, stacked with context frames in [-1, 1]) and every up block's
-1x1 shortcut (the upsampled features next to the skip connection, Q-Diffusion's "shortcut" case). With one
+In the frame-stack U-Net every up block's 1x1 shortcut reads one (the upsampled features next to the skip
+connection, Q-Diffusion's "shortcut" case). Its input convolution, which once read the preconditioned noisy
+change (about +-4 at t = 1) stacked with context frames in [-1, 1], is two convolutions by construction now
+(models/unet.py, CellStem), and stays float anyway. With one
 scale for the whole concatenation, the part with the smaller range is quantized with the larger one's step.
 Conv(concat(a, b), W) + B == Conv(a, W[:, :ca]) + Conv(b, W[:, ca:]) + B exactly in float; only quantization
 sees the difference.
