@@ -75,6 +75,8 @@ def main():
     ap.add_argument("--fps-frames", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--context-noise", type=float, default=0.0,
+                    help="noise level of the generated frames as context (PyTorch entries; a bundle has its own)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import torch
@@ -107,16 +109,18 @@ def main():
             times = default_times if n == default_steps else None
             t0 = time.time()
             if is_frame_stack(model):
-                predict = midplay.unet_predictor(model, n_steps=n, times=times, seed=args.seed, batch=args.batch)
+                predict = midplay.unet_predictor(model, n_steps=n, times=times, seed=args.seed, batch=args.batch,
+                                                 context_noise=args.context_noise)
             else:
-                predict = midplay.dit_predictor(model, n_steps=n, seed=args.seed)
+                predict = midplay.dit_predictor(model, n_steps=n, seed=args.seed, context_noise=args.context_noise)
             r = midplay.evaluate(predict, clips, 4, copy=False)
             rows.append({"name": name, "steps": n, "engine": "pytorch", "path": path, "metrics": r["model"],
+                         "context_noise": args.context_noise,
                          "eval_s": round(time.time() - t0, 1), **({"times": times} if times else {})})
             print(json.dumps({"entry": f"{name}@{n}", **r["model"]}), flush=True)
             if args.fps:
                 b = os.path.join(tmp.name, f"{name}_{n}")
-                export_bundle(model, b, n_steps=None if times else n, times=times)
+                export_bundle(model, b, n_steps=None if times else n, times=times, context_noise=args.context_noise)
                 bundles[f"{name}@{n}"] = b
     if args.fps and bundles:
         fps = time_bundles(bundles, clips[0].frames, clips[0].lead_actions, args.fps_frames, args.threads, args.seed)

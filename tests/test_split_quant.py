@@ -66,16 +66,17 @@ def test_quantize_splits_for_qdiff_unless_told_not_to(fp32, capsys):
     for name in ("q_split", "q_plain", "q_ptq4dm"):
         with open(root / name / "manifest.json") as f:
             got[name] = json.load(f)["quantization"]["split_convs"]
-    # the stem (conv_in) stays float, so only the up blocks' shortcuts are split
-    assert len(got["q_split"]) == 2 and got["q_plain"] == [] and got["q_ptq4dm"] == []
+    # the last up level stays float, so only the other up block's shortcut is split
+    assert len(got["q_split"]) == 1 and got["q_plain"] == [] and got["q_ptq4dm"] == []
     ops = [n.name for n in onnx.load(str(root / "q_split" / "step.onnx")).graph.node]
-    assert any(n.startswith("/model/up.0.0/skip/Conv_split1") for n in ops)
+    assert any(n.startswith("/model/up.1.0/skip/Conv_split1") for n in ops)
     assert "/model/conv_in/Conv" in ops
     # the int8 kernels are what ONNX Runtime runs: every quantized convolution fuses into QLinearConv (a conv
     # whose output is not quantized would run in float on dequantized weights, slower than FP32)
     kernels = optimized_ops(str(root / "q_plain" / "step.onnx"))
     n_float_convs = kernels.count("Conv") + kernels.count("FusedConv") + kernels.count("NhwcFusedConv")
-    assert kernels.count("QLinearConv") >= 4 and n_float_convs <= 3  # conv_in (two convs) and conv_out stay float
+    # conv_in (two convs), conv_out, downsample.0 and up.0's three stay float
+    assert kernels.count("QLinearConv") >= 4 and n_float_convs <= 7
 
 
 
@@ -92,8 +93,9 @@ def test_keep_float_and_percentile_calibration(fp32, capsys):
     graph = onnx.load(str(out / "step.onnx")).graph
     dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     convs = {n.name: n for n in graph.node if n.op_type == "Conv"}
-    for name, conv in convs.items():  # the stem is float by default, up.1 by request, the rest int8
-        assert any(i in dequantized for i in conv.input) == (not any(f in name for f in ("conv_in", "conv_out", "up.1"))), name
+    float_by_default = ("conv_in", "conv_out", "up.0.", "downsample.0/")  # the stem, the full-resolution ends
+    for name, conv in convs.items():  # float by default, up.1 by request, the rest int8
+        assert any(i in dequantized for i in conv.input) == (not any(f in name for f in float_by_default + ("up.1",))), name
     with open(root / "q_plain" / "manifest.json") as f:
         assert json.load(f)["quantization"]["activation_calibration"] == "percentile"  # auto, for a U-Net
     capsys.readouterr()
