@@ -44,14 +44,9 @@ class Clip:
     source: str  # "<policy>_s<seed>@<start frame>"
 
 
-def ball_found(real: np.ndarray, pred: np.ndarray) -> float:
-    """1.0 / 0.0, or NaN where the real frame shows no ball the probe can see. The predicted frame's most
-    ball-like blob (largest 2x4 box mean of redness between the bricks and the paddle) must lie within 4 px of
-    the real ball and be at least half as red: a frame painted red all over, or a faint ghost next to a
-    bright wrong ball, does not count."""
-    bx, by = ball_position(real)
-    if math.isnan(bx):
-        return float("nan")
+def ball_blob(pred: np.ndarray) -> tuple[float, float, float]:
+    """(x, y, redness) of the predicted frame's most ball-like blob: the largest 2x4 box mean of redness between
+    the bricks and the paddle, centred in native pixels."""
     r0, r1 = BALL_ROWS
     c0, c1 = PLAY_COLS
     red = np.clip(redness(pred), 0, None)
@@ -60,8 +55,27 @@ def ball_found(real: np.ndarray, pred: np.ndarray) -> float:
     integral = np.pad(red, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
     box = (integral[4:, 2:] - integral[:-4, 2:] - integral[4:, :-2] + integral[:-4, :-2]) / 8.0  # 4 tall, 2 wide
     y, x = np.unravel_index(int(box.argmax()), box.shape)
-    near = (x + c0 + 0.5 - bx) ** 2 + (y + r0 + 1.5 - by) ** 2 <= FOUND_PX**2
-    return float(near and box[y, x] >= FOUND_REDNESS)
+    return x + c0 + 0.5, y + r0 + 1.5, float(box[y, x])
+
+
+def ball_found(real: np.ndarray, pred: np.ndarray) -> float:
+    """1.0 / 0.0, or NaN where the real frame shows no ball the probe can see. The predicted frame's most
+    ball-like blob must lie within 4 px of the real ball and be at least half as red: a frame painted red all
+    over, or a faint ghost next to a bright wrong ball, does not count."""
+    bx, by = ball_position(real)
+    if math.isnan(bx):
+        return float("nan")
+    x, y, peak = ball_blob(pred)
+    return float((x - bx) ** 2 + (y - by) ** 2 <= FOUND_PX**2 and peak >= FOUND_REDNESS)
+
+
+def ball_drawn(real: np.ndarray, pred: np.ndarray) -> float:
+    """1.0 / 0.0 (NaN where the real frame shows no ball): a ball as red as ball_found asks for is on screen,
+    wherever it is. With ball_found it tells a model that loses the ball (neither) from one whose ball runs on a
+    trajectory of its own (drawn, not found)."""
+    if math.isnan(ball_position(real)[0]):
+        return float("nan")
+    return float(ball_blob(pred)[2] >= FOUND_REDNESS)
 
 
 def brick_cells(frame: np.ndarray) -> np.ndarray:
@@ -74,11 +88,12 @@ def brick_cells(frame: np.ndarray) -> np.ndarray:
 def per_frame(real: np.ndarray, pred: np.ndarray, last_context: np.ndarray) -> dict[str, np.ndarray]:
     """real, pred uint8 [N, 210, 160, 3]; last_context uint8 [210, 160, 3] -> per-frame arrays (NaN: n/a)."""
     n = len(real)
-    keys = ("ball_found", "brick_agreement", "break_recall", "false_breaks", "paddle_err", "psnr")
+    keys = ("ball_found", "ball_drawn", "brick_agreement", "break_recall", "false_breaks", "paddle_err", "psnr")
     out = {k: np.full(n, np.nan) for k in keys}
     before = brick_cells(last_context)
     for i in range(n):
         out["ball_found"][i] = ball_found(real[i], pred[i])
+        out["ball_drawn"][i] = ball_drawn(real[i], pred[i])
         rc, pc = brick_cells(real[i]), brick_cells(pred[i])
         out["brick_agreement"][i] = float((rc == pc).mean())
         broke_real, broke_pred = before & ~rc, before & ~pc

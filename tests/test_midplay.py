@@ -52,6 +52,10 @@ def test_ball_found_is_strict(frame_with_ball):
     red = f.copy()
     red[100:185, 10:150] = BALL_RGB  # red everywhere: the most ball-like blob is anywhere
     assert midplay.ball_found(f, red) == 0.0
+    # drawn: a bright ball anywhere (the moved one counts, the dim one and none do not)
+    assert midplay.ball_drawn(f, f) == 1.0 and midplay.ball_drawn(f, moved) == 1.0
+    assert midplay.ball_drawn(f, dim) == 0.0 and midplay.ball_drawn(f, empty) == 0.0
+    assert math.isnan(midplay.ball_drawn(empty, f))
 
 
 def test_bricks_and_break_recall(frame_with_ball):
