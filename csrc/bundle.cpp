@@ -410,6 +410,22 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
     if (frame.find("native_height") != nullptr) b.frame.native_height = frame.bounded("native_height", kMaxSide);
     if (frame.find("native_width") != nullptr) b.frame.native_width = frame.bounded("native_width", kMaxSide);
     checked_product({b.frame.channels, b.frame.height, b.frame.width}, kMaxFrameValues, "frame channels x height x width");
+    if (frame.find("palette") != nullptr) {
+        const auto& colours = frame.array("palette");
+        NF_CHECK_ARG(b.frame.channels == 3, "bundle: frame.palette needs 3-channel frames (got " +
+                                                std::to_string(b.frame.channels) + ")");
+        NF_CHECK_ARG(!colours.empty() && colours.size() <= 256,
+                     "bundle: frame.palette holds " + std::to_string(colours.size()) + " colours (expected 1..256)");
+        for (const auto& c : colours) {
+            NF_CHECK_ARG(c.is_array() && c.as_array().size() == 3,
+                         "bundle: frame.palette entries must be [r, g, b] triples");
+            for (const auto& v : c.as_array()) {
+                NF_CHECK_ARG(v.is_int() && v.as_int() >= 0 && v.as_int() <= 255,
+                             "bundle: frame.palette values must be integers in 0..255");
+                b.frame.palette.push_back(float(v.as_int()) / 127.5f - 1.0f);  // as torch: c / 127.5 - 1 in float32
+            }
+        }
+    }
     if (root.find("native_decoder") != nullptr) {
         const Reader nd = root.object("native_decoder");
         b.native_decoder.kind = nd.string("kind");

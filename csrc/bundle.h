@@ -24,6 +24,9 @@ struct FrameInfo {
     std::int64_t width = 0;
     std::int64_t native_height = 0;  // 0 when the manifest does not say
     std::int64_t native_width = 0;
+    // The game's colours (optional "palette", RGB 0-255, stored here in the frame's [-1, 1] units, 3 per colour):
+    // every generated frame is snapped to them before it is kept or returned (frame_loop.cpp).
+    std::vector<float> palette;
 };
 
 // The optional "native_decoder" section: how frames go back to native resolution (native_decoder.h).

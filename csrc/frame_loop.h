@@ -102,6 +102,7 @@ private:
 
     // Callers hold api_mu_ and the worker is idle.
     void wait_worker_locked();
+    void snap_to_palette(float* x) const;
     void validate_action(std::int64_t action, bool allow_no_action, const char* what) const;
     void draw(float* dst);
     void draw_context(float* dst);  // a context-noise draw: zeros from the seeded stream at level 0
@@ -126,6 +127,7 @@ private:
     std::int64_t channels_, height_, width_, numel_;
     std::int64_t n_actions_, no_action_;
     float context_noise_;
+    std::vector<float> palette_;  // the bundle's colours in [-1, 1], 3 per colour; empty: frames are not snapped
 
     std::unique_ptr<Engine> engine_;
     std::unique_ptr<Engine> kv_engine_;  // may be null

@@ -107,6 +107,9 @@ class UNetDistillTrainer:
         if self.store is None:
             c = self.teacher.cfg
             self.store = FrameStore.from_files(cfg.data, c.game, c.n_actions, self.device, cfg.cache_dir or None)
+        if getattr(self.teacher, "palette", None) is None:  # a teacher saved before models carried their palette
+            for m in (self.teacher, self.student, self.ema):
+                m.palette = self.store.palette_rgb.numpy()
         gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 1_000_003 + self.step)
         host = torch.Generator().manual_seed(cfg.seed * 7_919 + self.step)
         end = cfg.total_steps if max_steps is None else min(cfg.total_steps, self.step + max_steps)

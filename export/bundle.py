@@ -15,6 +15,7 @@ import tempfile
 from nextframe.export.check import check_step_parity
 from nextframe.export.onnx import OPSET, export_kv, export_step, kv_io_specs, n_slots, step_io_specs
 from nextframe.models.flow import flow_schedule
+from nextframe.models.palette import check_palette
 from nextframe.models.registry import is_frame_stack
 
 FORMAT = "nextframe.bundle"
@@ -69,7 +70,10 @@ def build_manifest(model, n_steps: int, context_noise: float, shift: float, file
             "actions": action_names(c.game, c.n_actions),
             "no_action": c.no_action,
             "frame": {"channels": c.channels, "height": c.height, "width": c.width, "value_range": [-1.0, 1.0],
-                      "native_height": c.height, "native_width": c.width},
+                      "native_height": c.height, "native_width": c.width,
+                      # the game's colours, generated frames are snapped to (models/palette.py), where the model has them
+                      **({"palette": check_palette(model.palette).tolist()}
+                         if getattr(model, "palette", None) is not None else {})},
             "sampler": sampler,
             "graphs": {"step": {"file": STEP_FILE, "opset": OPSET, "inputs": inputs, "outputs": outputs}},
             "files": files,

@@ -6,21 +6,26 @@ were pushed, the first one stands in for the missing ones, led by no action (dat
 the same rule). Noise comes from one torch.Generator in the runtime's order: per frame the initial noise,
 then the context-augmentation noise of the finished frame.
 
-Frames are float tensors [B, C, H, W] in [-1, 1] at model resolution (native for Atari models).
+Frames are float tensors [B, C, H, W] in [-1, 1] at model resolution (native for Atari models), each generated
+one snapped to the game's palette when the model has one (models/palette.py).
 """
 from __future__ import annotations
 
 import torch
 
 from nextframe.models.flow import euler_update, flow_schedule
+from nextframe.models.palette import snap_torch
 from nextframe.models.unet import FrameStackUNet
 
 
 class FrameStackSampler:
     def __init__(self, model: FrameStackUNet, n_steps: int = 1, context_noise: float = 0.0, shift: float = 1.0,
                  generator: torch.Generator | None = None, batch: int = 1, times: list[float] | None = None,
-                 device=None):
+                 device=None, palette="model"):
+        """palette: the colours every generated frame is snapped to (models/palette.py); "model": the model's own
+        (from its file, as the exported bundle does), None: no snapping."""
         self.model, self.batch = model, batch
+        self.palette = getattr(model, "palette", None) if isinstance(palette, str) and palette == "model" else palette
         self.times = list(times) if times is not None else flow_schedule(n_steps, shift)
         self.context_noise = float(context_noise)
         self.generator = generator or torch.Generator().manual_seed(0)
@@ -82,7 +87,8 @@ class FrameStackSampler:
             tt = torch.full((self.batch,), t, device=self.device)
             denoised = self.model(x, tt, a, ctx, ctx_actions, ctx_t)
             x = euler_update(x, denoised, t, t_next)
-        return x.clamp(-1.0, 1.0)
+        x = x.clamp(-1.0, 1.0)
+        return x if self.palette is None else snap_torch(x, self.palette)
 
     @torch.no_grad()
     def step(self, action) -> torch.Tensor:

@@ -14,6 +14,8 @@ from typing import Callable
 
 import numpy as np
 
+from nextframe.models.palette import snap_numpy
+
 F32 = np.float32
 
 
@@ -161,6 +163,7 @@ class ReferenceLoop:
             self.k, self.v = np.zeros(cache, F32), np.zeros(cache, F32)
             self.ring = Ring(kv["n_slots"], kv["window"])
         self.no_action = int(manifest["no_action"])
+        self.palette = np.asarray(fr["palette"], np.uint8) if "palette" in fr else None
         self.frames: list[np.ndarray] = []
         self.actions: list[int] = []
         self.n_generated = 0
@@ -234,6 +237,8 @@ class ReferenceLoop:
         pred = self.outputs["prediction"]
         x = integrate(x, times, lambda xx, t: self.step_fn(self.feed(xx, t, action))[pred], self.sampler, self.prediction)
         x = np.clip(x, F32(-1.0), F32(1.0))
+        if self.palette is not None:
+            x = snap_numpy(x, self.palette)
         self.push_frame(x, action)
         self.n_generated += 1
         return x.reshape(self.shape[1:])

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from nextframe.atomic import write_atomic
 from nextframe.models.config import model_config_from_dict
 from nextframe.models.dit import NextFrameDiT
+from nextframe.models.palette import check_palette, palette_json
 from nextframe.models.registry import build_model
 
 FORMAT = "nextframe.model.v1"
@@ -27,7 +28,10 @@ def _atomic_save(tensors: dict, path: str, metadata: dict) -> None:
 
 
 def save_model(model: NextFrameDiT, path: str, extra_metadata: dict | None = None) -> None:
+    """The weights, the config and, where the model has one, the game palette its frames are snapped to."""
     meta = {"format": FORMAT, "config": model.cfg.to_json(), **(extra_metadata or {})}
+    if getattr(model, "palette", None) is not None:
+        meta["palette"] = palette_json(model.palette)
     _atomic_save(model.state_dict(), path, meta)
 
 
@@ -55,6 +59,12 @@ def load_model(path: str) -> NextFrameDiT:
         raise ValueError(f"model: {path} is not a readable safetensors file ({e})") from None
     model = build_model(cfg)
     model.load_state_dict(state)
+    model.palette = None
+    if "palette" in meta:
+        try:
+            model.palette = check_palette(json.loads(meta["palette"]))
+        except (json.JSONDecodeError, ValueError) as e:
+            raise ValueError(f"model: {path} has an unreadable palette in its metadata ({e})") from None
     return model.eval()
 
 

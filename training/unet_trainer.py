@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from nextframe.data.frame_store import FrameStore
+from nextframe.models.palette import snap_torch
 from nextframe.models.registry import check_trainable_size
 from nextframe.models.unet import FrameStackUNet
 from nextframe.models.unet_config import UNetConfig
@@ -55,7 +56,8 @@ def rollout_context(model: FrameStackUNet, frames: torch.Tensor, actions: torch.
                     n_steps: int, generator, bf16: bool) -> torch.Tensor:
     """frames [B, K + n_frames + 1, ...] real, actions likewise (lead actions). The model rolls out frames
     K .. K + n_frames - 1 from the real first K, open loop; returns the last K frames of that rollout, the
-    context for target frame K + n_frames (the rollout's own predictions, and real frames where n_frames < K)."""
+    context for target frame K + n_frames (the rollout's own predictions, snapped to the model's palette where it
+    has one, and real frames where n_frames < K)."""
     k = model.cfg.context
     b = frames.shape[0]
     ctx = frames[:, :k]
@@ -68,7 +70,10 @@ def rollout_context(model: FrameStackUNet, frames: torch.Tensor, actions: torch.
             with autocast(frames.device, bf16):
                 d = model(x, torch.full((b,), t, device=frames.device), a, ctx, ca, zeros).float()
             x = d + (t_next / t) * (x - d)
-        ctx = torch.cat([ctx[:, 1:], x.clamp(-1, 1)[:, None]], dim=1)
+        x = x.clamp(-1, 1)
+        if getattr(model, "palette", None) is not None:  # as the runtime keeps its frames (models/palette.py)
+            x = snap_torch(x, model.palette)
+        ctx = torch.cat([ctx[:, 1:], x[:, None]], dim=1)
     return ctx
 
 
@@ -207,6 +212,8 @@ class UNetTrainer:
         if self.store is None:
             c = self.model.cfg
             self.store = FrameStore.from_files(self.cfg.data, c.game, c.n_actions, self.device, self.cfg.cache_dir or None)
+        # the game's colours travel with the saved model: generated frames are snapped to them (models/palette.py)
+        self.model.palette = self.ema.palette = self.store.palette_rgb.numpy()
         share = self.store.weight_events(self.cfg.event_rows, self.cfg.event_weight)
         self._log({"kind": "data", "frames": len(self.store), "targets": len(self.store.targets), "event_share": share})
         return self.store

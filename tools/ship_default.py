@@ -1,0 +1,61 @@
+"""Write a trained model as a shipped model file (nextframe/default_model/): float16 weights (`load_model` casts
+them back to float32), the sampler settings it was measured with, and where it came from.
+
+    python tools/ship_default.py runs/distill/student.safetensors --steps 1 --train-step 34500 \\
+        --provenance "one-step student of ..." --out nextframe/default_model/breakout.safetensors --force
+
+The settings are what `demo`, `play` and `export` use by default; --steps 1 drops the model's own multi-step
+schedule. An existing --out is replaced only with --force (it is a file in the repository, not a user's).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--steps", type=int, required=True, help="denoising steps per frame by default")
+    ap.add_argument("--context-noise", type=float, default=0.0)
+    ap.add_argument("--train-step", type=int, required=True, help="training steps of the model (its teacher's for a student)")
+    ap.add_argument("--provenance", required=True)
+    ap.add_argument("--palette-from", default=None,
+                    help="an .npz with a 'palette' array (a frame store cache, data_cache/frame_store_*.npz): the game "
+                         "colours generated frames are snapped to, for a model whose file has none")
+    ap.add_argument("--force", action="store_true")
+    args = ap.parse_args(argv)
+    if os.path.exists(args.out) and not args.force:
+        print(f"ship_default: {args.out} exists; pass --force to replace it", file=sys.stderr)
+        return 2
+    import torch
+
+    from nextframe.models.palette import palette_json
+    from nextframe.training.checkpoint import FORMAT, _atomic_save, load_model, model_metadata
+
+    model = load_model(args.model)
+    source = model_metadata(args.model)
+    if args.palette_from:
+        import numpy as np
+
+        from nextframe.models.palette import check_palette
+
+        with np.load(args.palette_from) as d:
+            model.palette = check_palette(d["palette"])
+    meta = {"format": FORMAT, "config": model.cfg.to_json(), "default_steps": json.dumps(args.steps),
+            "default_context_noise": json.dumps(args.context_noise), "train_step": str(args.train_step),
+            "provenance": args.provenance,
+            **{k: source[k] for k in ("distill_method", "distill_step") if k in source}}
+    if getattr(model, "palette", None) is not None:
+        meta["palette"] = palette_json(model.palette)
+    state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    _atomic_save(state, args.out, meta)
+    print(json.dumps({"out": args.out, "bytes": os.path.getsize(args.out), **{k: v for k, v in meta.items() if k != "config"}}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
