@@ -2,7 +2,7 @@
 consistency tangent df/dt along its own probability-flow ODE, at several flow times, next to the finite
 difference that discrete CD sees over one of its K grid intervals. Prints one JSON object and writes it.
 
-    python benchmarks/consistency_tangent.py --model nextframe/default_model/breakout.safetensors --out JSON
+    python benchmarks/consistency_tangent.py --model nextframe/default_model/breakout_dit.safetensors --out JSON
 
 rms_dx: the frame-direction part J_x f . v_T;  rms_dt: the time part df/dt at fixed x_t (through the time
 embedding);  rms_total: their sum (what sCM trains against);  rms_interval: (f(x_t, t) - f(x_{t-h}, t-h)) / h
@@ -52,7 +52,7 @@ def tangent_parts(model, w: Window, t_value: float, intervals: int, generator: t
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="nextframe/default_model/breakout.safetensors")
+    ap.add_argument("--model", default="nextframe/default_model/breakout_dit.safetensors")
     ap.add_argument("--data", default="recordings/train")
     ap.add_argument("--times", default="0.1,0.25,0.5,0.75,0.95")
     ap.add_argument("--intervals", type=int, default=16, help="discrete CD's K (configs/distill_cd.json)")

@@ -4,7 +4,7 @@ heads alone, on the same inputs f-distill gives its discriminator (both frames n
 t, teacher features after the middle block, real context), and prints the logistic loss per window of steps
 (chance: 2 ln 2 = 1.386) and the final accuracy on held-back batches. One JSON object, also written to --out.
 
-    python benchmarks/discriminator_probe.py --model nextframe/default_model/breakout.safetensors --out JSON
+    python benchmarks/discriminator_probe.py --model nextframe/default_model/breakout_dit.safetensors --out JSON
 
 Heads: "mean" is distill/fdistill.DiscriminatorHead (MLP on the frame's mean token); "tokens" scores every
 token with the same MLP and averages the logits (PatchGAN-style), so a few-pixel ball is not averaged away.
@@ -72,7 +72,7 @@ def probe(teacher, data, head: nn.Module, lr: float, steps: int, batch: int, tim
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="nextframe/default_model/breakout.safetensors")
+    ap.add_argument("--model", default="nextframe/default_model/breakout_dit.safetensors")
     ap.add_argument("--data", default="recordings/train")
     ap.add_argument("--steps", type=int, default=80)
     ap.add_argument("--batch", type=int, default=4)

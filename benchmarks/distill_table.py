@@ -2,7 +2,7 @@
 (as benchmarks/heldout_quality.py measures it) and frame-loop FPS through the C++ runtime (ORT CPU), for
 each (model, steps) entry. Prints one JSON object and writes it.
 
-    python benchmarks/distill_table.py --entry teacher=nextframe/default_model/breakout.safetensors:2 \\
+    python benchmarks/distill_table.py --entry teacher=nextframe/default_model/breakout_dit.safetensors:2 \\
         --entry cd=runs/distill_cd/student.safetensors:1 [--frames 300] [--out JSON]
 """
 from __future__ import annotations

@@ -128,6 +128,7 @@ private:
     std::int64_t n_actions_, no_action_;
     float context_noise_;
     std::vector<float> palette_;  // the bundle's colours in [-1, 1], 3 per colour; empty: frames are not snapped
+    float palette_accept_ = 0.0f;
 
     std::unique_ptr<Engine> engine_;
     std::unique_ptr<Engine> kv_engine_;  // may be null

@@ -16,9 +16,9 @@ from nextframe.validation import SamplerDefaults, float_in, int_in, nonneg_int, 
 
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(__file__), "default_model")
 DEFAULT_MODEL = os.path.join(DEFAULT_MODEL_DIR, "breakout.safetensors")
-# models that ship with the package, by name (--model NAME works wherever a model file does)
-# ("breakout-dit" names the transformer, today's default, so scripts keep working once the default changes)
-SHIPPED_MODELS = {"breakout": DEFAULT_MODEL, "breakout-dit": DEFAULT_MODEL}
+# models that ship with the package, by name (--model NAME works wherever a model file does): the default, the
+# frame-stack U-Net's one-step student, and the transformer that was the default before it, kept for comparison
+SHIPPED_MODELS = {"breakout": DEFAULT_MODEL, "breakout-dit": os.path.join(DEFAULT_MODEL_DIR, "breakout_dit.safetensors")}
 
 
 def model_path(name_or_path: str) -> str:

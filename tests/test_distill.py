@@ -317,8 +317,8 @@ def test_shipped_distill_configs_parse():
     # the comparison is fair: both consistency runs see the same batches, context mix and learning rate
     same = ("data", "seq_len", "batch_size", "lr", "pool_context_prob", "own_context_prob", "seed", "motion_weight")
     assert all(getattr(scm, k) == getattr(cd, k) for k in same)
-    # every shipped config is written for the shipped teacher
+    # every shipped transformer distillation config is written for the shipped transformer
     from nextframe.training.checkpoint import load_model
     from nextframe.distill.config import check_teacher
     for path in ("configs/distill_cd.json", "configs/distill_fdistill.json", "configs/distill_scm.json"):
-        check_teacher(load_model("nextframe/default_model/breakout.safetensors").cfg, load_distill_config(path)[1], path)
+        check_teacher(load_model("nextframe/default_model/breakout_dit.safetensors").cfg, load_distill_config(path)[1], path)
