@@ -163,7 +163,10 @@ def test_ctrl_c_interrupts_opening_a_large_bundle(tmp_path):
     m = read_manifest(b)
     m["files"]["step.onnx"]["bytes"] = size
     write_manifest(b, m)
-    code = ("import sys, time\nfrom nextframe import _core\nprint('ready', flush=True)\nt = time.time()\n"
+    # the child's Ctrl-C handler set explicitly: a process started with SIGINT ignored (as the test runner can be,
+    # after some libraries' worker pools) would pass that on, and the open would finish unasked
+    code = ("import signal, sys, time\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "from nextframe import _core\nprint('ready', flush=True)\nt = time.time()\n"
             f"try:\n    _core.Bundle.open({str(b)!r})\nexcept KeyboardInterrupt:\n"
             "    print('interrupted', round(time.time() - t, 2), flush=True); sys.exit(130)\n")
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
