@@ -106,3 +106,25 @@ def test_a_bad_palette_is_refused(palette_bundle, tmp_path, palette, message):
     with pytest.raises(ValueError, match=message) as e:
         Session(bad, backend="ort-cpu", threads=1)
     assert "\n" not in str(e.value)
+
+
+def test_duplicate_colours_snap_to_the_first(tmp_path):
+    """Two equal colours: the C++ core (whose shortcut is off then) and the reference both pick the first."""
+    from nextframe.export.bundle import export_bundle
+
+    model = randomized_unet(tiny_unet_config(), seed=3)
+    model.palette = np.array([[0, 0, 0], [200, 72, 72], [0, 0, 0], [142, 142, 142]], np.uint8)
+    out = str(tmp_path / "bundle")
+    export_bundle(model, out, n_steps=N_STEPS, context_noise=CONTEXT_NOISE)
+    with open(os.path.join(out, "manifest.json")) as f:
+        manifest = json.load(f)
+    noise = _noise(model.cfg, seed=7)
+    got = _cpp(out, model.cfg, noise)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+    sess = ort.InferenceSession(os.path.join(out, "step.onnx"), so, providers=["CPUExecutionProvider"])
+    outs = [o.name for o in sess.get_outputs()]
+    loop = ref.ReferenceLoop(manifest, lambda feed: dict(zip(outs, sess.run(None, feed))), noise)
+    loop.reset(_context(model.cfg), CONTEXT_ACTIONS)
+    assert np.array_equal(got, np.stack([loop.step(a) for a in ACTIONS]))
+    assert _colours(got) <= {(0, 0, 0), (200, 72, 72), (142, 142, 142)}
