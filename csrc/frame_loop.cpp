@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "common.h"
 
@@ -64,13 +65,16 @@ FrameLoop::FrameLoop(const Bundle& bundle, std::unique_ptr<Engine> engine, const
     NF_CHECK_ARG(engine_ != nullptr, "frame_loop: no engine");
     // squared distance below which a pixel's colour needs no search (snap_to_palette): 0.2 = 0.447^2 of the smallest
     // squared distance between two colours; 0 (never) with duplicate colours or a single one
-    for (std::size_t a = 0; a + 1 < palette_.size() / 3; ++a) {
-        for (std::size_t c = a + 1; c < palette_.size() / 3; ++c) {
+    const std::size_t n_colours = palette_.size() / 3;
+    float closest = std::numeric_limits<float>::infinity();
+    for (std::size_t a = 0; a < n_colours; ++a) {
+        for (std::size_t c = a + 1; c < n_colours; ++c) {
             float d = 0.0f;
             for (int k = 0; k < 3; ++k) d += (palette_[3 * a + k] - palette_[3 * c + k]) * (palette_[3 * a + k] - palette_[3 * c + k]);
-            palette_accept_ = (a == 0 && c == 1) ? 0.2f * d : std::min(palette_accept_, 0.2f * d);
+            closest = std::min(closest, d);
         }
     }
+    palette_accept_ = n_colours > 1 ? 0.2f * closest : 0.0f;
     NF_CHECK_ARG(kv_engine_ == nullptr || kv_ != nullptr, "frame_loop: a kv engine for a bundle without a cache");
     const Shape frame = {1, channels_, height_, width_};
     x_in_ = HostTensor(DType::F32, frame);

@@ -108,7 +108,7 @@ class CellStem(nn.Conv2d):
 
     A 1x1 convolution over f x f cells is an f x f convolution of stride f over the padded frames, which reads
     the frames where they lie: the fold's 6-d transposes and the concatenation took a quarter of the exported
-    graph's time in ONNX Runtime (a one-step step graph 17.6 -> 13.4 ms, its INT8 copy 9.9 -> 7.3 ms). Same
+    graph's time in ONNX Runtime (a one-step step graph 16.7 -> 13.7 ms, its INT8 copy 9.8 -> 7.6 ms). Same
     parameters as the plain convolution (checkpoints load unchanged); a wider stem folds as before."""
 
     def __init__(self, cfg: UNetConfig, out_channels: int):

@@ -68,6 +68,19 @@ def _cpp(bundle_dir: str, cfg, noise, **kw) -> np.ndarray:
     return frames
 
 
+def _reference(bundle_dir: str, cfg, noise) -> np.ndarray:
+    """The same rollout by the NumPy reference loop over onnxruntime's Python API (one thread, as the core)."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+    sess = ort.InferenceSession(os.path.join(bundle_dir, "step.onnx"), so, providers=["CPUExecutionProvider"])
+    outs = [o.name for o in sess.get_outputs()]
+    with open(os.path.join(bundle_dir, "manifest.json")) as f:
+        manifest = json.load(f)
+    loop = ref.ReferenceLoop(manifest, lambda feed: dict(zip(outs, sess.run(None, feed))), noise)
+    loop.reset(_context(cfg), CONTEXT_ACTIONS)
+    return np.stack([loop.step(a) for a in ACTIONS])
+
+
 class FedFrameStackSampler(FrameStackSampler):
     def __init__(self, model, noise, **kw):
         super().__init__(model, **kw)
@@ -116,15 +129,7 @@ def test_rollout_matches_numpy_reference_bit_for_bit(bundle):
     path, model = bundle
     noise = _noise(model.cfg, seed=5)
     got = _cpp(path, model.cfg, noise)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
-    sess = ort.InferenceSession(os.path.join(path, "step.onnx"), so, providers=["CPUExecutionProvider"])
-    outs = [o.name for o in sess.get_outputs()]
-    with open(os.path.join(path, "manifest.json")) as f:
-        manifest = json.load(f)
-    loop = ref.ReferenceLoop(manifest, lambda feed: dict(zip(outs, sess.run(None, feed))), noise)
-    loop.reset(_context(model.cfg), CONTEXT_ACTIONS)
-    want = np.stack([loop.step(a) for a in ACTIONS])
+    want = _reference(path, model.cfg, noise)
     assert np.array_equal(got, want), max(nmse(g, w) for g, w in zip(got, want))
 
 

@@ -10,16 +10,15 @@ import os
 import shutil
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 
 from conftest import randomized_unet, tiny_unet_config
 from nextframe.models.palette import check_palette, snap_numpy, snap_torch
 from nextframe.runtime import Session
-from nextframe.runtime import reference as ref
 from nextframe.training.checkpoint import load_model, save_model
-from test_frame_stack_runtime import ACTIONS, CONTEXT_ACTIONS, CONTEXT_NOISE, N_STEPS, FedFrameStackSampler, _context, _noise
+from test_frame_stack_runtime import (ACTIONS, CONTEXT_ACTIONS, CONTEXT_NOISE, N_STEPS, FedFrameStackSampler, _context, _cpp,
+                                     _noise, _reference)
 
 PALETTE = np.array([[0, 0, 0], [200, 72, 72], [66, 72, 200], [142, 142, 142], [162, 162, 42], [255, 255, 255]], np.uint8)
 
@@ -60,13 +59,6 @@ def palette_bundle(tmp_path_factory):
     return out, model
 
 
-def _cpp(path, cfg, noise):
-    with Session(path, backend="ort-cpu", threads=1) as s:
-        s.feed_noise(np.concatenate([n.reshape(-1) for n in noise]))
-        s.reset(_context(cfg), CONTEXT_ACTIONS)
-        return np.stack([s.step_raw(a) for a in ACTIONS])
-
-
 def test_runtime_snaps_like_reference_and_pytorch(palette_bundle):
     path, model = palette_bundle
     with open(os.path.join(path, "manifest.json")) as f:
@@ -75,13 +67,7 @@ def test_runtime_snaps_like_reference_and_pytorch(palette_bundle):
     noise = _noise(model.cfg)
     got = _cpp(path, model.cfg, noise)
     assert _colours(got) <= {tuple(int(v) for v in c) for c in PALETTE} and len(_colours(got)) >= 3
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
-    sess = ort.InferenceSession(os.path.join(path, "step.onnx"), so, providers=["CPUExecutionProvider"])
-    outs = [o.name for o in sess.get_outputs()]
-    loop = ref.ReferenceLoop(manifest, lambda feed: dict(zip(outs, sess.run(None, feed))), noise)
-    loop.reset(_context(model.cfg), CONTEXT_ACTIONS)
-    assert np.array_equal(got, np.stack([loop.step(a) for a in ACTIONS]))
+    assert np.array_equal(got, _reference(path, model.cfg, noise))
     s = FedFrameStackSampler(model, noise, n_steps=N_STEPS, context_noise=CONTEXT_NOISE)
     s.reset(torch.from_numpy(_context(model.cfg)), CONTEXT_ACTIONS)
     want = np.stack([s.step(a)[0].numpy() for a in ACTIONS])
@@ -116,15 +102,7 @@ def test_duplicate_colours_snap_to_the_first(tmp_path):
     model.palette = np.array([[0, 0, 0], [200, 72, 72], [0, 0, 0], [142, 142, 142]], np.uint8)
     out = str(tmp_path / "bundle")
     export_bundle(model, out, n_steps=N_STEPS, context_noise=CONTEXT_NOISE)
-    with open(os.path.join(out, "manifest.json")) as f:
-        manifest = json.load(f)
     noise = _noise(model.cfg, seed=7)
     got = _cpp(out, model.cfg, noise)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
-    sess = ort.InferenceSession(os.path.join(out, "step.onnx"), so, providers=["CPUExecutionProvider"])
-    outs = [o.name for o in sess.get_outputs()]
-    loop = ref.ReferenceLoop(manifest, lambda feed: dict(zip(outs, sess.run(None, feed))), noise)
-    loop.reset(_context(model.cfg), CONTEXT_ACTIONS)
-    assert np.array_equal(got, np.stack([loop.step(a) for a in ACTIONS]))
+    assert np.array_equal(got, _reference(out, model.cfg, noise))
     assert _colours(got) <= {(0, 0, 0), (200, 72, 72), (142, 142, 142)}

@@ -31,10 +31,7 @@ def main(argv=None) -> int:
     if os.path.exists(args.out) and not args.force:
         print(f"ship_default: {args.out} exists; pass --force to replace it", file=sys.stderr)
         return 2
-    import torch
-
-    from nextframe.models.palette import palette_json
-    from nextframe.training.checkpoint import FORMAT, _atomic_save, load_model, model_metadata
+    from nextframe.training.checkpoint import load_model, model_metadata, save_model
 
     model = load_model(args.model)
     source = model_metadata(args.model)
@@ -45,15 +42,11 @@ def main(argv=None) -> int:
 
         with np.load(args.palette_from) as d:
             model.palette = check_palette(d["palette"])
-    meta = {"format": FORMAT, "config": model.cfg.to_json(), "default_steps": json.dumps(args.steps),
-            "default_context_noise": json.dumps(args.context_noise), "train_step": str(args.train_step),
-            "provenance": args.provenance,
+    meta = {"default_steps": json.dumps(args.steps), "default_context_noise": json.dumps(args.context_noise),
+            "train_step": str(args.train_step), "provenance": args.provenance,
             **{k: source[k] for k in ("distill_method", "distill_step") if k in source}}
-    if getattr(model, "palette", None) is not None:
-        meta["palette"] = palette_json(model.palette)
-    state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    _atomic_save(state, args.out, meta)
-    print(json.dumps({"out": args.out, "bytes": os.path.getsize(args.out), **{k: v for k, v in meta.items() if k != "config"}}))
+    save_model(model.half(), args.out, meta)  # with the config and the palette, as every saved model
+    print(json.dumps({"out": args.out, "bytes": os.path.getsize(args.out), **meta}))
     return 0
 
 
