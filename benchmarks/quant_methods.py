@@ -9,9 +9,10 @@ scales with the share of matrix products; its quality is not meaningful, its gra
     python benchmarks/quant_methods.py --bundle teacher4=runs/teacher4_bundle --bundle default=BUNDLE \\
         --variants naive,ptq4dm,qdiff,qdiff-g4,modelopt-int8 --gemm-shape --out results.json
 
-A variant is METHOD[-gN][-nosplit][-pct][-keep=FRAGMENT] (ONNX Runtime INT8, N step groups; qdiff splits
-convolutions over concatenations unless -nosplit; -pct / -minmax: activation ranges, default auto (percentile
-for a U-Net, min-max for a transformer); -keep: products whose node
+A variant is METHOD[-gN][-nosplit][-pct][-attn8|-attnf][-keep=FRAGMENT] (ONNX Runtime INT8, N step groups; qdiff
+splits convolutions over concatenations unless -nosplit; -pct / -minmax: activation ranges, default auto (percentile
+for a U-Net, min-max for a transformer); -attn8 / -attnf: a transformer's attention products in int8 / float,
+default auto (int8 from 128 tokens a frame); -keep: products whose node
 name holds FRAGMENT stay float), modelopt-int8 / modelopt-fp8 (Q-Diffusion calibration) or w4a8 (ONNX Runtime
 MatMulNBits: 4-bit weights, int8 activations, no calibration; transformer bundles only). On a one-step
 bundle the three methods coincide (one noise level): only qdiff (and qdiff-nosplit) run.
@@ -36,10 +37,11 @@ from nextframe.evaluation import midplay
 
 def parse_variant(text: str) -> dict:
     """modelopt-int8 | modelopt-fp8 | w4a8 | METHOD (ONNX Runtime INT8), each with options -gN (step groups),
-    -nosplit, -pct / -minmax (activation ranges; default auto), -keep=FRAGMENT (products named so stay float; repeatable)."""
+    -nosplit, -pct / -minmax (activation ranges; default auto), -attn8 / -attnf (attention products; default auto),
+    -keep=FRAGMENT (products named so stay float; repeatable)."""
     head, *options = text.split("-")
     spec = {"backend": "onnxruntime", "precision": "int8", "method": head, "groups": 1, "split": None,
-            "keep_float": [], "calibration": "auto"}
+            "keep_float": [], "calibration": "auto", "attention": "auto"}
     if head == "w4a8":
         spec.update(precision="w4a8", method="qdiff")
     elif head == "modelopt":
@@ -51,6 +53,8 @@ def parse_variant(text: str) -> dict:
             spec["split"] = False
         elif o in ("pct", "minmax"):
             spec["calibration"] = "percentile" if o == "pct" else "minmax"
+        elif o in ("attn8", "attnf"):
+            spec["attention"] = "int8" if o == "attn8" else "float"
         elif o.startswith("keep="):
             spec["keep_float"].append(o[len("keep="):])
         else:
@@ -156,7 +160,7 @@ def main():
             m = quantize_bundle(fp32, out, calib, method=spec["method"], precision=spec["precision"],
                                 n_windows=args.calib_windows if quality else args.gemm_calib_windows, frames_per_window=4, groups=spec["groups"],
                                 backend=spec["backend"], split=spec["split"], keep_float=spec["keep_float"],
-                                calibration=spec["calibration"],
+                                calibration=spec["calibration"], attention=spec["attention"],
                                 calib_names=["recorded: Breakout seeds 6000-6003, 400 steps"])
             rows[v] = {"path": out, **spec, "quantize_s": round(time.time() - t0, 1),
                        "split_convs": len(m["quantization"]["split_convs"]),

@@ -213,7 +213,7 @@ def cmd_quantize(args):
     m = quantize_bundle(args.bundle, args.out, episodes, method=args.method, precision=args.precision,
                         n_windows=args.windows, frames_per_window=args.frames, seed=args.seed, calib_names=names,
                         groups=args.groups, backend=args.backend, split=args.split, keep_float=args.keep_float,
-                        calibration=args.calibration)
+                        calibration=args.calibration, attention=args.attention)
     print(json.dumps({"bundle": args.out, "quantization": m["quantization"]}))
 
 
@@ -441,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--calibration", choices=("auto", "minmax", "percentile"), default="auto",
                    help="activation ranges: min/max seen, or the 99.999th percentile (onnxruntime int8); auto: "
                         "percentile for a frame-stack U-Net, min/max for a transformer")
+    q.add_argument("--attention", choices=("auto", "int8", "float"), default="auto",
+                   help="a transformer's attention products (over the cached keys and values) in int8 or float "
+                        "(onnxruntime int8); auto: int8 from 128 tokens a frame up, where its kernels win")
     q.add_argument("--windows", type=positive_int, default=16, help="context windows rolled out for calibration")
     q.add_argument("--frames", type=positive_int, default=6, help="frames generated per window")
     q.add_argument("--seed", type=nonneg_int, default=0)

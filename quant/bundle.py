@@ -76,7 +76,7 @@ FORMATS = {("onnxruntime", "int8"): "qdq_u8s8_per_channel", ("modelopt", "int8")
 
 
 def quantize_graph(backend: str, precision: str, src: str, out: str, feeds: list[dict], work_dir: str,
-                   keep: tuple[str, ...] = (), calibration: str = "auto") -> int:
+                   keep: tuple[str, ...] = (), calibration: str = "auto", attention: str = "auto") -> int:
     """One graph through the back end; returns how many product nodes stay in float."""
     if precision == "w4a8":
         from nextframe.quant.ort_w4a8 import quantize_graph as w4a8_quantize
@@ -85,7 +85,7 @@ def quantize_graph(backend: str, precision: str, src: str, out: str, feeds: list
     if backend == "onnxruntime":
         from nextframe.quant.ort_int8 import quantize_graph as ort_quantize
 
-        return ort_quantize(src, out, feeds, work_dir, keep, calibration)
+        return ort_quantize(src, out, feeds, work_dir, keep, calibration, attention)
     from nextframe.quant.modelopt_qdq import quantize_graph as modelopt_quantize
 
     return modelopt_quantize(src, out, feeds, precision, work_dir, keep)
@@ -94,7 +94,7 @@ def quantize_graph(backend: str, precision: str, src: str, out: str, feeds: list
 def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdiff", precision: str = "int8",
                     n_windows: int = 16, frames_per_window: int = 6, seed: int = 0, calib_names=(),
                     groups: int = 1, backend: str = "onnxruntime", split: bool | None = None,
-                    keep_float: tuple[str, ...] = (), calibration: str = "auto") -> dict:
+                    keep_float: tuple[str, ...] = (), calibration: str = "auto", attention: str = "auto") -> dict:
     """Write an INT8 copy of the bundle to out_dir (new; never replaces an existing path). Returns its manifest.
 
     groups > 1: activation scales per group of denoising steps (Q-Diffusion's observation that activation
@@ -108,11 +108,14 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
 
     keep_float: node-name fragments whose products stay in float besides the built-in ones (e.g. "up.1", a U-Net's
     last up block); calibration: "auto" (percentile for a U-Net, min-max for a transformer), "minmax" or
-    "percentile" activation ranges (ONNX Runtime INT8 only)."""
+    "percentile" activation ranges (ONNX Runtime INT8 only); attention: a transformer's attention products
+    (query x cached keys, weights x cached values) in "int8", "float" or "auto" (int8 from
+    quant/ort_int8.py's ATTENTION_INT8_MIN_TOKENS tokens a frame up; ONNX Runtime INT8 only)."""
     import onnx
 
     from nextframe.export.bundle import sha256_file
-    from nextframe.quant.ort_int8 import CALIBRATIONS, calibration_for, float_nodes, products_to_quantize
+    from nextframe.quant.ort_int8 import (ATTENTION_CHOICES, CALIBRATIONS, calibration_for, float_nodes,
+                                          products_to_quantize, reads_kv_cache)
     from nextframe.runtime.reference import input_roles
 
     if method not in METHODS:
@@ -126,6 +129,8 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
         raise ValueError(f"quantize: unknown calibration {calibration!r} (expected {', '.join(CALIBRATIONS)})")
     if calibration not in ("auto", "minmax") and (backend != "onnxruntime" or precision not in CALIBRATED):
         raise ValueError("quantize: --calibration applies to the onnxruntime back end's int8 (ModelOpt calibrates by max)")
+    if attention not in ATTENTION_CHOICES:
+        raise ValueError(f"quantize: unknown attention precision {attention!r} (expected {', '.join(ATTENTION_CHOICES)})")
     keep_float = tuple(keep_float)
     if any(not k.strip() for k in keep_float):
         raise ValueError("quantize: --keep-float takes a non-empty node-name fragment")
@@ -154,6 +159,10 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
         raise ValueError("quantize: --split applies to quantized convolutions, and this back end keeps a "
                          "transformer's convolutions in float")
     split = method == "qdiff" and convs_quantized if split is None else split
+    if attention != "auto" and not (backend == "onnxruntime" and precision == "int8" and reads_kv_cache(model)):
+        raise ValueError("quantize: --attention applies to a transformer bundle's onnxruntime int8 graphs")
+    attention_int8 = (backend == "onnxruntime" and precision == "int8" and reads_kv_cache(model)
+                      and "MatMul" in products_to_quantize(model, attention))
     activation_calibration = (calibration_for(model, calibration) if backend == "onnxruntime" and calibrated
                               else "max" if calibrated else "none")
     kv_calib: list[dict] = []
@@ -185,7 +194,8 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
             feeds = [f for f in calib if in_group(noise_level_of(f, levels), grp, i == 0)] if groups > 1 else calib
             if calibrated and not feeds:
                 raise ValueError(f"quantize: no calibration feed at noise levels {grp[0]:.3f}..{grp[1]:.3f}")
-            excluded = quantize_graph(backend, precision, src, os.path.join(tmp, name), feeds, tmp, keep_float, calibration)
+            excluded = quantize_graph(backend, precision, src, os.path.join(tmp, name), feeds, tmp, keep_float, calibration,
+                                      attention)
             n_feeds.append(len(feeds))
         error = graph_error(os.path.join(bundle_dir, step_file), [os.path.join(tmp, f) for f in files], ranges,
                             held_out, prediction, levels)
@@ -193,7 +203,7 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
         if kv_held:  # a kv graph; one noise level (the context noise): no groups, no method difference
             kv_file = manifest["graphs"]["kv"]["file"]
             quantize_graph(backend, precision, os.path.join(bundle_dir, kv_file), os.path.join(tmp, kv_file), kv_calib, tmp,
-                           keep_float, calibration)
+                           keep_float, calibration, attention)
             kv_error = graph_error(os.path.join(bundle_dir, kv_file), [os.path.join(tmp, kv_file)], [(0.0, 1.0)],
                                    kv_held, "k_new", levels)
         if split:
@@ -209,6 +219,7 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
             "graphs": ["step"] + (["kv"] if kv_error else []), "float_nodes": excluded, "split_convs": split_convs,
             "keep_float": list(keep_float),
             "activation_calibration": activation_calibration,
+            **({"attention": "int8" if attention_int8 else "float"} if reads_kv_cache(model) else {}),
             "step_groups": [{"file": f, "t_min": round(lo, 6), "t_max": round(hi, 6), "n_calibration_feeds": n}
                             for f, (lo, hi), n in zip(files, ranges, n_feeds)],
             "calibration": {"n_feeds": len(calib), "n_windows": n_windows, "frames_per_window": frames_per_window,

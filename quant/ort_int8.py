@@ -27,6 +27,12 @@ PRODUCTS = ("Conv", "MatMul", "Gemm")
 # inputs include the whole float cache) and the motion refiner's full-resolution convolutions in float made the
 # frame loop 1.1x faster than quantizing them too (1.29x -> 1.42x FP32) and the step graph's error 50x smaller.
 TRANSFORMER_PRODUCTS = ("Gemm",)
+# ... but where a frame has many tokens the attention products are large enough for int8 kernels to win. Measured side
+# by side (C++ frame loop, one / two threads; results/quant_attention_cpu.json): the GEMM-bound shape (256 tokens a
+# frame, dim 512) 1.61x / 1.60x FP32 with them float, 1.74x / 1.68x with them int8, graph error 7.8e-7 -> 8.1e-7;
+# the shipped transformer (64 tokens) 1.42x / 1.31x float, 1.43x / 1.24x int8, error 1.9e-7 -> 3.9e-7.
+ATTENTION_INT8_MIN_TOKENS = 128
+ATTENTION_CHOICES = ("auto", "int8", "float")
 
 
 class _Reader:
@@ -65,9 +71,23 @@ def reads_kv_cache(graph) -> bool:
     return any(i.name == "cache_k" for i in graph.graph.input)
 
 
-def products_to_quantize(graph) -> tuple[str, ...]:
-    """TRANSFORMER_PRODUCTS for a graph reading a KV cache, else every product type (a U-Net's work is its convs)."""
-    return TRANSFORMER_PRODUCTS if reads_kv_cache(graph) else PRODUCTS
+def tokens_per_frame(graph) -> int:
+    """Tokens of one frame in a transformer's graph: its k_new output is [layers, batch, heads, tokens, head_dim]."""
+    k_new = next(o for o in graph.graph.output if o.name == "k_new")
+    return k_new.type.tensor_type.shape.dim[3].dim_value
+
+
+def products_to_quantize(graph, attention: str = "auto") -> tuple[str, ...]:
+    """A graph reading a KV cache: TRANSFORMER_PRODUCTS, plus the attention MatMuls with attention "int8" (or "auto"
+    and at least ATTENTION_INT8_MIN_TOKENS tokens a frame). Any other graph: every product type (a U-Net's work is
+    its convs)."""
+    if attention not in ATTENTION_CHOICES:
+        raise ValueError(f"quantize: unknown attention precision {attention!r} (expected {', '.join(ATTENTION_CHOICES)})")
+    if not reads_kv_cache(graph):
+        return PRODUCTS
+    if attention == "int8" or (attention == "auto" and tokens_per_frame(graph) >= ATTENTION_INT8_MIN_TOKENS):
+        return TRANSFORMER_PRODUCTS + ("MatMul",)
+    return TRANSFORMER_PRODUCTS
 
 
 CALIBRATIONS = ("auto", "minmax", "percentile")
@@ -83,11 +103,12 @@ def calibration_for(graph, calibration: str) -> str:
 
 
 def quantize_graph(src: str, out: str, feeds: list[dict], work_dir: str, keep: tuple[str, ...] = (),
-                   calibration: str = "auto") -> int:
+                   calibration: str = "auto", attention: str = "auto") -> int:
     """Static QDQ INT8 of one graph calibrated on feeds; returns how many product nodes stay in float.
     keep: more node-name fragments kept in float; calibration: activation ranges from the min and max seen
     (minmax) or from the PERCENTILE-th percentile of |activation| (percentile: a few outliers no longer
-    stretch the int8 grid), auto: calibration_for."""
+    stretch the int8 grid), auto: calibration_for; attention: a transformer's attention products in int8 or float
+    (auto: products_to_quantize)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -95,7 +116,7 @@ def quantize_graph(src: str, out: str, feeds: list[dict], work_dir: str, keep: t
     pre = os.path.join(work_dir, "pre.onnx")
     quant_pre_process(src, pre, skip_symbolic_shape=True)
     graph = onnx.load(pre)
-    ops = products_to_quantize(graph)
+    ops = products_to_quantize(graph, attention)
     excluded = float_nodes(graph, keep)
     calibration = calibration_for(graph, calibration)
     options = {"CalibPercentile": PERCENTILE} if calibration == "percentile" else {}

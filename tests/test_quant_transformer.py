@@ -107,3 +107,36 @@ def test_conditioning_products_stay_float_whatever_their_names(tmp_path):
     assert len(unnamed) == 1 and unnamed[0].op_type == "Gemm"
     assert 6 * cfg.depth * cfg.dim in shapes[unnamed[0].input[1]]  # all blocks' shift/scale/gate x 2
     assert not any(f in n for n in kept for f in ("qkv", "fc1", "fc2"))
+
+
+def test_attention_products_in_int8_where_asked_or_where_a_frame_has_many_tokens(tmp_path, monkeypatch):
+    """--attention int8 quantizes the attention MatMuls (query x cached keys, weights x cached values) as well: they
+    run as int8 kernels and the frames stay within the same bound; auto picks them from ATTENTION_INT8_MIN_TOKENS
+    tokens a frame (the tiny model's 16 do not reach 128, a lowered threshold does); a U-Net refuses the option."""
+    import nextframe.quant.ort_int8 as ort_int8
+    from nextframe.export.bundle import export_bundle
+    from nextframe.quant.bundle import quantize_bundle
+
+    fp32 = str(tmp_path / "fp32")
+    export_bundle(randomized_model(tiny_config()), fp32, n_steps=1)
+    eps = [square_episode(20, i) for i in range(2)]
+    attention_kernels = ("MatMulIntegerToFloat", "QLinearMatMul", "MatMulInteger")
+    m = quantize_bundle(fp32, str(tmp_path / "auto"), eps, n_windows=3, frames_per_window=2)
+    assert m["quantization"]["attention"] == "float"
+    assert not any(k in optimized_ops(str(tmp_path / "auto" / "step.onnx")) for k in attention_kernels)
+    m = quantize_bundle(fp32, str(tmp_path / "int8"), eps, n_windows=3, frames_per_window=2, attention="int8")
+    assert m["quantization"]["attention"] == "int8"
+    depth = tiny_config().depth  # two attention products a block; the kv graph's last block needs no attention
+    for graph, n_attention in (("step.onnx", depth), (m["graphs"]["kv"]["file"], depth - 1)):
+        kernels = optimized_ops(str(tmp_path / "int8" / graph))
+        assert sum(kernels.count(k) for k in attention_kernels) >= 2 * n_attention, kernels
+    a, b = _frames(fp32), _frames(str(tmp_path / "int8"))
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    assert 10 * np.log10(255.0**2 / max(mse, 1e-12)) >= 30.0
+    monkeypatch.setattr(ort_int8, "ATTENTION_INT8_MIN_TOKENS", 16)
+    m = quantize_bundle(fp32, str(tmp_path / "auto16"), eps, n_windows=3, frames_per_window=2)
+    assert m["quantization"]["attention"] == "int8"
+    with pytest.raises(ValueError, match="unknown attention precision 'int4'"):
+        quantize_bundle(fp32, str(tmp_path / "x"), eps, attention="int4")
+    with pytest.raises(ValueError, match="--attention applies to a transformer"):
+        quantize_bundle(fp32, str(tmp_path / "y"), eps, precision="w4a8", attention="int8")
