@@ -71,21 +71,30 @@ class FrameStore:
             raise ValueError("frame store: no episode has two frames or more")
         self.target_weights: torch.Tensor | None = None  # sampling weights per target (None: uniform)
 
-    def weight_events(self, rows: tuple[tuple[int, int], ...], weight: float) -> float:
+    def weight_events(self, rows: tuple[tuple[int, int], ...], weight: float, bounce_weight: float = 1.0) -> dict:
         """Sample targets whose frame changed within any of the row ranges `weight` times as often (Breakout:
-        the score and brick rows, so a brick breaking, one frame in 20-50, is seen more often). Returns the
-        share of targets that are such events."""
-        if not rows or weight == 1.0:
-            self.target_weights = None
-            return 0.0
+        the score and brick rows, so a brick breaking, one frame in 20-50, is seen more often), and targets
+        where the ball bounces (data/ball_events.py) bounce_weight times as often (the larger weight where
+        both hold). Returns the share of targets that are each kind of event."""
+        self.target_weights = None
         event = torch.zeros(len(self.targets), dtype=torch.bool, device=self.frames.device)
-        for i in range(0, len(self.targets), 4096):
-            t = self.targets[i : i + 4096]
-            cur, prev = self.frames[t], self.frames[t - 1]
-            for r0, r1 in rows:
-                event[i : i + len(t)] |= (cur[:, r0:r1] != prev[:, r0:r1]).flatten(1).any(dim=1)
-        self.target_weights = torch.where(event, weight, 1.0).float()
-        return float(event.float().mean())
+        if rows and weight != 1.0:
+            for i in range(0, len(self.targets), 4096):
+                t = self.targets[i : i + 4096]
+                cur, prev = self.frames[t], self.frames[t - 1]
+                for r0, r1 in rows:
+                    event[i : i + len(t)] |= (cur[:, r0:r1] != prev[:, r0:r1]).flatten(1).any(dim=1)
+            self.target_weights = torch.where(event, weight, 1.0).float()
+        shares = {"event_share": float(event.float().mean())}
+        if bounce_weight != 1.0:
+            from nextframe.data.ball_events import bounce_targets
+
+            bounce = bounce_targets(self.frames, self.palette_rgb, self.episode_start)[self.targets.cpu()]
+            bounce = bounce.to(self.frames.device)
+            w = self.target_weights if self.target_weights is not None else torch.ones(len(self.targets), device=self.frames.device)
+            self.target_weights = torch.where(bounce, torch.clamp(w, min=bounce_weight), w)
+            shares["bounce_share"] = float(bounce.float().mean())
+        return shares
 
     @classmethod
     def from_episodes(cls, episodes, no_action: int, device="cpu") -> "FrameStore":

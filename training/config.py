@@ -56,6 +56,7 @@ class TrainConfig:
     own_context_after: int = 0  # no own-rollout context before this step (early rollouts are noise)
     event_rows: tuple[tuple[int, int], ...] = ()  # row ranges where a change marks a rare event (data/frame_store.py)
     event_weight: float = 1.0  # such targets are sampled this many times as often
+    bounce_weight: float = 1.0  # targets where Breakout's ball changes direction, as often (data/ball_events.py)
     # torch.compile the network's training forward (inductor): 1.3x faster forward + backward on the 2-core CPU
     # for the native U-Net (bf16, channels-last), after a one-off compile of about 2 minutes
     torch_compile: bool = False
@@ -70,7 +71,8 @@ class TrainConfig:
         "log_every": (1, None), "eval_every": (1, None), "eval_frames": (1, None), "eval_steps": (1, 1000),
         "ckpt_every": (1, None), "seed": (0, 2**63 - 1), "pure_noise_prob": (0.0, 1.0),
         "own_context_steps": (1, 1000), "time_budget_s": (0.0, None), "own_context_after": (0, None),
-        "event_rows": (0, 100000), "event_weight": (1e-6, 1e6)}
+        "event_rows": (0, 100000), "event_weight": (1e-6, 1e6),
+        "bounce_weight": (1e-6, 1e6)}
 
     def __post_init__(self):
         check_fields(self, "train config")

@@ -1,0 +1,59 @@
+"""Ball bounces read off palette-index frames (data/ball_events.py) agree with the RGB probe the evaluation uses,
+and weight the trainer's sampling as configured."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("ale_py")
+
+
+def _store_and_episode():
+    from nextframe.data.frame_store import FrameStore
+    from nextframe.data.record import record_episode
+
+    ep = record_episode("Breakout", 500, 6100, 0)[0]
+    return FrameStore.from_episodes([(ep.frames, ep.actions), (ep.frames[:50], ep.actions[:49])], 0), ep
+
+
+def test_ball_centres_match_the_rgb_probe_and_bounces_flip_direction():
+    from nextframe.data.ball_events import ball_centres, bounce_frames
+    from nextframe.evaluation.breakout_probe import ball_position
+
+    store, ep = _store_and_episode()
+    n = len(ep.frames)
+    c = ball_centres(store.frames, store.palette_rgb)[:n].numpy()
+    ref = np.array([ball_position(f) for f in ep.frames])
+    assert np.array_equal(np.isfinite(ref[:, 0]), np.isfinite(c[:, 0])) and np.isfinite(c[:, 0]).sum() > n // 2
+    seen = np.isfinite(ref[:, 0])
+    assert np.abs(ref[seen] - c[seen]).max() < 0.01
+    b = bounce_frames(torch.from_numpy(c), store.episode_start[:n]).numpy()
+    v = np.diff(ref, axis=0)
+    expect = np.zeros(n, bool)
+    expect[2:] = ((v[1:] * v[:-1]) < 0).any(axis=1)
+    assert np.array_equal(b, expect) and 3 <= b.sum() < n // 10
+    # no bounce is read across an episode boundary: the second episode's first two frames have no history
+    both = bounce_frames(ball_centres(store.frames, store.palette_rgb), store.episode_start).numpy()
+    assert not both[n:n + 2].any() and np.array_equal(both[:n], b)
+
+
+def test_bounce_weight_samples_bounce_targets_more_often():
+    store, _ = _store_and_episode()
+    assert store.weight_events((), 1.0) == {"event_share": 0.0} and store.target_weights is None
+    shares = store.weight_events(((57, 93),), 2.0, bounce_weight=5.0)
+    w = store.target_weights
+    assert 0 < shares["bounce_share"] < 0.2 and set(w.unique().tolist()) <= {1.0, 2.0, 5.0}
+    assert abs(float((w == 5.0).float().mean()) - shares["bounce_share"]) < 1e-6
+    draws = store.sample_targets(20000, torch.Generator().manual_seed(0))
+    picked = torch.isin(draws, store.targets[w == 5.0]).float().mean()
+    expected = float((w * (w == 5.0)).sum() / w.sum())
+    assert abs(float(picked) - expected) < 0.02
+
+
+def test_bounce_weight_is_a_validated_config_field():
+    from nextframe.training.config import TrainConfig
+
+    assert TrainConfig(bounce_weight=4.0).bounce_weight == 4.0
+    with pytest.raises(ValueError, match="bounce_weight"):
+        TrainConfig(bounce_weight=0.0)
