@@ -21,10 +21,12 @@ def describe(bundle_dir: str) -> dict:
     return {"precision": q["precision"], "method": q["method"]} if q else {"precision": "fp32"}
 
 
-def time_bundles(bundles: dict[str, str], frames: np.ndarray, lead_actions: np.ndarray, n_frames: int,
-                 threads: int = 2, seed: int = 0, backend: str = "ort-cpu") -> dict:
-    """{name: {fps, latency_p50/p90/p99_ms, n_frames, n_steps}}; frames/lead_actions: a real episode start
-    (at least as many frames as the deepest context). Actions are scripted (held for 5 frames, seeded)."""
+def time_bundles(bundles: dict[str, str | tuple[str, str]], frames: np.ndarray, lead_actions: np.ndarray,
+                 n_frames: int, threads: int = 2, seed: int = 0, backend: str = "ort-cpu") -> dict:
+    """{name: {fps, latency_p50/p90/p99_ms, n_frames, n_steps, backend}}; bundles: name -> bundle dir, or -> (bundle
+    dir, backend) to time one bundle on several backends side by side (else `backend` for all); frames/lead_actions:
+    a real episode start (at least as many frames as the deepest context). Actions are scripted (held for 5 frames,
+    seeded)."""
     from nextframe.evaluation.rollout import session_frames
     from nextframe.runtime import Session
 
@@ -32,8 +34,9 @@ def time_bundles(bundles: dict[str, str], frames: np.ndarray, lead_actions: np.n
         raise ValueError("bench: no bundle to time")
     sessions = {}
     try:
-        for name, path in bundles.items():
-            sessions[name] = Session(path, backend=backend, threads=threads, seed=seed, n_warmup_frames=5)
+        bundles = {name: (v, backend) if isinstance(v, str) else tuple(v) for name, v in bundles.items()}
+        for name, (path, be) in bundles.items():
+            sessions[name] = Session(path, backend=be, threads=threads, seed=seed, n_warmup_frames=5)
         rng = np.random.default_rng(seed)
         ms: dict[str, list[float]] = {name: [] for name in sessions}
         for name, s in sessions.items():
@@ -55,7 +58,8 @@ def time_bundles(bundles: dict[str, str], frames: np.ndarray, lead_actions: np.n
                          "latency_p50_ms": round(float(np.percentile(a, 50)), 2),
                          "latency_p90_ms": round(float(np.percentile(a, 90)), 2),
                          "latency_p99_ms": round(float(np.percentile(a, 99)), 2), "n_frames": int(a.size),
-                         "n_steps": sessions[name].bundle.sampler["n_steps"], **describe(bundles[name])}
+                         "n_steps": sessions[name].bundle.sampler["n_steps"], "backend": sessions[name].backend,
+                         **describe(bundles[name][0])}
         return out
     finally:
         for s in sessions.values():

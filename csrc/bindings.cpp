@@ -185,6 +185,16 @@ PYBIND11_MODULE(_core, m) {
     m.def("has_tensorrt", &nf::trt_built,
           "True when the TensorRT backend (backend 'trt') was compiled in (CMake found TensorRT >= 10 and CUDA).");
 
+    m.def("aoti_available", []() { return nf::aoti_available(); },
+          "True when the AOTInductor plugin (libnf_aoti.so beside this module, or $NEXTFRAME_AOTI_LIB) loads: backend "
+          "'aoti' can run a bundle's AOTInductor packages.");
+    m.def("aoti_unavailable_reason", []() {
+              std::string why;
+              nf::aoti_available(&why);
+              return why;
+          },
+          "Why backend 'aoti' cannot run here, in one line (empty when it can).");
+
     m.def("ort_library_info",
           [](const std::string& ort_lib) {
               const nf::OrtLibraryInfo info = nf::ort_library_info(ort_lib);

@@ -316,7 +316,42 @@ void parse_tensorrt(Bundle& b, const Json& section) {
     }
 }
 
+// The optional "aoti" section: {"packages": [{graph, file, device, torch}]}; each file listed in files.
+void parse_aoti(Bundle& b, const Json& section) {
+    NF_CHECK_ARG(section.is_object(), "bundle: manifest key 'aoti' must be an object (got " +
+                                          std::string(Json::kind_name(section.kind())) + ")");
+    const Reader aoti(section, "aoti");
+    const auto& items = aoti.array("packages");
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        const std::string where = aoti.name("packages[" + std::to_string(i) + "]");
+        NF_CHECK_ARG(items[i].is_object(), "bundle: manifest key '" + where + "' must be an object");
+        const Reader r(items[i], where);
+        AotiPackage p;
+        p.graph = r.string("graph");
+        NF_CHECK_ARG(p.graph == "step" || (p.graph == "kv" && b.has_kv_graph()),
+                     "bundle: " + where + ".graph '" + p.graph + "' (expected step" + (b.has_kv_graph() ? " or kv)" : ")"));
+        p.file = r.string("file");
+        NF_CHECK_ARG(!path_escapes(p.file), "bundle: file path '" + p.file + "' escapes the bundle");
+        bool listed = false;
+        for (const auto& f : b.files) listed = listed || f.path == p.file;
+        NF_CHECK_ARG(listed, "bundle: aoti package file '" + p.file + "' not listed in files");
+        p.device = r.string("device");
+        NF_CHECK_ARG(p.device == "cpu" || p.device == "cuda",
+                     "bundle: " + where + ".device '" + p.device + "' (expected cpu or cuda)");
+        p.torch_version = r.string("torch");
+        NF_CHECK_ARG(b.find_aoti_package(p.graph, p.device) == nullptr,
+                     "bundle: two aoti packages of the " + p.graph + " graph for " + p.device);
+        b.aoti_packages.push_back(std::move(p));
+    }
+}
+
 }  // namespace
+
+const AotiPackage* Bundle::find_aoti_package(const std::string& graph, const std::string& device) const {
+    for (const auto& p : aoti_packages)
+        if (p.graph == graph && p.device == device) return &p;
+    return nullptr;
+}
 
 bool path_escapes(const std::string& relative) {
     if (relative.empty() || relative[0] == '/' || relative[0] == '\\') return true;
@@ -557,6 +592,7 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
         check_kv_io(b);
         check_graph_io(b, b.kv, "kv", true);
     }
+    if (const Json* aoti = root.find("aoti"); aoti != nullptr) parse_aoti(b, *aoti);
     return b;
 }
 

@@ -85,6 +85,16 @@ struct TrtEngineEntry {
     std::uint64_t bytes = 0;
 };
 
+// One AOTInductor package (torch._inductor.aoti_compile_and_package) of a graph, from the manifest's optional
+// "aoti" section (written by `nextframe export --aoti`): the same inputs and outputs as the ONNX graph, compiled for
+// one device by one torch version. Its file is listed in files and verified like every other.
+struct AotiPackage {
+    std::string graph;          // "step" | "kv"
+    std::string file;           // relative to the bundle dir, e.g. "aoti/step_cpu.pt2"
+    std::string device;         // "cpu" | "cuda"
+    std::string torch_version;  // the torch that compiled it, e.g. "2.13.0+cpu"
+};
+
 struct Bundle {
     static constexpr std::int64_t kFormatVersion = 1;
     static constexpr std::int64_t kMaxManifestBytes = 4 << 20;  // a real one is a few kB
@@ -126,6 +136,8 @@ struct Bundle {
     GraphInfo step_group_graph(std::size_t i) const;
     std::vector<FileEntry> files;
     std::vector<TrtEngineEntry> trt_engines;  // empty when the manifest has no "tensorrt" section
+    std::vector<AotiPackage> aoti_packages;   // empty when the manifest has no "aoti" section
+    const AotiPackage* find_aoti_package(const std::string& graph, const std::string& device) const;
 };
 
 // True when the relative path would leave the bundle dir (absolute, or a ".." component).

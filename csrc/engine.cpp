@@ -7,6 +7,8 @@ namespace nf {
 
 // engine_ort.cpp
 std::unique_ptr<Engine> make_ort_engine(const Bundle& bundle, const GraphInfo& graph, const EngineParams& params);
+// engine_aoti.cpp (nullptr for a kv graph without a package)
+std::unique_ptr<Engine> make_aoti_engine(const Bundle& bundle, const std::string& graph_name, const EngineParams& params);
 #ifdef NF_HAVE_TENSORRT
 // engine_trt.cpp (compiled only when CMake found TensorRT and CUDA)
 std::unique_ptr<Engine> make_trt_engine(const Bundle& bundle, const EngineParams& params);
@@ -25,7 +27,9 @@ Backend parse_backend(const std::string& s) {
     if (s == "ort-cpu") return Backend::OrtCpu;
     if (s == "ort-cuda") return Backend::OrtCuda;
     if (s == "trt") return Backend::Trt;
-    throw InvalidArgument("engine: unknown backend '" + s + "' (expected auto, ort-cpu, ort-cuda, trt)");
+    if (s == "aoti") return Backend::Aoti;
+    if (s == "aoti-cuda") return Backend::AotiCuda;
+    throw InvalidArgument("engine: unknown backend '" + s + "' (expected auto, ort-cpu, ort-cuda, trt, aoti, aoti-cuda)");
 }
 
 const char* backend_name(Backend b) {
@@ -34,6 +38,8 @@ const char* backend_name(Backend b) {
         case Backend::OrtCpu: return "ort-cpu";
         case Backend::OrtCuda: return "ort-cuda";
         case Backend::Trt: return "trt";
+        case Backend::Aoti: return "aoti";
+        case Backend::AotiCuda: return "aoti-cuda";
     }
     return "?";
 }
@@ -90,6 +96,9 @@ std::unique_ptr<Engine> make_engine(const Bundle& bundle, const EngineParams& pa
             throw RuntimeError("engine: backend 'trt' not built (TensorRT was not found at build time; rebuild with "
                                "-DNF_WITH_TENSORRT=ON -DTENSORRT_ROOT=<TensorRT 10 or 11 dir>)");
 #endif
+        case Backend::Aoti:
+        case Backend::AotiCuda:
+            return make_aoti_engine(bundle, "step", params);
     }
     throw InvalidArgument("engine: unknown backend");
 }
@@ -111,7 +120,13 @@ bool same_ort_provider(const Engine& step_engine, const EngineParams& params, En
 
 std::unique_ptr<Engine> make_kv_engine(const Bundle& bundle, const Engine& step_engine, const EngineParams& params) {
     EngineParams p;
-    if (!bundle.has_kv_graph() || !same_ort_provider(step_engine, params, &p)) return nullptr;
+    if (!bundle.has_kv_graph()) return nullptr;
+    if (step_engine.name() == "aoti" || step_engine.name() == "aoti-cuda") {
+        p = params;
+        p.backend = step_engine.name() == "aoti" ? Backend::Aoti : Backend::AotiCuda;
+        return make_aoti_engine(bundle, "kv", p);
+    }
+    if (!same_ort_provider(step_engine, params, &p)) return nullptr;
     return make_ort_engine(bundle, bundle.kv, p);
 }
 

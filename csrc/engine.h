@@ -17,10 +17,11 @@ namespace nf {
 
 struct Bundle;
 
-enum class Backend { Auto, OrtCpu, OrtCuda, Trt };
+enum class Backend { Auto, OrtCpu, OrtCuda, Trt, Aoti, AotiCuda };
 
-// "auto" | "ort-cpu" | "ort-cuda" | "trt"; anything else is nf::InvalidArgument. "trt" parses in every build;
-// make_engine() says when the TensorRT backend was not compiled in (trt_built()).
+// "auto" | "ort-cpu" | "ort-cuda" | "trt" | "aoti" | "aoti-cuda"; anything else is nf::InvalidArgument. "trt" and
+// "aoti" parse in every build; make_engine() says when the TensorRT backend was not compiled in (trt_built()) or
+// the AOTInductor plugin cannot be loaded (aoti_available()).
 Backend parse_backend(const std::string& s);
 const char* backend_name(Backend b);
 
@@ -39,6 +40,9 @@ struct EngineParams {
 
 // True when the TensorRT backend (engine_trt.cpp) was compiled in (CMake found TensorRT >= 10 and CUDA).
 bool trt_built();
+// True when the AOTInductor plugin (libnf_aoti.so beside the core, or $NEXTFRAME_AOTI_LIB) loads; else why says
+// why in one line (engine_aoti.cpp).
+bool aoti_available(std::string* why = nullptr);
 
 // Buffers for a graph's inputs and outputs, in the order of Engine::inputs() / outputs().
 struct Bindings {
@@ -90,10 +94,12 @@ OrtLibraryInfo ort_library_info(const std::string& ort_lib = "");
 // The only place backends are chosen. Auto: ORT with CUDA when the loaded library has the CUDA provider
 // and a session can be made on the device, else ORT CPU (note() says why); auto never picks TensorRT.
 // Trt: the bundle's prebuilt TensorRT engine for this GPU (engine_trt.cpp); nf::RuntimeError when the
-// backend was not compiled in.
+// backend was not compiled in. Aoti / AotiCuda: the bundle's AOTInductor package of the step graph for the CPU /
+// the GPU (engine_aoti.cpp).
 std::unique_ptr<Engine> make_engine(const Bundle& bundle, const EngineParams& params);
 // An engine for the bundle's kv graph on the provider step_engine runs on, or nullptr when the bundle has
-// no kv graph or the step engine is not ONNX Runtime (the frame loop then writes the cache with the step graph).
+// no kv graph or the step engine is not ONNX Runtime (the frame loop then writes the cache with the step graph);
+// an AOTInductor step engine gets the bundle's kv package for its device, if it has one.
 std::unique_ptr<Engine> make_kv_engine(const Bundle& bundle, const Engine& step_engine, const EngineParams& params);
 // One engine per entry of the bundle's step_groups, on the provider step_engine runs on; empty when the bundle
 // has none or the step engine is not ONNX Runtime (a TensorRT plan is built from one graph: the step graph).

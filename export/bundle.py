@@ -120,8 +120,9 @@ def owned_bundle(path: str) -> bool:
 
 def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise: float = 0.0,
                   shift: float = 1.0, check: bool = True, times: list[float] | None = None,
-                  force: bool = False) -> dict:
+                  force: bool = False, aoti: tuple[str, ...] = ()) -> dict:
     """Export, gate on ORT-vs-PyTorch parity, then move the finished bundle to out_dir (replacing it).
+    aoti: devices ("cpu", "cuda") to compile AOTInductor packages of the graphs for as well (export/aoti.py).
     n_steps defaults to 4; times (optional) fixes the schedule written to the manifest, e.g. [1.0, 0.0] for a
     one-step distilled student (the sampler kind stays flow_euler_x0: the runtime replays the times)."""
     if times is not None:
@@ -162,7 +163,14 @@ def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise
             graphs.append((KV_FILE, kv_path))
         parity = check_step_parity(model, step_path, kv_path=kv_path) if check else None
         files = {name: {"sha256": sha256_file(path), "bytes": os.path.getsize(path)} for name, path in graphs}
+        aoti_section = None
+        if aoti:
+            from nextframe.export.aoti import add_packages
+
+            aoti_section = add_packages(model, tmp, tuple(aoti), files)
         manifest = build_manifest(model, n_steps, context_noise, shift, files, times)
+        if aoti_section is not None:
+            manifest["aoti"] = aoti_section
         if parity is not None:
             manifest["export_check"] = {"nmse": parity, "backend": "onnxruntime-cpu"}
         with open(os.path.join(tmp, "manifest.json"), "w") as f:

@@ -152,7 +152,7 @@ def cmd_export(args):
     d = sampler_defaults(args.model)
     manifest = export_bundle(_load(args.model), args.out, **schedule_args(d, args.steps),
                              context_noise=d["context_noise"] if args.context_noise is None else args.context_noise,
-                             force=args.force)
+                             force=args.force, aoti=tuple(args.aoti))
     result = {"bundle": args.out, "files": manifest["files"], "export_check": manifest.get("export_check")}
     if args.trt:
         from nextframe.export.tensorrt import build_trt_engines
@@ -217,19 +217,25 @@ def cmd_quantize(args):
     print(json.dumps({"bundle": args.out, "quantization": m["quantization"]}))
 
 
-def default_bundle() -> str:
+def default_bundle(aoti: bool = False) -> str:
     """The shipped model exported once into a per-user cache, keyed by the model file's sha256 and the exporter's
-    graph revision (a newer exporter's graphs replace an older cache)."""
+    graph revision (a newer exporter's graphs replace an older cache); aoti: a copy with the AOTInductor package
+    for this CPU (and the torch that compiled it) as well."""
     from nextframe.export.bundle import export_bundle, sha256_file
     from nextframe.export.onnx import GRAPH_REVISION
 
     key = f"{sha256_file(DEFAULT_MODEL)[:16]}_r{GRAPH_REVISION}"
+    if aoti:
+        import torch
+
+        key += f"_aoti-cpu-torch{torch.__version__}"
     root = os.environ.get("NEXTFRAME_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "nextframe"))
     path = os.path.join(root, f"default_bundle_{key}")
     if not os.path.isfile(os.path.join(path, "manifest.json")):
         d = sampler_defaults(DEFAULT_MODEL)
         print(f"exporting the default model to {path} (once)", file=sys.stderr)
-        export_bundle(_load(DEFAULT_MODEL), path, context_noise=d["context_noise"], **schedule_args(d, None))
+        export_bundle(_load(DEFAULT_MODEL), path, context_noise=d["context_noise"], **schedule_args(d, None),
+                      aoti=("cpu",) if aoti else ())
     return path
 
 
@@ -242,6 +248,99 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--threads", type=int_in(1, 256), default=2)
     ap.add_argument("--seed", type=nonneg_int, default=0)
     ap.add_argument("--out", default=None, help="also write the JSON here")
+
+
+BENCH_BACKENDS = ("ort-cpu", "ort-cuda", "trt", "aoti", "aoti-cuda")
+
+
+def bench_backends(text: str) -> tuple[str, ...]:
+    """--backend: a comma-separated list of C++ runtime backends, or all."""
+    names = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    if names == ("all",):
+        return names
+    bad = [n for n in names if n not in BENCH_BACKENDS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"unknown backend {', '.join(bad) or repr(text)} (expected a comma-separated "
+                                         f"list of {', '.join(BENCH_BACKENDS)}, or all)")
+    return names
+
+
+def runnable_backends(bundle) -> dict[str, str]:
+    """backend -> "" where it can run this bundle here, or -> why not (one line)."""
+    from nextframe import _core
+    from nextframe.runtime.session import find_ort_lib
+
+    with open(os.path.join(bundle.dir, "manifest.json")) as f:
+        manifest = json.load(f)  # already validated by Bundle.open
+    out = {"ort-cpu": ""}
+    try:
+        cuda = "CUDAExecutionProvider" in _core.ort_library_info(find_ort_lib())["providers"]
+    except RuntimeError as e:
+        cuda = False
+        out["ort-cpu"] = str(e)
+    out["ort-cuda"] = "" if cuda else "the loaded ONNX Runtime has no CUDA provider (onnxruntime-gpu)"
+    out["trt"] = ("" if _core.has_tensorrt() and manifest.get("tensorrt") else
+                  "not built with TensorRT" if not _core.has_tensorrt() else "the bundle has no TensorRT engine")
+    packages = {p["device"] for p in manifest.get("aoti", {}).get("packages", [])}
+    for be, device in (("aoti", "cpu"), ("aoti-cuda", "cuda")):
+        out[be] = (_core.aoti_unavailable_reason() if not _core.aoti_available() else
+                   "" if device in packages else f"the bundle has no AOTInductor package for {device}")
+    return out
+
+
+def cmd_bench_backends(args):
+    """One bundle on several C++ runtime backends, interleaved in rounds, one JSON object."""
+    from nextframe import _core
+    from nextframe.benchmarks.bundle_timing import ROUND_FRAMES, time_bundles
+    from nextframe.benchmarks.device_info import cpu_info, versions
+
+    import numpy as np
+
+    if len(args.bundle or []) > 1:
+        raise ValueError("bench: --backend times one bundle on several backends (got several bundles)")
+    wanted = BENCH_BACKENDS if args.backend == ("all",) else args.backend
+    path = args.bundle[0] if args.bundle else default_bundle(aoti=any(b.startswith("aoti") for b in wanted))
+    bundle = _core.Bundle.open(path)
+    can = runnable_backends(bundle)
+    skipped = {b: can[b] for b in wanted if can[b]}
+    if args.backend != ("all",) and skipped:
+        b, why = next(iter(skipped.items()))
+        raise ValueError(f"bench: backend {b} cannot run here: {why}")
+    run = [b for b in wanted if not can[b]]
+    if args.episode:
+        from nextframe.data.episode import check_episode_fits, load_episode
+
+        episode = load_episode(args.episode)
+        check_episode_fits(args.episode, episode.game, episode.frameskip, episode.actions, bundle.game, bundle.n_actions,
+                           "bundle")
+    else:
+        from nextframe.data.record import record_episode
+
+        episode, _ = record_episode(bundle.game, 40, 880001 + args.seed, 0, "tracker")
+    lead = np.concatenate([[bundle.no_action], episode.actions])
+    rows = time_bundles({b: (path, b) for b in run}, episode.frames[30:], lead[30:], args.frames, args.threads, args.seed)
+    try:
+        ver = versions()
+    except ImportError:  # the runtime-only install has no torch
+        ver = {}
+    out = {"device": cpu_info(), "versions": ver, "threads": args.threads, "n_frames": args.frames,
+           "bundle": path, "timing": f"C++ runtime, one bundle on each backend, interleaved in rounds of {ROUND_FRAMES} frames",
+           "backends": rows, "fps_ratio_vs_first": {b: round(r["fps"] / rows[run[0]]["fps"], 3) for b, r in rows.items()},
+           "skipped": skipped}
+    if args.out:
+        from nextframe.benchmarks.result_file import write_result
+
+        write_result(args.out, out)
+    if args.json:
+        print(json.dumps(out))
+        return
+    print(f"device: {out['device'].get('cpu')}, {args.threads} threads, {out['timing']}")
+    print(f"{'backend':<12}{'fps':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'x first':>9}")
+    for b, r in rows.items():
+        print(f"{b:<12}{r['fps']:>8.1f}{r['latency_p50_ms']:>9.2f}{r['latency_p90_ms']:>9.2f}{r['latency_p99_ms']:>9.2f}"
+              f"{out['fps_ratio_vs_first'][b]:>9.2f}")
+    for b, why in skipped.items():
+        print(f"{b:<12}skipped: {why}")
 
 
 def cmd_bench_bundles(args):
@@ -295,6 +394,8 @@ def cmd_bench_bundles(args):
 
 def cmd_bench(args):
     bundles = args.bundle or []
+    if args.backend:
+        return cmd_bench_backends(args)
     if len(bundles) > 1 or (bundles and args.episode):
         return cmd_bench_bundles(args)
     from nextframe.benchmarks import bench_frame_loop
@@ -386,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--precision", choices=("fp16", "bf16", "fp8", "int8", "fp32"), default=None,
                    help="TensorRT engine precision (default fp16: an fp16 copy of the graph; int8/fp8 need a quantized graph)")
     e.add_argument("--workspace-gb", type=float_in(0.01, 4096), default=4.0, help="TensorRT builder workspace limit in GiB")
+    e.add_argument("--aoti", action="append", choices=("cpu", "cuda"), default=[],
+                   help="also compile AOTInductor packages of the graphs for this device (repeatable), for backend "
+                        "aoti / aoti-cuda")
     e.set_defaults(func=cmd_export)
 
     pl = sub.add_parser("play", help="play the generated game in a window (C++ runtime; needs the [play] extra)")
@@ -407,6 +511,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--episode", default=None,
                    help="context frames from this episode instead of a freshly recorded one; with it, even one bundle "
                         "is timed in the C++ runtime alone (no PyTorch loops: works on the runtime-only install)")
+    b.add_argument("--backend", default=None, type=bench_backends,
+                   help="C++ runtime backends to time side by side, comma-separated (ort-cpu, ort-cuda, trt, aoti, "
+                        "aoti-cuda) or all (every one that can run here); the default bundle is exported with the "
+                        "AOTInductor packages they need")
     add_bench_arguments(b)
     b.set_defaults(func=cmd_bench)
 

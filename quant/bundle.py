@@ -174,6 +174,9 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".qbundle-", dir=parent)
+    # AOTInductor packages are compiled from the float model: a quantized bundle does not carry them
+    for p in manifest.pop("aoti", {}).get("packages", []):
+        manifest["files"].pop(p["file"], None)
     try:
         for name in manifest["files"]:
             if name != step_file:

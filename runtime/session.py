@@ -22,7 +22,7 @@ import numpy as np
 
 from nextframe import _core
 
-BACKENDS = ("auto", "ort-cpu", "ort-cuda", "trt")
+BACKENDS = ("auto", "ort-cpu", "ort-cuda", "trt", "aoti", "aoti-cuda")
 TRT_PRECISIONS = ("fp32", "fp16", "bf16", "fp8", "int8")
 SAMPLERS = ("euler", "heun")
 
@@ -55,7 +55,9 @@ class Session:
                  n_steps: int | None = None, threads: int = 2, sampler: str = "euler", disa: dict | None = None,
                  n_warmup_frames: int = 2, ort_lib: str | None = None, trt_precision: str | None = None,
                  use_kv_graph: bool = True):
-        """backend: auto | ort-cpu | ort-cuda | trt (the bundle's prebuilt TensorRT engine for this GPU, from
+        """backend: auto | ort-cpu | ort-cuda | aoti | aoti-cuda (the bundle's AOTInductor package for the CPU / GPU,
+        from `nextframe export --aoti`, run through libtorch by the core's plugin) | trt (the bundle's prebuilt
+        TensorRT engine for this GPU, from
         `nextframe export --trt`; RuntimeError "engine: backend 'trt' not built ..." when nextframe._core was
         built without TensorRT). trt_precision: which engine trt runs (fp32, fp16, bf16, fp8, int8; None: the
         first one built for this GPU). n_steps: None keeps the manifest's schedule. sampler: euler | heun.
