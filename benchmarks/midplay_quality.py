@@ -100,7 +100,7 @@ def main():
                 n = json.load(f)["sampler"]["n_steps"]
             label = f"{name}@{n}"
             rows.append({"name": name, "steps": n, "engine": "cpp-runtime", "path": path, "metrics": r["model"],
-                         "eval_s": round(time.time() - t0, 1)})
+                         "ball_around_first_bounce": r["ball_around_first_bounce"], "eval_s": round(time.time() - t0, 1)})
             bundles[label] = path
             continue
         model = load_model(path)
@@ -115,9 +115,10 @@ def main():
                 predict = midplay.dit_predictor(model, n_steps=n, seed=args.seed, context_noise=args.context_noise)
             r = midplay.evaluate(predict, clips, 4, copy=False)
             rows.append({"name": name, "steps": n, "engine": "pytorch", "path": path, "metrics": r["model"],
-                         "context_noise": args.context_noise,
+                         "ball_around_first_bounce": r["ball_around_first_bounce"], "context_noise": args.context_noise,
                          "eval_s": round(time.time() - t0, 1), **({"times": times} if times else {})})
-            print(json.dumps({"entry": f"{name}@{n}", **r["model"]}), flush=True)
+            print(json.dumps({"entry": f"{name}@{n}", **r["model"], "around_bounce": r["ball_around_first_bounce"]}),
+                  flush=True)
             if args.fps:
                 b = os.path.join(tmp.name, f"{name}_{n}")
                 export_bundle(model, b, n_steps=None if times else n, times=times, context_noise=args.context_noise)

@@ -170,9 +170,36 @@ def clips_digest(clips: list[Clip]) -> str:
     return h.hexdigest()[:16]
 
 
+def first_bounce(frames: np.ndarray, context: int) -> int | None:
+    """Index (among the predicted frames, 0-based) of the first frame where the real ball moves against its previous
+    direction on either axis (data/ball_events.py's rule), or None when it never does."""
+    pos = np.array([ball_position(f) for f in frames])
+    v = np.diff(pos, axis=0)  # v[i]: motion into frame i + 1
+    with np.errstate(invalid="ignore"):
+        flip = ((v[1:] * v[:-1]) < 0).any(axis=1)  # flip[i]: at frame i + 2
+    hits = [i + 2 - context for i in np.flatnonzero(flip) if i + 2 >= context]
+    return hits[0] if hits else None
+
+
+def around_first_bounce(clips: list[Clip], model: list[dict[str, np.ndarray]], context: int, horizon: int = 30) -> dict:
+    """Ball found over the first `horizon` predicted frames, before and from each clip's first real bounce: where a
+    world model's ball leaves the real one (the step-41,500 student: 61% before, 37% from it)."""
+    before, after = [], []
+    for c, m in zip(clips, model):
+        b = first_bounce(c.frames[: context + horizon], context)
+        found = m["ball_found"][:horizon]
+        cut = len(found) if b is None else b
+        before.append(found[:cut])
+        after.append(found[cut:])
+    mean = lambda xs: (lambda v: None if v.size == 0 else round(float(v.mean()), 4))(  # noqa: E731
+        np.concatenate(xs)[~np.isnan(np.concatenate(xs))])
+    return {"before": mean(before), "from_first_bounce": mean(after),
+            "n_clips_with_a_bounce": sum(len(a) > 0 for a in after), "horizon": horizon}
+
+
 def evaluate(predict, clips: list[Clip], context: int, copy: bool = True) -> dict:
     """predict(list of clips) -> uint8 [n_clips, horizon, 210, 160, 3] predictions of frames context..end.
-    Returns {"model": per horizon, "copy_baseline": per horizon (with copy), "n_clips"}."""
+    Returns {"model": per horizon, "ball_around_first_bounce", "copy_baseline": per horizon (with copy), "n_clips"}."""
     preds = predict(clips)
     model, baseline = [], []
     for c, p in zip(clips, preds):
@@ -180,7 +207,8 @@ def evaluate(predict, clips: list[Clip], context: int, copy: bool = True) -> dic
         model.append(per_frame(real, p, last))
         if copy:
             baseline.append(per_frame(real, np.broadcast_to(last, real.shape), last))
-    out = {"model": by_horizon(model), "n_clips": len(clips)}
+    out = {"model": by_horizon(model), "ball_around_first_bounce": around_first_bounce(clips, model, context),
+           "n_clips": len(clips)}
     if copy:
         out["copy_baseline"] = by_horizon(baseline)
     return out

@@ -57,3 +57,17 @@ def test_bounce_weight_is_a_validated_config_field():
     assert TrainConfig(bounce_weight=4.0).bounce_weight == 4.0
     with pytest.raises(ValueError, match="bounce_weight"):
         TrainConfig(bounce_weight=0.0)
+
+
+def test_midplay_splits_ball_found_at_the_first_real_bounce(monkeypatch):
+    """around_first_bounce: frames before the clip's first real bounce and from it on, each clip cut at its own."""
+    import nextframe.evaluation.midplay as mp
+
+    paths = {0: [(50, 100), (52, 104), (54, 108), (56, 104), (58, 100), (60, 96)],  # flips at frame 3
+             1: [(50, 100), (52, 104), (54, 108), (56, 112), (58, 116), (60, 120)]}  # never
+    monkeypatch.setattr(mp, "ball_position", lambda f: paths[int(f[0])][int(f[1])])
+    clips = [mp.Clip(np.array([[k, i] for i in range(6)]), np.zeros(6, np.int64), f"c{k}") for k in (0, 1)]
+    assert mp.first_bounce(clips[0].frames, 2) == 1 and mp.first_bounce(clips[1].frames, 2) is None
+    found = [{"ball_found": np.array([1.0, 0.0, 0.0, np.nan])}, {"ball_found": np.array([1.0, 1.0, 0.0, 1.0])}]
+    r = mp.around_first_bounce(clips, found, 2)
+    assert r == {"before": 0.8, "from_first_bounce": 0.0, "n_clips_with_a_bounce": 1, "horizon": 30}
