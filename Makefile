@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml CMakeLists.txt $(wildcard csrc/*)
 	$(PIP) install "$(TORCH_PIN)" $(TORCH_PIP_ARGS)
 	$(PIP) install "scikit-build-core>=0.10" "pybind11>=2.12"
 	command -v cmake >/dev/null 2>&1 || $(PIP) install "cmake>=3.18"
-	$(PIP) install -e ".[train,test,quant]" \
+	$(PIP) install -e ".[train,test,quant,bench]" \
 		--config-settings=cmake.define.NF_TORCH_PREFIX="$$($(PY) -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"
 	touch $@
 

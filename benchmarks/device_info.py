@@ -22,6 +22,36 @@ def cpu_info() -> dict:
     return info
 
 
+def gpu_info(index: int = 0) -> dict | None:
+    """The GPU a CUDA result ran on: name, compute capability, memory, driver and CUDA versions (None without one).
+    Read through torch (present wherever a CUDA backend runs here) and nvidia-smi for the driver."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    p = torch.cuda.get_device_properties(index)
+    info = {"gpu": p.name, "compute_capability": f"sm_{p.major}{p.minor}", "memory_gib": round(p.total_memory / 2**30, 1),
+            "cuda": torch.version.cuda, "driver": None}
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", f"--id={index}"],
+                             capture_output=True, text=True, timeout=20, check=False).stdout.strip()
+        info["driver"] = out or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def device_label(device: dict) -> str:
+    """One line naming a result's machine: the GPU with its compute capability, or the CPU with its cores and the
+    ISA extensions that change speed."""
+    if device.get("gpu"):
+        return f"{device['gpu']} ({device.get('compute_capability', '?')}, CUDA {device.get('cuda', '?')})"
+    isa = "/".join(f for f in device.get("isa", []) if f.startswith(("avx512", "amx")))
+    return f"{device.get('cpu', 'unknown CPU')}, {device.get('logical_cores', '?')} vCPU" + (f", {isa}" if isa else "")
+
+
 def versions() -> dict:
     import numpy
     import torch

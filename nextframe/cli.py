@@ -323,8 +323,11 @@ def cmd_bench_backends(args):
         ver = versions()
     except ImportError:  # the runtime-only install has no torch
         ver = {}
+    frame = bundle.frame
+    model = {"arch": "dit" if bundle.kv_cache["n_layers"] > 0 else "unet",
+             "resolution": [frame["height"], frame["width"]], "n_steps": bundle.sampler["n_steps"]}
     out = {"device": cpu_info(), "versions": ver, "threads": args.threads, "n_frames": args.frames,
-           "bundle": path, "timing": f"C++ runtime, one bundle on each backend, interleaved in rounds of {ROUND_FRAMES} frames",
+           "bundle": path, "model": model, "timing": f"C++ runtime, one bundle on each backend, interleaved in rounds of {ROUND_FRAMES} frames",
            "backends": rows, "fps_ratio_vs_first": {b: round(r["fps"] / rows[run[0]]["fps"], 3) for b, r in rows.items()},
            "skipped": skipped}
     if args.out:

@@ -1,0 +1,160 @@
+"""One model's frame on every torch-based path, side by side in rounds, on a GPU (or on this CPU for a check): eager
+PyTorch, a CUDA graph of the frame's calls (GPU only), the AOTInductor package called from Python, and the C++ core's
+frame loop on the same package (backend aoti / aoti-cuda: inputs and outputs through host memory each call) and, on
+the CPU, on ONNX Runtime. A frame is the bundle's step-graph calls (n_steps) plus a transformer's kv call, on fixed
+inputs resident on the device, so the first three rows time the graphs alone and the core's rows what a user's
+loop costs. Results in `bench --backend`'s format ("backends"), the device named in full (benchmarks/device_info.py),
+for benchmarks/compare.py.
+
+    python benchmarks/gpu_bench.py --model default --device cuda --out benchmarks/results/gpu_h200_default.json
+    python benchmarks/gpu_bench.py --model nfd310m --device cuda --steps 4 --out ...   # NFD-310M-shaped, random
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+ROUND = 20
+
+
+def build_model(name: str):
+    """default: the shipped model; nfd310m: a transformer of NFD-310M's shape (384x224 frames, patch 16, dim 1024,
+    depth 16; random weights: speed only); tiny: a small transformer for a CPU check."""
+    from nextframe.models.config import ModelConfig
+    from nextframe.models.dit import NextFrameDiT
+
+    if name == "default":
+        from nextframe.cli import DEFAULT_MODEL, _load
+
+        return _load(DEFAULT_MODEL).eval()
+    shapes = {"nfd310m": dict(height=224, width=384, patch=16, dim=1024, depth=16, heads=16),
+              "tiny": dict(height=32, width=32, patch=8, dim=64, depth=2, heads=2)}
+    torch.manual_seed(0)
+    m = NextFrameDiT(ModelConfig(**shapes[name], context=4, n_actions=4, game="Breakout")).eval()
+    with torch.no_grad():  # zero-initialised outputs and gates would make every layer a no-op
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return m
+
+
+def summary(ms: list[float]) -> dict:
+    a = np.asarray(ms)
+    return {"fps": round(1000.0 / float(a.mean()), 1), "latency_p50_ms": round(float(np.percentile(a, 50)), 3),
+            "latency_p90_ms": round(float(np.percentile(a, 90)), 3), "latency_p99_ms": round(float(np.percentile(a, 99)), 3),
+            "n_frames": int(a.size)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=("default", "nfd310m", "tiny"), default="default")
+    ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    ap.add_argument("--steps", type=int, default=None, help="denoising steps per frame (default: the model's)")
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads (the CPU check; the core's host side)")
+    ap.add_argument("--no-core", action="store_true", help="skip the C++ core rows (no built core)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    from nextframe.benchmarks.device_info import cpu_info, gpu_info, versions
+    from nextframe.benchmarks.result_file import write_result
+    from nextframe.export.onnx import _Graph, example_step_inputs
+    from nextframe.models.registry import is_frame_stack
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("gpu_bench: no CUDA device")
+    torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    model = build_model(args.model).to(dev)
+    steps = args.steps or (1 if args.model == "default" else 4)
+    inputs = tuple(t.to(dev) for t in example_step_inputs(model))
+    step = _Graph(model, kv_only=False)
+    kv = None if is_frame_stack(model) else _Graph(model, kv_only=True)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def frame(call_step, call_kv):
+        for _ in range(steps):
+            call_step(*inputs)
+        if call_kv is not None:
+            call_kv(*inputs)
+
+    loops = {}
+    with torch.no_grad():
+        loops["torch_eager"] = lambda: frame(step, kv)
+        tmp = tempfile.TemporaryDirectory(prefix="nf-gpubench-")
+        t0 = time.time()
+        packages = {}
+        for name, module in (("step", step), ("kv", kv)):
+            if module is None:
+                continue
+            program = torch.export.export(module, inputs)
+            packages[name] = torch._inductor.aoti_load_package(torch._inductor.aoti_compile_and_package(
+                program, package_path=os.path.join(tmp.name, f"{name}.pt2")))
+        compile_s = time.time() - t0
+        want, got = step(*inputs), packages["step"](*inputs)  # parity of the package with eager, same device
+        want = want if isinstance(want, tuple) else (want,)
+        got = tuple(got) if isinstance(got, (tuple, list)) else (got,)
+        parity = max(float((a - b).abs().max()) for a, b in zip(want, got))
+        loops["aoti_python"] = lambda: frame(packages["step"], packages.get("kv"))
+        if dev.type == "cuda":  # the CUDA-graph reference: the frame's calls captured once, replayed
+            for _ in range(3):
+                frame(step, kv)
+            sync()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                frame(step, kv)
+            loops["torch_cuda_graph"] = graph.replay
+        sessions = {}
+        if not args.no_core:
+            from nextframe.export.bundle import export_bundle
+            from nextframe.runtime import Session
+
+            bundle = os.path.join(tmp.name, "bundle")
+            export_bundle(model.cpu(), bundle, n_steps=steps, check=False, aoti=(args.device,))
+            model.to(dev)
+            backends = ["aoti-cuda"] if dev.type == "cuda" else ["aoti", "ort-cpu"]
+            c = model.cfg
+            rng = np.random.default_rng(0)
+            ctx = rng.integers(0, 255, (c.context, c.height, c.width, 3), dtype=np.uint8)
+            for be in backends:
+                s = Session(bundle, backend=be, threads=args.threads, seed=0, n_warmup_frames=3)
+                s.reset(ctx, [c.no_action] + [0] * (c.context - 1))
+                sessions[be] = s
+                loops[f"cpp_{be}"] = lambda s=s: s.step(1)
+        ms = {k: [] for k in loops}
+        for name, fn in loops.items():  # warm-up
+            for _ in range(args.warmup):
+                fn()
+        sync()
+        for lo in range(0, args.frames, ROUND):
+            for name, fn in loops.items():
+                for _ in range(min(ROUND, args.frames - lo)):
+                    t0 = time.perf_counter()
+                    fn()
+                    sync()
+                    ms[name].append((time.perf_counter() - t0) * 1000.0)
+        for s in sessions.values():
+            s.close()
+        tmp.cleanup()
+    rows = {k: summary(v) for k, v in ms.items()}
+    ref = rows["torch_eager"]["fps"]
+    c = model.cfg
+    out = {"benchmark": "gpu_bench", "device": {**(gpu_info() or {}), **cpu_info()} if dev.type == "cuda" else cpu_info(),
+           "versions": versions(), "threads": args.threads, "n_frames": args.frames,
+           "model": {"name": args.model, "arch": "unet" if is_frame_stack(model) else "dit", "resolution": [c.height, c.width],
+                     "n_steps": steps, "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1)},
+           "aoti_compile_s": round(compile_s, 1), "aoti_step_max_abs_vs_eager": parity,
+           "timing": f"one frame = {steps} step-graph call(s){'' if kv is None else ' + the kv call'}; loops interleaved "
+                     f"in rounds of {ROUND} frames, synchronised per frame",
+           "backends": rows, "fps_ratio_vs_torch_eager": {k: round(r["fps"] / ref, 3) for k, r in rows.items()}}
+    write_result(args.out, out)
+    print(out)
+    return out
+
+
+if __name__ == "__main__":
+    main()

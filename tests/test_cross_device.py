@@ -1,0 +1,54 @@
+"""benchmarks/compare.py turns results files of several machines and backends into one table and a plot;
+benchmarks/gpu_bench.py runs its CPU path here (its CUDA path needs a GPU: benchmarks/device/run.sh)."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+
+def _write(root, name, d):
+    with open(os.path.join(root, name), "w") as f:
+        json.dump(d, f)
+
+
+def test_compare_renders_every_machine_and_backend(tmp_path):
+    from nextframe.benchmarks.compare import collect, main, markdown
+
+    cpu = {"cpu": "AMD EPYC", "logical_cores": 2, "isa": ["avx2", "avx512f"]}
+    gpu = {"gpu": "NVIDIA H200", "compute_capability": "sm_90", "cuda": "13.0", "cpu": "Intel Xeon"}
+    t = {"fps": 100.0, "latency_p50_ms": 9.5, "latency_p99_ms": 14.0}
+    _write(tmp_path, "frame_loop.json", {"benchmark": "frame_loop", "device": cpu, "threads": 2, "model_arch": "unet",
+                                         "resolution": [210, 160], "n_steps": 1, "loops": {"cpp_runtime": t}})
+    _write(tmp_path, "gpu.json", {"benchmark": "gpu_bench", "device": gpu, "threads": 2,
+                                  "model": {"arch": "dit", "resolution": [224, 384], "n_steps": 4},
+                                  "backends": {"torch_cuda_graph": {**t, "fps": 900.0}, "cpp_aoti-cuda": {**t, "fps": 700.0}}})
+    _write(tmp_path, "bundles.json", {"device": cpu, "threads": 1, "timing": "C++ runtime, ORT CPU",
+                                      "bundles": {"int8": {**t, "precision": "int8"}}})
+    _write(tmp_path, "notes.json", {"note": "no timing here"})
+    rows = collect(str(tmp_path))
+    # by model, then device, fastest first
+    assert [(r["backend"], r["fps"]) for r in rows] == [("torch_cuda_graph", 900.0), ("cpp_aoti-cuda", 700.0),
+                                                         ("C++ runtime (ort-cpu)", 100.0)]
+    assert rows[0]["device"] == "NVIDIA H200 (sm_90, CUDA 13.0)" and rows[2]["device"].startswith("AMD EPYC, 2 vCPU")
+    assert len(collect(str(tmp_path), variants=True)) == 4
+    table = markdown(rows)
+    assert table.count("\n") == 5 and "| dit 224x384, 4 step | NVIDIA H200" in table
+    pytest.importorskip("matplotlib")
+    main(["--results", str(tmp_path), "--markdown", str(tmp_path / "t.md"), "--png", str(tmp_path / "t.png")])
+    with open(tmp_path / "t.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_gpu_bench_cpu_path_times_every_torch_path(tmp_path):
+    from nextframe import _core
+    from nextframe.benchmarks.gpu_bench import main
+
+    if not _core.aoti_available():
+        pytest.skip(_core.aoti_unavailable_reason())
+    out = main(["--model", "tiny", "--device", "cpu", "--frames", "20", "--warmup", "2", "--threads", "1",
+                "--out", str(tmp_path / "r.json")])
+    assert set(out["backends"]) == {"torch_eager", "aoti_python", "cpp_aoti", "cpp_ort-cpu"}
+    assert out["aoti_step_max_abs_vs_eager"] < 1e-4 and out["model"]["n_steps"] == 4
