@@ -253,6 +253,40 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
 BENCH_BACKENDS = ("ort-cpu", "ort-cuda", "trt", "aoti", "aoti-cuda")
 
 
+def bench_context(args, bundle):
+    """Real context frames for a timing run and the actions that led to them: from --episode (checked against the
+    bundle) or a freshly recorded episode start."""
+    import numpy as np
+
+    if args.episode:
+        from nextframe.data.episode import check_episode_fits, load_episode
+
+        episode = load_episode(args.episode)
+        check_episode_fits(args.episode, episode.game, episode.frameskip, episode.actions, bundle.game, bundle.n_actions,
+                           "bundle")
+        if len(episode.frames) < 40:
+            raise ValueError(f"bench: {args.episode} has {len(episode.frames)} frames (at least 40 needed)")
+    else:
+        from nextframe.data.record import record_episode
+
+        episode, _ = record_episode(bundle.game, 40, 880001 + args.seed, 0, "tracker")  # real context frames
+    lead = np.concatenate([[bundle.no_action], episode.actions])
+    return episode.frames[30:], lead[30:]
+
+
+def bench_emit(args, out: dict) -> bool:
+    """Write --out, print --json; True when the caller should still print its table."""
+    if args.out:
+        from nextframe.benchmarks.result_file import write_result
+
+        write_result(args.out, out)
+    if args.json:
+        print(json.dumps(out))
+        return False
+    print(f"device: {out['device'].get('cpu')}, {args.threads} threads, {out['timing']}")
+    return True
+
+
 def bench_backends(text: str) -> tuple[str, ...]:
     """--backend: a comma-separated list of C++ runtime backends, or all."""
     names = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
@@ -294,7 +328,6 @@ def cmd_bench_backends(args):
     from nextframe.benchmarks.bundle_timing import ROUND_FRAMES, time_bundles
     from nextframe.benchmarks.device_info import cpu_info, versions
 
-    import numpy as np
 
     if len(args.bundle or []) > 1:
         raise ValueError("bench: --backend times one bundle on several backends (got several bundles)")
@@ -307,18 +340,8 @@ def cmd_bench_backends(args):
         b, why = next(iter(skipped.items()))
         raise ValueError(f"bench: backend {b} cannot run here: {why}")
     run = [b for b in wanted if not can[b]]
-    if args.episode:
-        from nextframe.data.episode import check_episode_fits, load_episode
-
-        episode = load_episode(args.episode)
-        check_episode_fits(args.episode, episode.game, episode.frameskip, episode.actions, bundle.game, bundle.n_actions,
-                           "bundle")
-    else:
-        from nextframe.data.record import record_episode
-
-        episode, _ = record_episode(bundle.game, 40, 880001 + args.seed, 0, "tracker")
-    lead = np.concatenate([[bundle.no_action], episode.actions])
-    rows = time_bundles({b: (path, b) for b in run}, episode.frames[30:], lead[30:], args.frames, args.threads, args.seed)
+    frames, lead = bench_context(args, bundle)
+    rows = time_bundles({b: (path, b) for b in run}, frames, lead, args.frames, args.threads, args.seed)
     try:
         ver = versions()
     except ImportError:  # the runtime-only install has no torch
@@ -330,14 +353,8 @@ def cmd_bench_backends(args):
            "bundle": path, "model": model, "timing": f"C++ runtime, one bundle on each backend, interleaved in rounds of {ROUND_FRAMES} frames",
            "backends": rows, "fps_ratio_vs_first": {b: round(r["fps"] / rows[run[0]]["fps"], 3) for b, r in rows.items()},
            "skipped": skipped}
-    if args.out:
-        from nextframe.benchmarks.result_file import write_result
-
-        write_result(args.out, out)
-    if args.json:
-        print(json.dumps(out))
+    if not bench_emit(args, out):
         return
-    print(f"device: {out['device'].get('cpu')}, {args.threads} threads, {out['timing']}")
     print(f"{'backend':<12}{'fps':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'x first':>9}")
     for b, r in rows.items():
         print(f"{b:<12}{r['fps']:>8.1f}{r['latency_p50_ms']:>9.2f}{r['latency_p90_ms']:>9.2f}{r['latency_p99_ms']:>9.2f}"
@@ -352,7 +369,6 @@ def cmd_bench_bundles(args):
     from nextframe.benchmarks.bundle_timing import ROUND_FRAMES, time_bundles
     from nextframe.benchmarks.device_info import cpu_info
 
-    import numpy as np
 
     names: dict[str, str] = {}
     opened = [_core.Bundle.open(path) for path in args.bundle]  # every bundle is checked before any timing
@@ -362,33 +378,15 @@ def cmd_bench_bundles(args):
     games = {b.game for b in opened}
     if len(games) > 1:
         raise ValueError(f"bench: the bundles are of different games ({', '.join(sorted(games))})")
-    game, info = games.pop(), opened[0]
-    if args.episode:
-        from nextframe.data.episode import check_episode_fits, load_episode
-
-        episode = load_episode(args.episode)
-        check_episode_fits(args.episode, episode.game, episode.frameskip, episode.actions, game, info.n_actions, "bundle")
-        if len(episode.frames) < 40:
-            raise ValueError(f"bench: {args.episode} has {len(episode.frames)} frames (at least 40 needed)")
-    else:
-        from nextframe.data.record import record_episode
-
-        episode, _ = record_episode(game, 40, 880001 + args.seed, 0, "tracker")  # real context frames
-    lead = np.concatenate([[info.no_action], episode.actions])
-    rows = time_bundles(names, episode.frames[30:], lead[30:], args.frames, args.threads, args.seed)
+    frames, lead = bench_context(args, opened[0])
+    rows = time_bundles(names, frames, lead, args.frames, args.threads, args.seed)
     first = next(iter(rows))
     out = {"device": cpu_info(), "threads": args.threads, "n_frames": args.frames,
            "timing": f"C++ runtime, ORT CPU, sessions interleaved in rounds of {ROUND_FRAMES} frames",
            "bundles": {n: {"path": names[n], **r} for n, r in rows.items()},
            "fps_ratio_vs_first": {n: round(r["fps"] / rows[first]["fps"], 3) for n, r in rows.items()}}
-    if args.out:
-        from nextframe.benchmarks.result_file import write_result
-
-        write_result(args.out, out)
-    if args.json:
-        print(json.dumps(out))
+    if not bench_emit(args, out):
         return
-    print(f"device: {out['device'].get('cpu')}, {args.threads} threads, {out['timing']}")
     print(f"{'bundle':<28}{'precision':>10}{'steps':>6}{'fps':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'x first':>9}")
     for n, r in out["bundles"].items():
         print(f"{n:<28}{r['precision']:>10}{r['n_steps']:>6}{r['fps']:>8.1f}{r['latency_p50_ms']:>9.2f}"
