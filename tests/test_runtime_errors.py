@@ -237,7 +237,7 @@ def test_fed_noise_exhausted():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"backend": "tensorrt"}, r"^session: unknown backend 'tensorrt' \(expected auto, ort-cpu, ort-cuda, trt\)$"),
+    ({"backend": "tensorrt"}, r"^session: unknown backend 'tensorrt' \(expected auto, ort-cpu, ort-cuda, trt, aoti, aoti-cuda\)$"),
     ({"sampler": "consistency"}, r"^session: unknown sampler 'consistency' \(expected euler, heun\)$"),
     ({"n_steps": 0}, r"^session: n_steps must be at least 1 \(got 0\)$"),
     ({"threads": 0}, r"^session: threads must be at least 1 \(got 0\)$"),
