@@ -15,6 +15,7 @@ import argparse
 import os
 import tempfile
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -91,9 +92,11 @@ def main(argv=None):
         for name, module in (("step", step), ("kv", kv)):
             if module is None:
                 continue
-            program = torch.export.export(module, inputs)
-            packages[name] = torch._inductor.aoti_load_package(torch._inductor.aoti_compile_and_package(
-                program, package_path=os.path.join(tmp.name, f"{name}.pt2")))
+            with warnings.catch_warnings():  # torch.export's and inductor's own notes and deprecations
+                warnings.simplefilter("ignore")
+                program = torch.export.export(module, inputs)
+                packages[name] = torch._inductor.aoti_load_package(torch._inductor.aoti_compile_and_package(
+                    program, package_path=os.path.join(tmp.name, f"{name}.pt2")))
         compile_s = time.time() - t0
         want, got = step(*inputs), packages["step"](*inputs)  # parity of the package with eager, same device
         want = want if isinstance(want, tuple) else (want,)
