@@ -250,7 +250,7 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", default=None, help="also write the JSON here")
 
 
-BENCH_BACKENDS = ("ort-cpu", "ort-cuda", "trt", "aoti", "aoti-cuda")
+BENCH_BACKENDS = ("ort-cpu", "ort-cuda", "trt", "aoti", "aoti-cuda", "torch")  # torch: the eager PyTorch loop
 
 
 def bench_context(args, bundle):
@@ -319,15 +319,20 @@ def runnable_backends(bundle) -> dict[str, str]:
     for be, device in (("aoti", "cpu"), ("aoti-cuda", "cuda")):
         out[be] = (_core.aoti_unavailable_reason() if not _core.aoti_available() else
                    "" if device in packages else f"the bundle has no AOTInductor package for {device}")
+    try:
+        import torch  # noqa: F401
+
+        out["torch"] = ""
+    except ImportError:
+        out["torch"] = "torch is not installed (the [train] extra)"
     return out
 
 
 def cmd_bench_backends(args):
     """One bundle on several C++ runtime backends, interleaved in rounds, one JSON object."""
     from nextframe import _core
-    from nextframe.benchmarks.bundle_timing import ROUND_FRAMES, time_bundles
+    from nextframe.benchmarks.bundle_timing import ROUND_FRAMES, time_bundles, torch_loop
     from nextframe.benchmarks.device_info import cpu_info, versions
-
 
     if len(args.bundle or []) > 1:
         raise ValueError("bench: --backend times one bundle on several backends (got several bundles)")
@@ -340,8 +345,12 @@ def cmd_bench_backends(args):
         b, why = next(iter(skipped.items()))
         raise ValueError(f"bench: backend {b} cannot run here: {why}")
     run = [b for b in wanted if not can[b]]
+    cpp = [b for b in run if b != "torch"]
+    if not cpp:
+        raise ValueError("bench: --backend torch is the reference loop; name a C++ runtime backend beside it")
+    loops = {"torch": torch_loop(args.model, path, args.threads, args.seed)} if "torch" in run else {}
     frames, lead = bench_context(args, bundle)
-    rows = time_bundles({b: (path, b) for b in run}, frames, lead, args.frames, args.threads, args.seed)
+    rows = time_bundles({b: (path, b) for b in cpp}, frames, lead, args.frames, args.threads, args.seed, loops=loops)
     try:
         ver = versions()
     except ImportError:  # the runtime-only install has no torch
@@ -351,7 +360,7 @@ def cmd_bench_backends(args):
              "resolution": [frame["height"], frame["width"]], "n_steps": bundle.sampler["n_steps"]}
     out = {"device": cpu_info(), "versions": ver, "threads": args.threads, "n_frames": args.frames,
            "bundle": path, "model": model, "timing": f"C++ runtime, one bundle on each backend, interleaved in rounds of {ROUND_FRAMES} frames",
-           "backends": rows, "fps_ratio_vs_first": {b: round(r["fps"] / rows[run[0]]["fps"], 3) for b, r in rows.items()},
+           "backends": rows, "fps_ratio_vs_first": {b: round(r["fps"] / rows[cpp[0]]["fps"], 3) for b, r in rows.items()},
            "skipped": skipped}
     if not bench_emit(args, out):
         return
@@ -514,8 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "is timed in the C++ runtime alone (no PyTorch loops: works on the runtime-only install)")
     b.add_argument("--backend", default=None, type=bench_backends,
                    help="C++ runtime backends to time side by side, comma-separated (ort-cpu, ort-cuda, trt, aoti, "
-                        "aoti-cuda) or all (every one that can run here); the default bundle is exported with the "
-                        "AOTInductor packages they need")
+                        "aoti-cuda; torch: the eager PyTorch loop of --model beside them) or all (every one that can run "
+                        "here); the default bundle is exported with the AOTInductor packages they need")
     add_bench_arguments(b)
     b.set_defaults(func=cmd_bench)
 

@@ -39,8 +39,12 @@ def unet_bundle(tmp_path_factory):
     from nextframe.export.bundle import export_bundle
 
     path = str(tmp_path_factory.mktemp("aoti") / "unet")
+    from nextframe.training.checkpoint import save_model
+
     cfg = tiny_unet_config(height=210, width=160, fold=4, widths=(8, 8), context=2)  # native: real episodes fit
-    m = export_bundle(randomized_unet(cfg), path, n_steps=2, aoti=("cpu",))
+    model = randomized_unet(cfg)
+    m = export_bundle(model, path, n_steps=2, aoti=("cpu",))
+    save_model(model, path + ".safetensors")  # beside the bundle, not in it: bench's PyTorch loop reads it
     return path, m
 
 
@@ -118,11 +122,16 @@ def test_bench_times_backends_side_by_side(unet_bundle, tmp_path, capsys):
     path, _ = unet_bundle
     ep = str(tmp_path / "ep.npz")
     save_episode(ep, square_episode(45, 0))
-    assert main(["bench", path, "--backend", "ort-cpu,aoti", "--frames", "10", "--threads", "1", "--episode", ep,
-                 "--json"]) in (0, None)
+    assert main(["bench", path, "--backend", "ort-cpu,aoti,torch", "--model", path + ".safetensors", "--frames", "10",
+                 "--threads", "1", "--episode", ep, "--json"]) in (0, None)
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert list(out["backends"]) == ["ort-cpu", "aoti"] and out["backends"]["aoti"]["backend"] == "aoti"
+    assert list(out["backends"]) == ["ort-cpu", "aoti", "torch"] and out["backends"]["aoti"]["backend"] == "aoti"
+    assert out["model"] == {"arch": "unet", "resolution": [210, 160], "n_steps": 2}
     assert all(r["fps"] > 0 and r["latency_p99_ms"] >= r["latency_p50_ms"] for r in out["backends"].values())
+    assert main(["bench", path, "--backend", "torch", "--model", path + ".safetensors", "--episode", ep]) == 2
+    assert "name a C++ runtime backend beside it" in capsys.readouterr().err
+    assert main(["bench", path, "--backend", "ort-cpu,torch", "--episode", ep]) == 2  # the shipped model is not its model
+    assert "is not the model" in capsys.readouterr().err
     assert main(["bench", path, "--backend", "aoti-cuda", "--frames", "10", "--episode", ep]) == 2
     assert "backend aoti-cuda cannot run here: the bundle has no AOTInductor package for cuda" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
