@@ -271,6 +271,15 @@ bool is_sm_name(const std::string& s) {
     return true;
 }
 
+// A file the manifest names elsewhere (a graph, a step group, a package): inside the bundle and listed in files,
+// so open() checks its size and sha256 like every other. what names it in the error.
+void check_in_files(const Bundle& b, const std::string& file, const std::string& what) {
+    NF_CHECK_ARG(!path_escapes(file), "bundle: file path '" + file + "' escapes the bundle");
+    bool listed = false;
+    for (const auto& f : b.files) listed = listed || f.path == file;
+    NF_CHECK_ARG(listed, "bundle: " + what + " '" + file + "' not listed in files");
+}
+
 // The optional "tensorrt" section: {"engines": [{file, precision, compute_capability, trt_version, key,
 // sha256, bytes[, gpu]}]}. Each engine file must stay inside the bundle and be listed in files with the same
 // sha256 and size (verify_files() then checks the file itself).
@@ -331,10 +340,7 @@ void parse_aoti(Bundle& b, const Json& section) {
         NF_CHECK_ARG(p.graph == "step" || (p.graph == "kv" && b.has_kv_graph()),
                      "bundle: " + where + ".graph '" + p.graph + "' (expected step" + (b.has_kv_graph() ? " or kv)" : ")"));
         p.file = r.string("file");
-        NF_CHECK_ARG(!path_escapes(p.file), "bundle: file path '" + p.file + "' escapes the bundle");
-        bool listed = false;
-        for (const auto& f : b.files) listed = listed || f.path == p.file;
-        NF_CHECK_ARG(listed, "bundle: aoti package file '" + p.file + "' not listed in files");
+        check_in_files(b, p.file, "aoti package file");
         p.device = r.string("device");
         NF_CHECK_ARG(p.device == "cpu" || p.device == "cuda",
                      "bundle: " + where + ".device '" + p.device + "' (expected cpu or cuda)");
@@ -575,15 +581,9 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
         e.bytes = std::uint64_t(n);
         b.files.push_back(std::move(e));
     }
-    const auto check_listed = [&b](const std::string& file, const std::string& what) {
-        NF_CHECK_ARG(!path_escapes(file), "bundle: file path '" + file + "' escapes the bundle");
-        bool listed = false;
-        for (const auto& f : b.files) listed = listed || f.path == file;
-        NF_CHECK_ARG(listed, "bundle: " + what + " '" + file + "' not listed in files");
-    };
     for (const GraphInfo* g : {&b.step, &b.kv})
-        if (!g->file.empty()) check_listed(g->file, "graph file");
-    for (const auto& g : b.step_groups) check_listed(g.file, "step group graph");
+        if (!g->file.empty()) check_in_files(b, g->file, "graph file");
+    for (const auto& g : b.step_groups) check_in_files(b, g.file, "step group graph");
     if (const Json* trt = root.find("tensorrt"); trt != nullptr) parse_tensorrt(b, *trt);
 
     check_graph_io(b, b.step, "step", false);

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from nextframe.evaluation.breakout_probe import BALL_ROWS, PLAY_COLS
+from nextframe.evaluation.breakout_probe import BALL_ROWS, PLAY_COLS, direction_flips
 
 BALL_RGB = (200, 72, 72)  # the only colour of ball and paddle (the top brick row's too, above BALL_ROWS)
 
@@ -40,8 +40,7 @@ def bounce_frames(centres: torch.Tensor, episode_start: torch.Tensor) -> torch.T
     bounce = torch.zeros(n, dtype=torch.bool)
     if n < 3:
         return bounce
-    v = centres[1:] - centres[:-1]  # v[t-1]: motion into frame t
-    flip = ((v[1:] * v[:-1]) < 0).any(dim=1)  # NaN compares False: no ball, no bounce
+    flip = direction_flips(centres)  # NaN compares False: no ball, no bounce
     t = torch.arange(2, n)
     bounce[2:] = flip & (t - 2 >= episode_start[2:].cpu())
     return bounce

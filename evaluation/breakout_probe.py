@@ -48,3 +48,13 @@ def ball_position(frame: np.ndarray) -> tuple[float, float]:
     gy, gx = np.mgrid[ys.start : ys.start + patch.shape[0], xs.start : xs.start + patch.shape[1]]
     w = patch.sum()
     return float((gx * patch).sum() / w + c0), float((gy * patch).sum() / w + r0)
+
+
+def direction_flips(centres):
+    """bool [N - 2]: entry i is True where frame i + 2 shows the ball moving against its direction into frame i + 1
+    on either axis (a bounce off a wall, the paddle or a brick). centres: [N, 2] (x, y) ball positions, NaN where no
+    ball is seen (never a flip); a numpy array or a torch tensor (the frame store's bounce targets use the same rule)."""
+    v = centres[1:] - centres[:-1]  # v[i]: motion into frame i + 1
+    with np.errstate(invalid="ignore"):
+        return ((v[1:] * v[:-1]) < 0).any(1)
+

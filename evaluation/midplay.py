@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from nextframe.atomic import write_atomic
-from nextframe.evaluation.breakout_probe import BALL_ROWS, PLAY_COLS, ball_position, paddle_x, redness
+from nextframe.evaluation.breakout_probe import BALL_ROWS, PLAY_COLS, ball_position, direction_flips, paddle_x, redness
 from nextframe.evaluation.metrics import MISS_PX, psnr
 
 HORIZONS = ((1, 10), (11, 30), (31, 60))
@@ -173,10 +173,7 @@ def clips_digest(clips: list[Clip]) -> str:
 def first_bounce(frames: np.ndarray, context: int) -> int | None:
     """Index (among the predicted frames, 0-based) of the first frame where the real ball moves against its previous
     direction on either axis (data/ball_events.py's rule), or None when it never does."""
-    pos = np.array([ball_position(f) for f in frames])
-    v = np.diff(pos, axis=0)  # v[i]: motion into frame i + 1
-    with np.errstate(invalid="ignore"):
-        flip = ((v[1:] * v[:-1]) < 0).any(axis=1)  # flip[i]: at frame i + 2
+    flip = direction_flips(np.array([ball_position(f) for f in frames]))  # flip[i]: at frame i + 2
     hits = [i + 2 - context for i in np.flatnonzero(flip) if i + 2 >= context]
     return hits[0] if hits else None
 

@@ -18,9 +18,9 @@ AOTI_DIR = "aoti"
 DEVICES = ("cpu", "cuda")
 
 
-def compile_package(model, path: str, device: str = "cpu", kv_only: bool = False) -> float:
-    """Compile model's step (or kv) graph into an AOTInductor package at path; returns the max abs difference of its
-    outputs from eager PyTorch on the export example."""
+def compile_package(model, path: str, device: str = "cpu", kv_only: bool = False):
+    """Compile model's step (or kv) graph into an AOTInductor package at path; returns (the max abs difference of its
+    outputs from eager PyTorch on the export example, the loaded package, callable like the graph module)."""
     if device not in DEVICES:
         raise ValueError(f"export: --aoti device must be one of {', '.join(DEVICES)} (got {device!r})")
     if device == "cuda" and not torch.cuda.is_available():
@@ -32,10 +32,11 @@ def compile_package(model, path: str, device: str = "cpu", kv_only: bool = False
         program = torch.export.export(module, inputs)
         torch._inductor.aoti_compile_and_package(program, package_path=path)
         want = module(*inputs)
-        got = torch._inductor.aoti_load_package(path)(*inputs)
+        package = torch._inductor.aoti_load_package(path)
+        got = package(*inputs)
     want = want if isinstance(want, tuple) else (want,)
     got = tuple(got) if isinstance(got, (tuple, list)) else (got,)
-    return max(float(np.abs(a.detach().cpu().numpy() - b.detach().cpu().numpy()).max()) for a, b in zip(want, got))
+    return max(float(np.abs(a.detach().cpu().numpy() - b.detach().cpu().numpy()).max()) for a, b in zip(want, got)), package
 
 
 def add_packages(model, bundle_dir: str, devices: tuple[str, ...], files: dict) -> dict:
@@ -49,7 +50,7 @@ def add_packages(model, bundle_dir: str, devices: tuple[str, ...], files: dict) 
         for graph in ("step",) if is_frame_stack(model) else ("step", "kv"):
             name = f"{AOTI_DIR}/{graph}_{device}.pt2"
             path = os.path.join(bundle_dir, name)
-            err = compile_package(model, path, device, kv_only=graph == "kv")
+            err, _ = compile_package(model, path, device, kv_only=graph == "kv")
             files[name] = {"sha256": sha256_file(path), "bytes": os.path.getsize(path)}
             packages.append({"graph": graph, "file": name, "device": device, "torch": torch.__version__,
                              "max_abs_vs_torch": err})

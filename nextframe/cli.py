@@ -17,7 +17,7 @@ from nextframe.validation import SamplerDefaults, float_in, int_in, nonneg_int, 
 DEFAULT_MODEL_DIR = os.path.join(os.path.dirname(__file__), "default_model")
 DEFAULT_MODEL = os.path.join(DEFAULT_MODEL_DIR, "breakout.safetensors")
 # models that ship with the package, by name (--model NAME works wherever a model file does): the default, the
-# frame-stack U-Net's one-step student, and the transformer that was the default before it, kept for comparison
+# frame-stack U-Net sampled in one step, and the transformer that was the default before it, kept for comparison
 SHIPPED_MODELS = {"breakout": DEFAULT_MODEL, "breakout-dit": os.path.join(DEFAULT_MODEL_DIR, "breakout_dit.safetensors")}
 
 
@@ -377,7 +377,6 @@ def cmd_bench_bundles(args):
     from nextframe import _core
     from nextframe.benchmarks.bundle_timing import ROUND_FRAMES, time_bundles
     from nextframe.benchmarks.device_info import cpu_info
-
 
     names: dict[str, str] = {}
     opened = [_core.Bundle.open(path) for path in args.bundle]  # every bundle is checked before any timing

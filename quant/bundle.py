@@ -159,10 +159,11 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
         raise ValueError("quantize: --split applies to quantized convolutions, and this back end keeps a "
                          "transformer's convolutions in float")
     split = method == "qdiff" and convs_quantized if split is None else split
-    if attention != "auto" and not (backend == "onnxruntime" and precision == "int8" and reads_kv_cache(model)):
+    transformer = reads_kv_cache(model)
+    attention_applies = backend == "onnxruntime" and precision == "int8" and transformer
+    if attention != "auto" and not attention_applies:
         raise ValueError("quantize: --attention applies to a transformer bundle's onnxruntime int8 graphs")
-    attention_int8 = (backend == "onnxruntime" and precision == "int8" and reads_kv_cache(model)
-                      and "MatMul" in products_to_quantize(model, attention))
+    attention_int8 = attention_applies and "MatMul" in products_to_quantize(model, attention)
     activation_calibration = (calibration_for(model, calibration) if backend == "onnxruntime" and calibrated
                               else "max" if calibrated else "none")
     kv_calib: list[dict] = []
@@ -222,7 +223,7 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
             "graphs": ["step"] + (["kv"] if kv_error else []), "float_nodes": excluded, "split_convs": split_convs,
             "keep_float": list(keep_float),
             "activation_calibration": activation_calibration,
-            **({"attention": "int8" if attention_int8 else "float"} if reads_kv_cache(model) else {}),
+            **({"attention": "int8" if attention_int8 else "float"} if transformer else {}),
             "step_groups": [{"file": f, "t_min": round(lo, 6), "t_max": round(hi, 6), "n_calibration_feeds": n}
                             for f, (lo, hi), n in zip(files, ranges, n_feeds)],
             "calibration": {"n_feeds": len(calib), "n_windows": n_windows, "frames_per_window": frames_per_window,
