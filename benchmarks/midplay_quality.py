@@ -6,8 +6,8 @@ asked for and for copy-last-frame, plus the C++ runtime's FPS of each entry meas
     python benchmarks/midplay_quality.py --entry teacher=runs/unet_teacher/model_ema.safetensors:1,4,8 \\
         --entry student=runs/distill/student.safetensors --entry int8=BUNDLE_DIR --fps --out results.json
 
-An entry is NAME=PATH[:STEPS]: a model file (PyTorch rollouts, batched; STEPS a comma list, default the
-model's own schedule) or a bundle directory (rollouts through the C++ runtime, at the bundle's schedule).
+An entry is NAME=PATH[:STEPS]: a model file (PyTorch rollouts, batched; STEPS a comma list of step counts or of
+explicit noise-level schedules written T0/T1/.../0, e.g. 1,2,1/0.2/0; default the model's own schedule) or a bundle directory (rollouts through the C++ runtime, at the bundle's schedule).
 Transformer models (64x64) are decoded to native resolution as `nextframe rollout` does.
 """
 from __future__ import annotations
@@ -28,14 +28,24 @@ from nextframe.evaluation import midplay
 TARGETS = {"ball_found_1_10": 0.8, "ball_found_11_30": 0.6, "brick_agreement": 0.9, "fps": 30.0}
 
 
-def parse_entry(text: str) -> tuple[str, str, list[int] | None]:
+def parse_steps(item: str) -> int | list[float]:
+    """'4' -> 4 steps on the model's default spacing; '1/0.2/0' -> that schedule (from 1 down to 0)."""
+    if "/" not in item:
+        return int(item)
+    times = [float(v) for v in item.split("/")]
+    if len(times) < 2 or times[0] != 1.0 or times[-1] != 0.0 or any(a <= b for a, b in zip(times, times[1:])):
+        raise ValueError(f"midplay: schedule {item!r} must fall from 1 to 0, e.g. 1/0.2/0")
+    return times
+
+
+def parse_entry(text: str) -> tuple[str, str, list[int | list[float]] | None]:
     if "=" not in text:
         raise ValueError(f"midplay: entry {text!r} must be NAME=PATH[:STEPS]")
     name, rest = text.split("=", 1)
     path, steps = rest, None
     if ":" in rest and not os.path.exists(rest):
         path, s = rest.rsplit(":", 1)
-        steps = [int(v) for v in s.split(",")]
+        steps = [parse_steps(v) for v in s.split(",")]
     if not os.path.exists(path):
         raise FileNotFoundError(f"midplay: {path} not found (entry {name})")
     return name, path, steps
@@ -99,36 +109,42 @@ def main():
             with open(os.path.join(path, "manifest.json")) as f:
                 n = json.load(f)["sampler"]["n_steps"]
             label = f"{name}@{n}"
-            rows.append({"name": name, "steps": n, "engine": "cpp-runtime", "path": path, "metrics": r["model"],
+            rows.append({"name": name, "steps": n, "label": label, "engine": "cpp-runtime", "path": path,
+                         "metrics": r["model"],
                          "ball_around_first_bounce": r["ball_around_first_bounce"], "eval_s": round(time.time() - t0, 1)})
             bundles[label] = path
             continue
         model = load_model(path)
         default_steps, default_times = model_schedule(path)
-        for n in steps or [default_steps]:
-            times = default_times if n == default_steps else None
+        for item in steps or [default_steps]:
+            if isinstance(item, list):
+                n, times, tag = len(item) - 1, item, "/".join(f"{v:g}" for v in item)
+            else:
+                n, times, tag = item, default_times if item == default_steps else None, str(item)
             t0 = time.time()
             if is_frame_stack(model):
                 predict = midplay.unet_predictor(model, n_steps=n, times=times, seed=args.seed, batch=args.batch,
                                                  context_noise=args.context_noise)
+            elif isinstance(item, list):
+                raise ValueError(f"midplay: {name}: explicit schedules are for frame-stack models ({tag})")
             else:
                 predict = midplay.dit_predictor(model, n_steps=n, seed=args.seed, context_noise=args.context_noise)
             r = midplay.evaluate(predict, clips, 4, copy=False)
-            rows.append({"name": name, "steps": n, "engine": "pytorch", "path": path, "metrics": r["model"],
+            rows.append({"name": name, "steps": n, "label": f"{name}@{tag}", "engine": "pytorch", "path": path,
+                         "metrics": r["model"],
                          "ball_around_first_bounce": r["ball_around_first_bounce"], "context_noise": args.context_noise,
                          "eval_s": round(time.time() - t0, 1), **({"times": times} if times else {})})
-            print(json.dumps({"entry": f"{name}@{n}", **r["model"], "around_bounce": r["ball_around_first_bounce"]}),
+            print(json.dumps({"entry": f"{name}@{tag}", **r["model"], "around_bounce": r["ball_around_first_bounce"]}),
                   flush=True)
             if args.fps:
-                b = os.path.join(tmp.name, f"{name}_{n}")
+                b = os.path.join(tmp.name, f"{name}_{tag.replace('/', '_')}")
                 export_bundle(model, b, n_steps=None if times else n, times=times, context_noise=args.context_noise)
-                bundles[f"{name}@{n}"] = b
+                bundles[f"{name}@{tag}"] = b
     if args.fps and bundles:
         fps = time_bundles(bundles, clips[0].frames, clips[0].lead_actions, args.fps_frames, args.threads, args.seed)
         for row in rows:
-            label = f"{row['name']}@{row['steps']}"
-            if label in fps:
-                row["fps"] = fps[label]
+            if row["label"] in fps:
+                row["fps"] = fps[row["label"]]
     for row in rows:
         row["targets_met"] = targets_met(row, copy["copy_baseline"])
     out = {"benchmark": "midplay_quality", "device": cpu_info(), "versions": versions(),
