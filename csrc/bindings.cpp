@@ -279,6 +279,7 @@ PYBIND11_MODULE(_core, m) {
             py::list l;
             for (const auto& e : b.trt_engines) {
                 py::dict d;
+                d["graph"] = e.graph;
                 d["file"] = e.file;
                 d["precision"] = e.precision;
                 d["compute_capability"] = e.compute_capability;

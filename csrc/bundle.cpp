@@ -280,8 +280,8 @@ void check_in_files(const Bundle& b, const std::string& file, const std::string&
     NF_CHECK_ARG(listed, "bundle: " + what + " '" + file + "' not listed in files");
 }
 
-// The optional "tensorrt" section: {"engines": [{file, precision, compute_capability, trt_version, key,
-// sha256, bytes[, gpu]}]}. Each engine file must stay inside the bundle and be listed in files with the same
+// The optional "tensorrt" section: {"engines": [{[graph,] file, precision, compute_capability, trt_version, key,
+// sha256, bytes[, gpu]}]}; graph "step" (the default) or "kv" (only where the bundle has a kv graph). Each engine file must stay inside the bundle and be listed in files with the same
 // sha256 and size (verify_files() then checks the file itself).
 void parse_tensorrt(Bundle& b, const Json& section) {
     NF_CHECK_ARG(section.is_object(), "bundle: manifest key 'tensorrt' must be an object (got " +
@@ -293,6 +293,9 @@ void parse_tensorrt(Bundle& b, const Json& section) {
         NF_CHECK_ARG(items[i].is_object(), "bundle: manifest key '" + where + "' must be an object");
         const Reader r(items[i], where);
         TrtEngineEntry e;
+        if (r.find("graph") != nullptr) e.graph = r.string("graph");
+        NF_CHECK_ARG(e.graph == "step" || (e.graph == "kv" && b.has_kv_graph()),
+                     "bundle: " + where + ".graph '" + e.graph + "' (expected step" + (b.has_kv_graph() ? " or kv)" : ")"));
         e.file = r.string("file");
         NF_CHECK_ARG(!path_escapes(e.file), "bundle: file path '" + e.file + "' escapes the bundle");
         e.precision = r.string("precision");

@@ -71,10 +71,11 @@ struct FileEntry {
     std::uint64_t bytes = 0;
 };
 
-// One prebuilt TensorRT engine (a plan file) of the step graph, from the manifest's optional "tensorrt"
+// One prebuilt TensorRT engine (a plan file) of the step or the kv graph, from the manifest's optional "tensorrt"
 // section (written by nextframe.export.tensorrt). Its file is also listed in files, so open() checks its
 // size and sha256 like every other file; sha256 and bytes here must equal that files entry.
 struct TrtEngineEntry {
+    std::string graph = "step";      // "step" | "kv" (the manifest's "graph"; absent in older bundles: step)
     std::string file;                // relative to the bundle dir, e.g. "engines/step_fp16_sm89_trt10.16.0_<key16>.plan"
     std::string precision;           // fp32 | fp16 | bf16 | fp8 | int8
     std::string compute_capability;  // "sm_89": the GPU the plan was built for

@@ -12,6 +12,7 @@ std::unique_ptr<Engine> make_aoti_engine(const Bundle& bundle, const std::string
 #ifdef NF_HAVE_TENSORRT
 // engine_trt.cpp (compiled only when CMake found TensorRT and CUDA)
 std::unique_ptr<Engine> make_trt_engine(const Bundle& bundle, const EngineParams& params);
+std::unique_ptr<Engine> make_trt_kv_engine(const Bundle& bundle, const Engine& step_engine, const EngineParams& params);
 #endif
 
 bool trt_built() {
@@ -106,8 +107,7 @@ std::unique_ptr<Engine> make_engine(const Bundle& bundle, const EngineParams& pa
 namespace {
 
 // Params for a further ONNX Runtime engine on the provider step_engine runs on (so "auto" cannot split one
-// loop's graphs across devices); false when the step engine is not ONNX Runtime (TensorRT plans exist for the
-// step graph only).
+// loop's graphs across devices); false when the step engine is not ONNX Runtime.
 bool same_ort_provider(const Engine& step_engine, const EngineParams& params, EngineParams* out) {
     *out = params;
     if (step_engine.name() == "ort-cpu") out->backend = Backend::OrtCpu;
@@ -121,6 +121,9 @@ bool same_ort_provider(const Engine& step_engine, const EngineParams& params, En
 std::unique_ptr<Engine> make_kv_engine(const Bundle& bundle, const Engine& step_engine, const EngineParams& params) {
     EngineParams p;
     if (!bundle.has_kv_graph()) return nullptr;
+#ifdef NF_HAVE_TENSORRT
+    if (step_engine.name() == "trt") return make_trt_kv_engine(bundle, step_engine, params);
+#endif
     if (step_engine.name() == "aoti" || step_engine.name() == "aoti-cuda") {
         p = params;
         p.backend = step_engine.name() == "aoti" ? Backend::Aoti : Backend::AotiCuda;

@@ -98,8 +98,9 @@ OrtLibraryInfo ort_library_info(const std::string& ort_lib = "");
 // the GPU (engine_aoti.cpp).
 std::unique_ptr<Engine> make_engine(const Bundle& bundle, const EngineParams& params);
 // An engine for the bundle's kv graph on the provider step_engine runs on, or nullptr when the bundle has
-// no kv graph or the step engine is not ONNX Runtime (the frame loop then writes the cache with the step graph);
-// an AOTInductor step engine gets the bundle's kv package for its device, if it has one.
+// no kv graph (the frame loop then writes the cache with the step graph); an AOTInductor step engine gets the
+// bundle's kv package for its device, if it has one; a TensorRT step engine the bundle's kv engine of the same
+// precision for this GPU and TensorRT, if it has one (else nullptr).
 std::unique_ptr<Engine> make_kv_engine(const Bundle& bundle, const Engine& step_engine, const EngineParams& params);
 // One engine per entry of the bundle's step_groups, on the provider step_engine runs on; empty when the bundle
 // has none or the step engine is not ONNX Runtime (a TensorRT plan is built from one graph: the step graph).

@@ -1,7 +1,8 @@
-// TensorRT backend (10.x and 11.x): runs the bundle's prebuilt engine (a plan written by `nextframe export
+// TensorRT backend (10.x and 11.x): runs the bundle's prebuilt engine of a graph (a plan written by `nextframe export
 // --trt`, listed in the manifest's "tensorrt" section) chosen for this GPU's compute capability and the loaded
-// TensorRT library's version (getInferLibVersion). Named IO tensors only (TensorRT 10 and 11 have no binding indices):
-// every IO tensor is checked against the bundle's step specs (name, shape, dtype, linear layout, on the
+// TensorRT library's version (getInferLibVersion): the step graph's, and for a transformer bundle the kv graph's
+// engine of the same precision, which writes the cache (make_trt_kv_engine). Named IO tensors only (TensorRT 10 and
+// 11 have no binding indices): every IO tensor is checked against the graph's specs in the manifest (name, shape, dtype, linear layout, on the
 // device), device buffers are cudaMalloc'ed once and bound once with setTensorAddress, and each run stages
 // the caller's host inputs through pinned buffers, copies them in, enqueueV3, copies the outputs back and
 // synchronizes the stream. Because every address is fixed, the copies plus enqueueV3 are captured into a
@@ -115,21 +116,30 @@ DeviceInfo device_info(int device) {
     return {"sm_" + std::to_string(prop.major) + std::to_string(prop.minor), prop.name};
 }
 
-// The engine for this device and library: same compute capability and TensorRT release (and precision,
-// when asked), preferring one built on a GPU of the same name; else the first in manifest order.
-const TrtEngineEntry& choose_engine(const Bundle& bundle, const DeviceInfo& dev, const std::string& trt,
-                                    const std::string& precision) {
-    NF_CHECK(!bundle.trt_engines.empty(),
-             "engine_trt: the bundle has no TensorRT engine (no \"tensorrt\" section in its manifest); build one on "
-             "this machine with: python -m nextframe.export.tensorrt " + bundle.dir);
+// The graph's engine for this device and library: same compute capability and TensorRT release (and precision,
+// when asked), preferring one built on a GPU of the same name; else the first in manifest order. nullptr when
+// none fits (the caller says why: a missing step engine is an error, a missing kv engine is not).
+const TrtEngineEntry* find_engine(const Bundle& bundle, const std::string& graph, const DeviceInfo& dev,
+                                  const std::string& trt, const std::string& precision, std::string* have) {
     const TrtEngineEntry* best = nullptr;
-    std::string have;
     for (const auto& e : bundle.trt_engines) {
-        have += (have.empty() ? "" : ", ") + e.precision + " " + e.compute_capability + " TensorRT " + e.trt_version;
+        if (e.graph != graph) continue;
+        if (have != nullptr)
+            *have += (have->empty() ? "" : ", ") + e.precision + " " + e.compute_capability + " TensorRT " + e.trt_version;
         if (e.compute_capability != dev.sm || release_of(e.trt_version) != trt) continue;
         if (!precision.empty() && e.precision != precision) continue;
         if (best == nullptr || (best->gpu != dev.name && e.gpu == dev.name)) best = &e;
     }
+    return best;
+}
+
+const TrtEngineEntry& choose_step_engine(const Bundle& bundle, const DeviceInfo& dev, const std::string& trt,
+                                         const std::string& precision) {
+    NF_CHECK(std::any_of(bundle.trt_engines.begin(), bundle.trt_engines.end(), [](const TrtEngineEntry& e) { return e.graph == "step"; }),
+             "engine_trt: the bundle has no TensorRT engine (no \"tensorrt\" section in its manifest); build one on "
+             "this machine with: python -m nextframe.export.tensorrt " + bundle.dir);
+    std::string have;
+    const TrtEngineEntry* best = find_engine(bundle, "step", dev, trt, precision, &have);
     NF_CHECK(best != nullptr, "engine_trt: no TensorRT engine in the bundle for " + dev.sm + " (" + dev.name + "), TensorRT " +
                                   trt + (precision.empty() ? "" : ", precision " + precision) + " (it has: " + have +
                                   "); build one on this machine with: python -m nextframe.export.tensorrt " + bundle.dir);
@@ -196,9 +206,10 @@ bool cuda_graph_enabled(const EngineParams& params) {
 
 class TrtEngine final : public Engine {
 public:
-    TrtEngine(const Bundle& bundle, const EngineParams& params, const TrtEngineEntry& entry, const DeviceInfo& dev,
-              const std::string& trt)
-        : Engine(bundle.step.inputs, bundle.step.outputs, "trt"),
+    TrtEngine(const Bundle& bundle, const GraphInfo& graph, const EngineParams& params, const TrtEngineEntry& entry,
+              const DeviceInfo& dev, const std::string& trt)
+        : Engine(graph.inputs, graph.outputs, "trt"),
+          precision_(entry.precision),
           device_(int(params.device_id)),
           use_graph_(cuda_graph_enabled(params)) {
         cuda_check(cudaSetDevice(device_), "cudaSetDevice(" + std::to_string(device_) + ")");
@@ -224,6 +235,9 @@ public:
                      " on " + dev.name + ")";
         set_note(base_note_ + (use_graph_ ? "; cuda graph after the first run" : "; cuda graph off"));
     }
+
+    // The precision of the plan running (its kv engine is chosen to match).
+    const std::string& precision() const { return precision_; }
 
     ~TrtEngine() override {
         // Members go in reverse order: graph, stream, buffers, context, engine, runtime, logger. Nothing may
@@ -425,6 +439,7 @@ private:
     GraphExecPtr graph_exec_;
     std::vector<HostTensor*> host_inputs_, host_outputs_;
     std::string base_note_;
+    std::string precision_;
     int device_ = 0;
     bool use_graph_ = true;
     bool graph_tried_ = false;
@@ -436,8 +451,18 @@ std::unique_ptr<Engine> make_trt_engine(const Bundle& bundle, const EngineParams
     NF_CHECK_ARG(params.device_id >= 0, "engine_trt: device_id must be non-negative (got " + std::to_string(params.device_id) + ")");
     const DeviceInfo dev = device_info(int(params.device_id));
     const std::string trt = loaded_trt_release();
-    const TrtEngineEntry& entry = choose_engine(bundle, dev, trt, params.trt_precision);
-    return std::make_unique<TrtEngine>(bundle, params, entry, dev, trt);
+    const TrtEngineEntry& entry = choose_step_engine(bundle, dev, trt, params.trt_precision);
+    return std::make_unique<TrtEngine>(bundle, bundle.step, params, entry, dev, trt);
+}
+
+std::unique_ptr<Engine> make_trt_kv_engine(const Bundle& bundle, const Engine& step_engine, const EngineParams& params) {
+    const auto* step = dynamic_cast<const TrtEngine*>(&step_engine);
+    if (step == nullptr || !bundle.has_kv_graph()) return nullptr;
+    const DeviceInfo dev = device_info(int(params.device_id));
+    const std::string trt = loaded_trt_release();
+    const TrtEngineEntry* entry = find_engine(bundle, "kv", dev, trt, step->precision(), nullptr);
+    if (entry == nullptr) return nullptr;  // the step engine writes the cache (frame_loop.h)
+    return std::make_unique<TrtEngine>(bundle, bundle.kv, params, *entry, dev, trt);
 }
 
 }  // namespace nf

@@ -1,12 +1,15 @@
-"""TensorRT engines for a bundle's step graph: `nextframe export --trt`, or for an existing bundle
+"""TensorRT engines for a bundle's graphs: `nextframe export --trt`, or for an existing bundle
 `python -m nextframe.export.tensorrt BUNDLE [--precision fp16]`.
 
-build_trt_engines() parses the bundle's step.onnx with TensorRT's ONNX parser, builds a serialized engine (a
-plan) for this GPU with the fixed shapes the manifest lists, writes it to
-<bundle>/engines/step_<precision>_sm<XY>_trt<version>_<key16>.plan and records it in manifest.json: in the
-"tensorrt" section ({"engines": [{file, precision, compute_capability, trt_version, gpu, key, sha256,
-bytes}]}) and in "files", so the bundle's checksums stay whole. The C++ backend "trt"
-(csrc/engine_trt.cpp) picks the engine that fits the GPU and TensorRT it runs with.
+build_trt_engines() parses each of the bundle's graphs (the step graph, and the kv graph of a transformer bundle,
+which writes the K/V cache) with TensorRT's ONNX parser, builds a serialized engine (a plan) for this GPU with the
+fixed shapes the manifest lists, writes it to <bundle>/engines/<graph>_<precision>_sm<XY>_trt<version>_<key16>.plan
+and records it in manifest.json: in the "tensorrt" section ({"engines": [{graph, file, precision,
+compute_capability, trt_version, gpu, key, sha256, bytes}]}; an entry without "graph" is a step engine, as older
+bundles wrote them) and in "files", so the bundle's checksums stay whole. The C++ backend "trt"
+(csrc/engine_trt.cpp) picks the step engine that fits the GPU and TensorRT it runs with, and the kv engine of the
+same precision for the cache writes (without one, the step engine writes the cache, as ONNX Runtime did before
+bundles had kv graphs).
 
 Networks are strongly typed (TensorRT 11 has no other kind and no precision BuilderFlags; TensorRT 10 gets the
 STRONGLY_TYPED flag), so the graph's own types set the precision (GRAPH_FOR_PRECISION):
@@ -132,12 +135,12 @@ def engine_cache_key(trt_version: str, compute_capability, gpu_name: str, precis
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def engine_file_name(precision: str, compute_capability, trt_version: str, key: str) -> str:
+def engine_file_name(precision: str, compute_capability, trt_version: str, key: str, graph: str = "step") -> str:
     major, minor = _cc_tuple(compute_capability)
-    return f"{ENGINES_DIR}/step_{precision}_sm{major}{minor}_trt{trt_release(trt_version)}_{key[:16]}.plan"
+    return f"{ENGINES_DIR}/{graph}_{precision}_sm{major}{minor}_trt{trt_release(trt_version)}_{key[:16]}.plan"
 
 
-def check_precision(precision: str, compute_capability, quantized_as: str | None) -> None:
+def check_precision(precision: str, compute_capability, quantized_as: str | None, graph: str = "step") -> None:
     """ValueError when this GPU cannot build `precision` from this graph. quantized_as: None for a float graph,
     else what its QuantizeLinear nodes produce (onnx_quantized_as()). A strongly typed network takes its
     precision from the graph, so int8 and fp8 need a Q/DQ graph of that type (calibration is not implemented
@@ -151,15 +154,15 @@ def check_precision(precision: str, compute_capability, quantized_as: str | None
                          f"(this GPU: {cc[0]}.{cc[1]})")
     if quantized_as is None:
         if GRAPH_FOR_PRECISION[precision] == "qdq":
-            raise ValueError(f"export: precision {precision} needs a quantized step graph (QuantizeLinear/DequantizeLinear "
+            raise ValueError(f"export: precision {precision} needs a quantized {graph} graph (QuantizeLinear/DequantizeLinear "
                              "nodes, e.g. nextframe quantize --backend modelopt); this one has none and calibration is "
                              "not supported")
         return
     if quantized_as not in QDQ_PRECISION.values():
-        raise ValueError(f"export: the step graph is quantized to {quantized_as}; TensorRT needs signed int8 or fp8 Q/DQ "
+        raise ValueError(f"export: the {graph} graph is quantized to {quantized_as}; TensorRT needs signed int8 or fp8 Q/DQ "
                          "(nextframe quantize --backend modelopt)")
     if precision != quantized_as:
-        raise ValueError(f"export: precision {precision} from a step graph quantized to {quantized_as} (its Q/DQ nodes "
+        raise ValueError(f"export: precision {precision} from a {graph} graph quantized to {quantized_as} (its Q/DQ nodes "
                          f"set the precision); build {quantized_as}, or {precision} from the unquantized bundle")
 
 
@@ -240,7 +243,7 @@ def _build_plan(trt, onnx_path: str, inputs: list[dict], precision: str, workspa
         if GRAPH_FOR_PRECISION[precision] == "converted":
             from nextframe.export.onnx_lowp import convert_file
 
-            graph_path = os.path.join(tmp, f"step_{precision}.onnx")
+            graph_path = os.path.join(tmp, f"{precision}_{os.path.basename(onnx_path)}")
             try:
                 convert_file(onnx_path, graph_path, precision)
             except ValueError as e:
@@ -321,10 +324,15 @@ def _write_manifest(bundle_dir: str, manifest: dict) -> None:
         raise
 
 
+# The graphs a bundle may have engines of, in build order (the manifest's "graphs" keys).
+TRT_GRAPHS = ("step", "kv")
+
+
 def build_trt_engines(bundle_dir: str, precision: str | Sequence[str] = "fp16", workspace_gb: float = 4.0,
                       cache_dir: str | None = None, device: int = 0) -> list[dict]:
-    """Build (or reuse) a TensorRT engine of the bundle's step graph per precision for CUDA device `device`,
-    record each in manifest.json and return their manifest entries, each with "cached": True when reused.
+    """Build (or reuse) a TensorRT engine of each of the bundle's graphs (step, and kv where the bundle has one)
+    per precision for CUDA device `device`, record each in manifest.json and return their manifest entries
+    (graph by graph, precision by precision), each with "cached": True when reused.
     ValueError for what the caller can fix (precision, bundle); RuntimeError for the environment (no
     TensorRT 10 or 11, no GPU, a parser or build failure)."""
     precisions = [precision] if isinstance(precision, str) else list(precision)
@@ -340,71 +348,77 @@ def build_trt_engines(bundle_dir: str, precision: str | Sequence[str] = "fp16", 
         raise ValueError(f"export: no manifest.json in '{bundle_dir}'")
     with open(manifest_path) as f:
         manifest = json.load(f)
-    graph = manifest["graphs"]["step"]
-    onnx_file = graph["file"]
-    onnx_path = os.path.join(bundle_dir, onnx_file)
-    onnx_sha256 = manifest["files"][onnx_file]["sha256"]
-    if sha256_file(onnx_path) != onnx_sha256:
-        raise ValueError(f"export: {onnx_path} does not match its manifest sha256; re-export the bundle")
-    input_shapes = {s["name"]: s["shape"] for s in graph["inputs"]}
-
     cc, gpu = cuda_device(device)
-    quantized_as = onnx_quantized_as(onnx_path)
     trt_version = str(trt.__version__)
     section = manifest.setdefault("tensorrt", {"engines": []})
     engines = section.setdefault("engines", [])
+    graphs = [g for g in TRT_GRAPHS if g in manifest["graphs"]]
+    # every graph checked (and its precision allowed) before anything is built or written
+    sources = {}
+    for name in graphs:
+        graph = manifest["graphs"][name]
+        onnx_path = os.path.join(bundle_dir, graph["file"])
+        onnx_sha256 = manifest["files"][graph["file"]]["sha256"]
+        if sha256_file(onnx_path) != onnx_sha256:
+            raise ValueError(f"export: {onnx_path} does not match its manifest sha256; re-export the bundle")
+        quantized_as = onnx_quantized_as(onnx_path)
+        for p in precisions:
+            check_precision(p, cc, quantized_as, name)
+        sources[name] = (graph, onnx_path, onnx_sha256)
     results = []
-    for p in precisions:
-        check_precision(p, cc, quantized_as)
-        key = engine_cache_key(trt_version, cc, gpu, p, onnx_sha256, input_shapes)
-        file = engine_file_name(p, cc, trt_version, key)
-        path = os.path.join(bundle_dir, file)
-        entry = next((e for e in engines if e.get("key") == key and e.get("file") == file), None)
-        cached = entry is not None and os.path.isfile(path) and sha256_file(path) == entry.get("sha256")
-        if not cached:
-            shared = os.path.join(cache_dir, f"{key}.plan") if cache_dir else None
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            if shared and os.path.isfile(shared):
-                shutil.copyfile(shared, path)
-                cached = True
-            else:
-                plan = _build_plan(trt, onnx_path, graph["inputs"], p, workspace_gb)
-                _check_plan(trt, plan, graph, file)
-                with open(path + ".tmp", "wb") as f:
-                    f.write(plan)
-                os.replace(path + ".tmp", path)
-                if shared:
-                    os.makedirs(cache_dir, exist_ok=True)
-                    shutil.copyfile(path, shared + ".tmp")
-                    os.replace(shared + ".tmp", shared)
-        digest, size = sha256_file(path), os.path.getsize(path)
-        new = {"file": file, "precision": p, "compute_capability": sm_name(cc), "trt_version": trt_version, "gpu": gpu,
-               "key": key, "sha256": digest, "bytes": size}
-        # One engine per (precision, GPU, TensorRT): the new entry takes the place of the first old one (order is
-        # the C++ backend's preference); a stale one (another key) is dropped with its file.
-        same = [i for i, e in enumerate(engines) if e.get("file") == file or (
-            (e.get("precision"), e.get("compute_capability"), e.get("trt_version"), e.get("gpu")) ==
-            (p, new["compute_capability"], trt_version, gpu))]
-        at = same[0] if same else len(engines)
-        for i in reversed(same):
-            old = engines.pop(i)
-            old_file = str(old.get("file", ""))
-            manifest["files"].pop(old_file, None)
-            if old_file and old_file != file and not os.path.isabs(old_file) and ".." not in old_file.split("/"):
-                try:
-                    os.unlink(os.path.join(bundle_dir, old_file))
-                except FileNotFoundError:
-                    pass
-        engines.insert(at, new)
-        manifest["files"][file] = {"sha256": digest, "bytes": size}
-        _write_manifest(bundle_dir, manifest)
-        results.append(dict(new, cached=cached))
+    for name in graphs:
+        graph, onnx_path, onnx_sha256 = sources[name]
+        input_shapes = {s["name"]: s["shape"] for s in graph["inputs"]}
+        for p in precisions:
+            key = engine_cache_key(trt_version, cc, gpu, p, onnx_sha256, input_shapes)
+            file = engine_file_name(p, cc, trt_version, key, name)
+            path = os.path.join(bundle_dir, file)
+            entry = next((e for e in engines if e.get("key") == key and e.get("file") == file), None)
+            cached = entry is not None and os.path.isfile(path) and sha256_file(path) == entry.get("sha256")
+            if not cached:
+                shared = os.path.join(cache_dir, f"{key}.plan") if cache_dir else None
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                if shared and os.path.isfile(shared):
+                    shutil.copyfile(shared, path)
+                    cached = True
+                else:
+                    plan = _build_plan(trt, onnx_path, graph["inputs"], p, workspace_gb)
+                    _check_plan(trt, plan, graph, file)
+                    with open(path + ".tmp", "wb") as f:
+                        f.write(plan)
+                    os.replace(path + ".tmp", path)
+                    if shared:
+                        os.makedirs(cache_dir, exist_ok=True)
+                        shutil.copyfile(path, shared + ".tmp")
+                        os.replace(shared + ".tmp", shared)
+            digest, size = sha256_file(path), os.path.getsize(path)
+            new = {"graph": name, "file": file, "precision": p, "compute_capability": sm_name(cc),
+                   "trt_version": trt_version, "gpu": gpu, "key": key, "sha256": digest, "bytes": size}
+            # One engine per (graph, precision, GPU, TensorRT): the new entry takes the place of the first old one
+            # (order is the C++ backend's preference); a stale one (another key) is dropped with its file.
+            same = [i for i, e in enumerate(engines) if e.get("file") == file or (
+                (e.get("graph", "step"), e.get("precision"), e.get("compute_capability"), e.get("trt_version"),
+                 e.get("gpu")) == (name, p, new["compute_capability"], trt_version, gpu))]
+            at = same[0] if same else len(engines)
+            for i in reversed(same):
+                old = engines.pop(i)
+                old_file = str(old.get("file", ""))
+                manifest["files"].pop(old_file, None)
+                if old_file and old_file != file and not os.path.isabs(old_file) and ".." not in old_file.split("/"):
+                    try:
+                        os.unlink(os.path.join(bundle_dir, old_file))
+                    except FileNotFoundError:
+                        pass
+            engines.insert(at, new)
+            manifest["files"][file] = {"sha256": digest, "bytes": size}
+            _write_manifest(bundle_dir, manifest)
+            results.append(dict(new, cached=cached))
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m nextframe.export.tensorrt",
-                                 description="Build TensorRT 10/11 engines of a bundle's step graph for this GPU.")
+                                 description="Build TensorRT 10/11 engines of a bundle's graphs (step, kv) for this GPU.")
     ap.add_argument("bundle")
     ap.add_argument("--precision", choices=PRECISIONS, default="fp16")
     ap.add_argument("--workspace-gb", type=float, default=4.0)

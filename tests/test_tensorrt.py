@@ -229,11 +229,11 @@ class FakeTrt:
         def build_serialized_network(self, network, config):
             FakeTrt.builds += 1
             return json.dumps({"network_flags": network.flags, "flags": sorted(config.flags),
-                               "inputs": network.shapes, "graph": network.graph}).encode()
+                               "inputs": network.shapes, "outputs": network.outputs, "graph": network.graph}).encode()
 
     class Network:
         def __init__(self, flags):
-            self.flags, self.shapes, self.graph = flags, {}, {}
+            self.flags, self.shapes, self.outputs, self.graph = flags, {}, {}, {}
 
         @property
         def num_inputs(self):
@@ -264,6 +264,9 @@ class FakeTrt:
         def parse_from_file(self, path):
             g = onnx.load(path).graph
             self.network.shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in g.input}
+            # an output dim ONNX does not fix (a traced U-Net's batch) is data-dependent to TensorRT too: -1
+            self.network.outputs = {o.name: [d.dim_value if d.HasField("dim_value") else -1
+                                             for d in o.type.tensor_type.shape.dim] for o in g.output}
             io = {v.name: TensorProto.DataType.Name(v.type.tensor_type.elem_type) for v in list(g.input) + list(g.output)}
             weights = sorted({TensorProto.DataType.Name(t.data_type) for t in g.initializer})
             self.network.graph = {"io": io, "initializer_types": weights,
@@ -281,11 +284,13 @@ class FakeTrt:
             return FakeTrt.Engine(json.loads(bytes(plan)))
 
     class Engine:
+        """The engine of the graph the plan was parsed from: its IO as the (original) ONNX graph declares it."""
+
         def __init__(self, plan):
-            bundle, _ = tiny_bundle()
-            m = read_manifest(Path(bundle))["graphs"]["step"]
-            self.specs = {s["name"]: (s, "INPUT") for s in m["inputs"]}
-            self.specs.update({s["name"]: (s, "OUTPUT") for s in m["outputs"]})
+            dtype = {"FLOAT": "float32", "INT64": "int64"}
+            io = plan["graph"]["io"]
+            self.specs = {n: ({"shape": s, "dtype": dtype[io[n]]}, "INPUT") for n, s in plan["inputs"].items()}
+            self.specs.update({n: ({"shape": s, "dtype": dtype[io[n]]}, "OUTPUT") for n, s in plan["outputs"].items()})
             self.num_io_tensors = len(self.specs)
 
         def get_tensor_name(self, i):
@@ -316,47 +321,73 @@ def _plan(bundle: Path, entry: dict) -> dict:
     return json.loads((bundle / entry["file"]).read_bytes())
 
 
+def _step(entries: list[dict]) -> list[dict]:
+    return [e for e in entries if e["graph"] == "step"]
+
+
 def test_build_records_engines_in_the_manifest(tmp_path, fake_trt, monkeypatch):
     b = copy_bundle(tmp_path / "b")
-    (fp16,) = nf_trt.build_trt_engines(str(b), precision="fp16")
+    fp16, kv16 = nf_trt.build_trt_engines(str(b), precision="fp16")  # a transformer bundle: step and kv graphs
     m = read_manifest(b)
     key = nf_trt.engine_cache_key("11.4.0.106", (8, 9), "NVIDIA L4", "fp16", m["files"]["step.onnx"]["sha256"],
                                   {s["name"]: s["shape"] for s in m["graphs"]["step"]["inputs"]})
     assert fp16["file"] == f"engines/step_fp16_sm89_trt11.4.0_{key[:16]}.plan" and fp16["key"] == key
-    assert not fp16.pop("cached") and m["tensorrt"] == {"engines": [fp16]}
+    kv_key = nf_trt.engine_cache_key("11.4.0.106", (8, 9), "NVIDIA L4", "fp16", m["files"]["kv.onnx"]["sha256"],
+                                     {s["name"]: s["shape"] for s in m["graphs"]["kv"]["inputs"]})
+    assert (fp16["graph"], kv16["graph"]) == ("step", "kv") and kv16["key"] == kv_key
+    assert kv16["file"] == f"engines/kv_fp16_sm89_trt11.4.0_{kv_key[:16]}.plan"
+    assert not fp16.pop("cached") and not kv16.pop("cached") and m["tensorrt"] == {"engines": [fp16, kv16]}
     assert m["files"][fp16["file"]] == {"sha256": fp16["sha256"], "bytes": fp16["bytes"]}
+    # the kv engine is built from the kv graph: its IO, not the step graph's
+    kv_plan = _plan(b, kv16)
+    assert set(kv_plan["outputs"]) == {o["name"] for o in m["graphs"]["kv"]["outputs"]} != set(_plan(b, fp16)["outputs"])
     plan = _plan(b, fp16)
     # strongly typed: no precision flag (TF32 stays on by default), the fp16 copy of the graph parsed, fp32 IO
     assert plan["network_flags"] == 0 and plan["flags"] == ["TF32"] and plan["inputs"]["x"] == [1, 3, 16, 16]
     assert "FLOAT16" in plan["graph"]["initializer_types"] and "Cast" in plan["graph"]["ops"]
     assert set(plan["graph"]["io"].values()) <= {"FLOAT", "INT64"}
-    assert [p.suffix for p in (b / "engines").iterdir()] == [".plan"]  # the fp16 copy is not left in the bundle
+    assert [p.suffix for p in (b / "engines").iterdir()] == [".plan", ".plan"]  # the fp16 copies are not left there
     # the C++ loader accepts what was written, checksums included
-    assert _core.Bundle.open(str(b)).tensorrt_engines == [fp16]
+    assert _core.Bundle.open(str(b)).tensorrt_engines == [fp16, kv16]
 
     # same key, intact file: nothing is built; another precision is added after it
-    again, fp32 = nf_trt.build_trt_engines(str(b), precision=["fp16", "fp32"])
-    assert again["cached"] and not fp32["cached"] and fake_trt.builds == 2
+    again, fp32, kv_again, kv32 = nf_trt.build_trt_engines(str(b), precision=["fp16", "fp32"])
+    assert again["cached"] and kv_again["cached"] and not fp32["cached"] and not kv32["cached"] and fake_trt.builds == 4
     plan32 = _plan(b, fp32)
     assert plan32["flags"] == []  # fp32: TF32 cleared, and no precision flag exists
     assert "FLOAT16" not in plan32["graph"]["initializer_types"]  # the graph as exported
-    assert [e["precision"] for e in _core.Bundle.open(str(b)).tensorrt_engines] == ["fp16", "fp32"]
+    engines = _core.Bundle.open(str(b)).tensorrt_engines
+    assert [(e["graph"], e["precision"]) for e in engines] == [("step", "fp16"), ("kv", "fp16"), ("step", "fp32"), ("kv", "fp32")]
 
     # a damaged plan is rebuilt, not reused
     (b / fp16["file"]).write_bytes(b"damaged")
-    (rebuilt,) = nf_trt.build_trt_engines(str(b), precision="fp16")
-    assert not rebuilt["cached"] and fake_trt.builds == 3
+    rebuilt, kv_cached = nf_trt.build_trt_engines(str(b), precision="fp16")
+    assert not rebuilt["cached"] and kv_cached["cached"] and fake_trt.builds == 5
     _core.Bundle.open(str(b))
 
-    # another GPU with the same compute capability but another name: its own engine, the others stay
+    # another GPU with the same compute capability but another name: its own engines, the others stay
     monkeypatch.setattr(nf_trt, "cuda_device", lambda device=0: ((8, 9), "NVIDIA GeForce RTX 4090"))
-    (other,) = nf_trt.build_trt_engines(str(b), precision="fp16")
-    assert other["file"] != fp16["file"] and len(_core.Bundle.open(str(b)).tensorrt_engines) == 3
+    other, _ = nf_trt.build_trt_engines(str(b), precision="fp16")
+    assert other["file"] != fp16["file"] and len(_core.Bundle.open(str(b)).tensorrt_engines) == 6
+
+
+def test_build_frame_stack_bundle_has_a_step_engine_only(tmp_path, fake_trt, unet_step):
+    """A frame-stack U-Net bundle has no kv graph: one engine, of the step graph."""
+    import shutil
+
+    b = tmp_path / "unet"
+    shutil.copytree(Path(unet_step).parent, b)
+    (fp16,) = nf_trt.build_trt_engines(str(b), precision="fp16")
+    assert fp16["graph"] == "step" and fake_trt.builds == 1
+    assert [e["graph"] for e in _core.Bundle.open(str(b)).tensorrt_engines] == ["step"]
+    _add_engine(b, graph="kv")
+    with pytest.raises(ValueError, match=r"^bundle: tensorrt\.engines\[0\]\.graph 'kv' \(expected step\)$"):
+        _core.Bundle.open(str(b))
 
 
 def test_build_bf16_parses_a_bf16_copy(tmp_path, fake_trt):
     b = copy_bundle(tmp_path / "b")
-    (bf16,) = nf_trt.build_trt_engines(str(b), precision="bf16")
+    bf16, _ = nf_trt.build_trt_engines(str(b), precision="bf16")
     plan = _plan(b, bf16)
     assert "BFLOAT16" in plan["graph"]["initializer_types"] and "FLOAT16" not in plan["graph"]["initializer_types"]
     assert set(plan["graph"]["io"].values()) <= {"FLOAT", "INT64"} and plan["flags"] == ["TF32"]
@@ -367,13 +398,13 @@ def test_build_with_tensorrt_10_sets_strongly_typed(tmp_path, fake_trt):
     fake_trt.__version__ = "10.16.0.72"
     fake_trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED = 1
     b = copy_bundle(tmp_path / "b")
-    (fp16,) = nf_trt.build_trt_engines(str(b), precision="fp16")
+    fp16, _ = nf_trt.build_trt_engines(str(b), precision="fp16")
     assert _plan(b, fp16)["network_flags"] == 2 and fp16["file"].startswith("engines/step_fp16_sm89_trt10.16.0_")
 
 
-def _quantize_step_graph(bundle: Path, zero_point_type: int) -> None:
-    """The bundle's step graph with a Q/DQ pair on input x (as a quantizer would), re-hashed in the manifest."""
-    path = bundle / "step.onnx"
+def _quantize_step_graph(bundle: Path, zero_point_type: int, file: str = "step.onnx") -> None:
+    """The bundle's step (or kv) graph with a Q/DQ pair on input x (as a quantizer would), re-hashed in the manifest."""
+    path = bundle / file
     model = onnx.load(path)
     g = model.graph
     for n in g.node:
@@ -384,22 +415,28 @@ def _quantize_step_graph(bundle: Path, zero_point_type: int) -> None:
     g.node.insert(0, helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zp"], ["x_q"]))
     onnx.save(model, path)
     m = read_manifest(bundle)
-    m["files"]["step.onnx"] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
+    m["files"][file] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size}
     write_manifest(bundle, m)
 
 
 def test_build_int8_parses_the_qdq_graph_as_is(tmp_path, fake_trt):
     b = copy_bundle(tmp_path / "b")
     _quantize_step_graph(b, TensorProto.INT8)
-    (int8,) = nf_trt.build_trt_engines(str(b), precision="int8")
-    plan = _plan(b, int8)
-    assert plan["flags"] == ["TF32"] and plan["network_flags"] == 0  # no INT8 flag: the Q/DQ nodes say it
-    assert {"QuantizeLinear", "DequantizeLinear"} <= set(plan["graph"]["ops"])
-    assert "FLOAT16" not in plan["graph"]["initializer_types"]
+    # a kv graph left in float cannot give an int8 engine: refused before anything is built
+    with pytest.raises(ValueError, match=r"^export: precision int8 needs a quantized kv graph"):
+        nf_trt.build_trt_engines(str(b), precision="int8")
+    assert fake_trt.builds == 0 and "tensorrt" not in read_manifest(b)
+    _quantize_step_graph(b, TensorProto.INT8, "kv.onnx")  # as `quantize --backend modelopt` does: both graphs
+    int8, kv8 = nf_trt.build_trt_engines(str(b), precision="int8")
+    for entry in (int8, kv8):
+        plan = _plan(b, entry)
+        assert plan["flags"] == ["TF32"] and plan["network_flags"] == 0  # no INT8 flag: the Q/DQ nodes say it
+        assert {"QuantizeLinear", "DequantizeLinear"} <= set(plan["graph"]["ops"])
+        assert "FLOAT16" not in plan["graph"]["initializer_types"]
     for precision in ("fp8", "fp16", "fp32"):
         with pytest.raises(ValueError, match=rf"^export: precision {precision} from a step graph quantized to int8"):
             nf_trt.build_trt_engines(str(b), precision=precision)
-    assert fake_trt.builds == 1
+    assert fake_trt.builds == 2
 
 
 def test_build_refuses_onnxruntime_uint8_qdq(tmp_path, fake_trt):
@@ -412,10 +449,10 @@ def test_build_refuses_onnxruntime_uint8_qdq(tmp_path, fake_trt):
 
 def test_build_uses_a_shared_cache_dir(tmp_path, fake_trt):
     b1, b2 = copy_bundle(tmp_path / "b1"), copy_bundle(tmp_path / "b2")
-    (first,) = nf_trt.build_trt_engines(str(b1), precision="fp16", cache_dir=str(tmp_path / "cache"))
-    assert (tmp_path / "cache" / f"{first['key']}.plan").is_file()
-    (second,) = nf_trt.build_trt_engines(str(b2), precision="fp16", cache_dir=str(tmp_path / "cache"))
-    assert second["cached"] and fake_trt.builds == 1 and second["sha256"] == first["sha256"]
+    first, first_kv = nf_trt.build_trt_engines(str(b1), precision="fp16", cache_dir=str(tmp_path / "cache"))
+    assert (tmp_path / "cache" / f"{first['key']}.plan").is_file() and (tmp_path / "cache" / f"{first_kv['key']}.plan").is_file()
+    second, second_kv = nf_trt.build_trt_engines(str(b2), precision="fp16", cache_dir=str(tmp_path / "cache"))
+    assert second["cached"] and second_kv["cached"] and fake_trt.builds == 2 and second["sha256"] == first["sha256"]
     _core.Bundle.open(str(b2))
 
 
@@ -712,7 +749,9 @@ def test_bundle_accepts_tensorrt_section(tmp_path):
     b = copy_bundle(tmp_path / "b")
     entry = _add_engine(b)
     bundle = _core.Bundle.open(str(b))
-    assert bundle.tensorrt_engines == [entry]
+    assert bundle.tensorrt_engines == [dict(entry, graph="step")]  # no "graph": a step engine (older bundles)
+    _add_engine(b, graph="kv")
+    assert [e["graph"] for e in _core.Bundle.open(str(b)).tensorrt_engines] == ["kv"]
     # the ORT path does not care: the bundle still runs on onnxruntime
     with Session(str(b), backend="ort-cpu", threads=1) as s:
         s.reset(np.zeros((1, 16, 16, 3), np.uint8), [s.no_action])
@@ -763,6 +802,7 @@ def test_bundle_rejects_engine_not_in_files(tmp_path):
     ({"precision": "fp4"}, r"^bundle: tensorrt\.engines\[0\]\.precision 'fp4' not supported \(expected fp32, fp16, bf16, fp8, int8\)$"),
     ({"compute_capability": "8.9"}, r"^bundle: tensorrt\.engines\[0\]\.compute_capability '8\.9' \(expected sm_<digits>, e\.g\. sm_89\)$"),
     ({"key": "xyz"}, r"^bundle: tensorrt\.engines\[0\]\.key is not 64 lower-case hex digits$"),
+    ({"graph": "refiner"}, r"^bundle: tensorrt\.engines\[0\]\.graph 'refiner' \(expected step or kv\)$"),
     ({"trt_version": 10}, r"^bundle: manifest key 'tensorrt\.engines\[0\]\.trt_version' must be a string \(got number\)$"),
 ])
 def test_bundle_rejects_bad_engine_entries(tmp_path, overrides, message):
@@ -818,11 +858,11 @@ def test_trt_engine_matches_onnxruntime(tmp_path, precision):
     if cc < nf_trt.MIN_COMPUTE_CAPABILITY[precision]:
         pytest.skip(f"{precision} needs compute capability {nf_trt.MIN_COMPUTE_CAPABILITY[precision]} (this GPU: {cc})")
     b = copy_bundle(tmp_path / "b")
-    entries = nf_trt.build_trt_engines(str(b), precision=precision, workspace_gb=1.0)
-    assert [e["precision"] for e in entries] == [precision] and not entries[0]["cached"]
-    assert nf_trt.build_trt_engines(str(b), precision=precision, workspace_gb=1.0)[0]["cached"]  # cache hit
-    bundle = _core.Bundle.open(str(b))  # checksums of the plan verified
-    assert [e["file"] for e in bundle.tensorrt_engines] == [entries[0]["file"]]
+    entries = nf_trt.build_trt_engines(str(b), precision=precision, workspace_gb=1.0)  # step and kv engines
+    assert [(e["graph"], e["precision"], e["cached"]) for e in entries] == [("step", precision, False), ("kv", precision, False)]
+    assert all(e["cached"] for e in nf_trt.build_trt_engines(str(b), precision=precision, workspace_gb=1.0))  # cache hit
+    bundle = _core.Bundle.open(str(b))  # checksums of the plans verified
+    assert [e["file"] for e in bundle.tensorrt_engines] == [e["file"] for e in entries]
 
     rng = np.random.default_rng(0)
     feeds = {}
@@ -852,6 +892,7 @@ def test_trt_engine_matches_onnxruntime(tmp_path, precision):
         ctx = np.zeros((1, 16, 16, 3), np.uint8)
         s_trt.reset(ctx, [s_trt.no_action])
         s_ort.reset(ctx, [s_ort.no_action])
+        assert s_trt.stats()["uses_kv_graph"]  # the cache is written by the kv engine
         for action in (0, 1, 2):
             err = nmse(s_trt.step_raw(action), s_ort.step_raw(action))
             assert err <= 10 * TOLERANCE_NMSE[precision], f"frame NMSE {err:.3g}"
