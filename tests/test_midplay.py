@@ -97,14 +97,30 @@ def test_benchmark_runs_on_a_tiny_bundle(tmp_path):
     save_model(model, path, {"default_steps": "1"})
     export_bundle(model, str(tmp_path / "b"), n_steps=1)
     out = tmp_path / "r.json"
-    cmd = [sys.executable, "-m", "nextframe.benchmarks.midplay_quality", "--entry", f"m={path}:1,2",
+    cmd = [sys.executable, "-m", "nextframe.benchmarks.midplay_quality", "--entry", f"m={path}:1,2,1/0.3/0",
            "--entry", f"b={tmp_path / 'b'}", "--clips-cache", str(tmp_path / "clips.npz"), "--n-sources", "1",
            "--n-per-episode", "1", "--horizon", "12", "--fps", "--fps-frames", "20", "--threads", "1", "--out", str(out)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     r = json.loads(out.read_text())
-    assert [(row["name"], row["steps"], row["engine"]) for row in r["rows"]] == [
-        ("m", 1, "pytorch"), ("m", 2, "pytorch"), ("b", 1, "cpp-runtime")]
+    assert [(row["label"], row["steps"], row["engine"]) for row in r["rows"]] == [
+        ("m@1", 1, "pytorch"), ("m@2", 2, "pytorch"), ("m@1/0.3/0", 2, "pytorch"), ("b@1", 1, "cpp-runtime")]
+    assert r["rows"][2]["times"] == [1.0, 0.3, 0.0] and "times" not in r["rows"][1]
     assert all(row["fps"]["fps"] > 0 for row in r["rows"])
-    assert set(r["rows"][0]["metrics"]) == set(r["rows"][2]["metrics"]) == {"1-10", "11-12"} and r["clips"]["n"] == 1
+    assert set(r["rows"][0]["metrics"]) == set(r["rows"][3]["metrics"]) == {"1-10", "11-12"} and r["clips"]["n"] == 1
     assert set(r["rows"][0]["targets_met"]) == {"ball_found_1_10", "ball_found_11_30", "brick_agreement",
                                                  "psnr_above_copy", "fps"}
+
+
+@pytest.mark.parametrize("item, expected", [("4", 4), ("1/0.2/0", [1.0, 0.2, 0.0]), ("1/0.6/0.2/0", [1.0, 0.6, 0.2, 0.0])])
+def test_benchmark_step_items(item, expected):
+    from nextframe.benchmarks.midplay_quality import parse_steps
+
+    assert parse_steps(item) == expected
+
+
+@pytest.mark.parametrize("item", ["0.9/0.2/0", "1/0.2", "1/0.2/0.4/0", "1/0.5/0.5/0"])
+def test_benchmark_refuses_schedules_that_do_not_fall_from_1_to_0(item):
+    from nextframe.benchmarks.midplay_quality import parse_steps
+
+    with pytest.raises(ValueError, match=r"^midplay: schedule .* must fall from 1 to 0"):
+        parse_steps(item)
