@@ -94,11 +94,12 @@ class AdaGroupNorm(nn.Module):
 class ModulationTable:
     """Every AdaGroupNorm's (1 + scale, shift) from one matrix product over the conditioning vector.
 
-    Used at inference (eval mode): computed norm by norm, the 19 small projections exported as 19 Gemms, each with
-    its Unsqueezes, Split and "1 +" Add, took a tenth of the one-step U-Net step graph's time in ONNX Runtime and
-    did not parallelise (results/graph_profile_unet_modulation_cpu.json). The weights are concatenated at trace
-    time (a constant in the exported graph) and the 1 folded into the scale half of the bias. Training keeps the
-    per-norm projections (the same parameters; checkpoints load either way)."""
+    Used at inference (eval mode): computed norm by norm, the 19 small projections export as 19 Gemms, each with
+    its Unsqueezes, Split and "1 +" Add: 91 of the default step graph's 352 executed nodes, 3% of its time on one
+    thread and more on two, where such small ops do not parallelise (benchmarks/results/
+    graph_profile_unet_modulation_cpu.json: frame loop +3.6% FP32, +4.5% INT8 at two threads). The weights are
+    concatenated at trace time (a constant in the exported graph) and the 1 folded into the scale half of the
+    bias. Training keeps the per-norm projections (the same parameters; checkpoints load either way)."""
 
     def __init__(self, norms: list[AdaGroupNorm], cond: torch.Tensor):
         w = torch.cat([n.proj.weight for n in norms])
