@@ -76,7 +76,8 @@ def collect_feeds(bundle_dir: str, episodes, method: str = "qdiff", n_windows: i
                                 providers=["CPUExecutionProvider"])
     outputs = [o.name for o in sess.get_outputs()]
     rng = np.random.default_rng(seed)
-    times = [float(t) for t in sm["times"]]
+    # the levels as the graph receives them (float32): 0.15 in the manifest reaches the graph as 0.15000000596
+    times = [float(np.float32(t)) for t in sm["times"]]
     recorded: list[dict] = []
 
     def step_fn(feed: dict) -> dict:

@@ -197,3 +197,14 @@ def test_rollout_bundle_runs_the_quantized_bundle_within_30db_of_fp32(grouped, t
             frames[name] = d["frames"]
     mse = float(np.mean((frames["q"].astype(np.float64) - frames["fp32"]) ** 2))
     assert 10 * np.log10(255.0**2 / max(mse, 1e-12)) >= 30.0
+
+
+def test_calibration_records_every_step_of_a_schedule_not_exact_in_float32(tmp_path):
+    """Noise levels reach the graph as float32 (0.15 -> 0.15000000596): calibration must still find each step of
+    the schedule (it once matched 1.0 only, and --groups 2 then found no feed for its second group)."""
+    fp32, data, _ = native_unet_bundle(tmp_path, n_steps=None, times=[1.0, 0.15, 0.0])
+    q = str(tmp_path / "int8_g2")
+    assert main(["quantize", fp32, "--out", q, "--groups", "2", "--calib", *data, "--windows", "2", "--frames", "2"]) == 0
+    quant = json.loads(open_text(os.path.join(q, "manifest.json")))["quantization"]
+    assert [g["n_calibration_feeds"] for g in quant["step_groups"]] == [4, 4]
+    assert set(quant["error_vs_fp32"]["nmse_by_noise_level"]) == {"1.0", "0.15"}
