@@ -5,6 +5,9 @@ Held-out set: seeds never used in training (training: 1000, validation: 2000) an
 training (the `reactive` policy, which is not in the training mix, plus the plain tracker).
 
     python benchmarks/heldout_quality.py [--model PATH] [--steps 1 2 4] [--context-noise 0 0.05] [--out JSON]
+
+--steps defaults to the model's own schedule (a shipped model's default_steps and default_times); a step count
+other than the model's own is evenly spaced.
 """
 from __future__ import annotations
 
@@ -44,10 +47,11 @@ def mean_over_episodes(results: list[dict], who: str) -> dict:
     return out
 
 
-def evaluate_held_out(model, episodes, context: int, steps: int, context_noise: float = 0.0, seed: int = 0):
+def evaluate_held_out(model, episodes, context: int, steps: int, context_noise: float = 0.0, seed: int = 0,
+                      times: list[float] | None = None):
     """Open-loop rollouts (PyTorch, sampler noise seed `seed`) of every held-out episode. Returns (per-episode
     metrics, the model's mean per horizon, the copy baseline's mean per horizon)."""
-    per_ep = [{"episode": name, **rollout_episode(model, ep, context, steps, context_noise, seed=seed)[1]}
+    per_ep = [{"episode": name, **rollout_episode(model, ep, context, steps, context_noise, seed=seed, times=times)[1]}
               for name, ep in episodes]
     return per_ep, mean_over_episodes(per_ep, "model"), mean_over_episodes(per_ep, "copy_baseline")
 
@@ -55,11 +59,12 @@ def evaluate_held_out(model, episodes, context: int, steps: int, context_noise: 
 BALL_HORIZON, BALL_STARTS, BALL_TRACKED_FRAMES = 10, 5, 5
 
 
-def held_out_ball_tracking(model, episodes, context: int, steps: int, context_noise: float = 0.0) -> dict:
+def held_out_ball_tracking(model, episodes, context: int, steps: int, context_noise: float = 0.0,
+                           times: list[float] | None = None) -> dict:
     """Hit rate per horizon over mid-episode starts with the ball in play (evaluation/ball_tracking.py)."""
     model_hits, copy_hits = [], []
     for _, ep in episodes:
-        r = ball_tracking(model, ep, context, steps, BALL_HORIZON, BALL_STARTS, context_noise)
+        r = ball_tracking(model, ep, context, steps, BALL_HORIZON, BALL_STARTS, context_noise, times=times)
         model_hits += r["model"]
         copy_hits += r["copy_baseline"]
     rate = lambda hits: [round(float(v), 3) for v in np.mean(hits, axis=0)] if hits else []
@@ -83,22 +88,27 @@ def quality_bar(model: dict, copy: dict, ball: dict) -> dict:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=DEFAULT_MODEL)
-    ap.add_argument("--steps", type=int, nargs="+", default=[4])
+    ap.add_argument("--steps", type=int, nargs="+", default=None, help="default: the model's own schedule")
     ap.add_argument("--context-noise", type=float, nargs="+", default=[0.0])
     ap.add_argument("--frames", type=int, default=300, help="open-loop frames per episode")
     ap.add_argument("--context", type=int, default=4)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
+    from nextframe.cli import sampler_defaults
+
     model = load_model(args.model)
+    own = sampler_defaults(args.model)
     episodes = held_out_episodes(args.frames + args.context - 1)
     runs = []
-    for steps in args.steps:
+    for steps in args.steps or [own["steps"]]:
+        times = own["times"] if steps == own["steps"] else None
         for cn in args.context_noise:
             t0 = time.perf_counter()
-            per_ep, model_mean, copy_mean = evaluate_held_out(model, episodes, args.context, steps, cn)
-            ball = held_out_ball_tracking(model, episodes, args.context, steps, cn)
-            run = {"n_steps": steps, "context_noise": cn, "model": model_mean, "copy_baseline": copy_mean,
+            per_ep, model_mean, copy_mean = evaluate_held_out(model, episodes, args.context, steps, cn, times=times)
+            ball = held_out_ball_tracking(model, episodes, args.context, steps, cn, times=times)
+            run = {"n_steps": steps, **({"times": times} if times else {}), "context_noise": cn, "model": model_mean,
+                   "copy_baseline": copy_mean,
                    "ball_tracking": ball, "quality_bar": quality_bar(model_mean, copy_mean, ball),
                    "torch_eager_fps_p50": round(float(np.median([1000.0 / r["model_ms_per_frame_p50"] for r in per_ep])), 1),
                    "wall_s": round(time.perf_counter() - t0, 1), "per_episode": per_ep}

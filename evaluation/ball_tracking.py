@@ -37,8 +37,9 @@ def ball_in_play_starts(frames: np.ndarray, context: int, horizon: int, n_starts
 
 
 def ball_tracking(model, episode: Episode, context: int = 4, n_steps: int = 1, horizon: int = 10,
-                  n_starts: int = 5, context_noise: float = 0.0, seed: int = 0) -> dict:
-    """{"starts": [...], "model": hits [n_starts, horizon], "copy_baseline": hits [n_starts, horizon]} (lists)."""
+                  n_starts: int = 5, context_noise: float = 0.0, seed: int = 0, times: list[float] | None = None) -> dict:
+    """{"starts": [...], "model": hits [n_starts, horizon], "copy_baseline": hits [n_starts, horizon]} (lists).
+    times: a frame-stack model's explicit schedule (else n_steps evenly spaced)."""
     cfg = model.cfg
     starts = ball_in_play_starts(episode.frames, context, horizon, n_starts)
     model_hits, copy_hits = [], []
@@ -47,7 +48,8 @@ def ball_tracking(model, episode: Episode, context: int = 4, n_steps: int = 1, h
         actions = episode.actions[s : s + context + horizon - 1]
         first = int(episode.actions[s - 1]) if s > 0 else None
         if is_frame_stack(model):
-            pred, _ = predict_native(model, native, actions, context, n_steps, context_noise, seed, horizon, first_action=first)
+            pred, _ = predict_native(model, native, actions, context, n_steps, context_noise, seed, horizon, times,
+                                     first_action=first)
         else:
             low = to_model_resolution(native, cfg.height, cfg.width)
             pred_low, _ = predict_lowres(model, low, actions, context, n_steps, context_noise, seed, horizon, first)
