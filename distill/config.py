@@ -69,6 +69,9 @@ class DistillConfig:
     # ---- frame-stack (unet) teachers: distill/unet_trainer.py
     teacher_steps: int = 8  # trajectory: Euler steps of the teacher's ODE sample the student learns to reach
     teacher_shift: float = 1.0  # trajectory: the teacher's schedule flow_schedule(teacher_steps, teacher_shift)
+    # trajectory: the teacher's schedule itself (noise levels 1 -> 0), e.g. (1.0, 0.15, 0.0) for a teacher shipped with
+    # a low second step; empty: flow_schedule(teacher_steps, teacher_shift)
+    teacher_times: tuple[float, ...] = ()
     mid_time: float = 0.5  # the two-step student's second time: schedule [1, mid_time, 0]
     time_budget_s: float = 0.0  # > 0: stop after this long (the lr warm-up still counts steps)
     device: str = "cpu"  # cpu | cuda
@@ -117,6 +120,9 @@ class DistillConfig:
         if not 0.0 < self.mid_time < 1.0 or self.teacher_steps < 1 or self.time_budget_s < 0:
             raise ValueError(f"distill config: need 0 < mid_time < 1, teacher_steps >= 1, time_budget_s >= 0 "
                              f"(got {self.mid_time}, {self.teacher_steps}, {self.time_budget_s})")
+        tt = self.teacher_times
+        if tt and (len(tt) < 2 or tt[0] != 1.0 or tt[-1] != 0.0 or any(x <= y for x, y in zip(tt, tt[1:]))):
+            raise ValueError(f"distill config: teacher_times must fall from 1 to 0 (got {list(tt)})")
         if self.method == "fdistill" and self.student_steps != 1:
             raise ValueError(f"distill config: an f-distill generator is one-step; student_steps must be 1 (got {self.student_steps})")
         if self.method == "cd":

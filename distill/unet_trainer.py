@@ -113,7 +113,7 @@ class UNetDistillTrainer:
         gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 1_000_003 + self.step)
         host = torch.Generator().manual_seed(cfg.seed * 7_919 + self.step)
         end = cfg.total_steps if max_steps is None else min(cfg.total_steps, self.step + max_steps)
-        t_times = teacher_times(cfg.teacher_steps, cfg.teacher_shift)
+        t_times = list(cfg.teacher_times) or teacher_times(cfg.teacher_steps, cfg.teacher_shift)
         bar = tqdm(total=end, initial=self.step, desc=f"distill {cfg.method}", unit="step", disable=not self.progress)
         win_loss, win_n, win_t0, last = 0.0, 0, time.perf_counter(), time.perf_counter()
         while not self.done(end):

@@ -66,19 +66,21 @@ def test_distill_runs_writes_schedule_and_resumes(teacher_and_data, tmp_path, me
     assert again.step == 5 and again.train() == 8  # resumed, not restarted
 
 
-def test_trajectory_distillation_approaches_the_teacher(teacher_and_data, tmp_path, one_thread):
+@pytest.mark.parametrize("explicit_times", [(), (1.0, 0.15, 0.0)])
+def test_trajectory_distillation_approaches_the_teacher(teacher_and_data, tmp_path, one_thread, explicit_times):
+    """Toward the teacher's sample at its schedule: 4 even steps, or an explicit one (teacher_times)."""
     from nextframe.data.frame_store import FrameStore
     from nextframe.distill.trajectory import teacher_sample, teacher_times
     from nextframe.training.unet_trainer import context_batch
 
     teacher, data, _ = teacher_and_data
-    tr = _distill(teacher, data, tmp_path, "trajectory", 30, ema_decay=0.0)
+    tr = _distill(teacher, data, tmp_path, "trajectory", 30, ema_decay=0.0, teacher_times=explicit_times)
     g = torch.Generator().manual_seed(0)
     store = FrameStore.from_files(data, "Breakout", 4)
     frames, actions = store.window(store.targets[:6], 2)
     batch = context_batch(frames, actions, 2, 0.0, g)
     eps = torch.randn(batch.target.shape, generator=g)
-    goal = teacher_sample(tr.teacher, batch, eps, teacher_times(4, 1.0), False)
+    goal = teacher_sample(tr.teacher, batch, eps, list(explicit_times) or teacher_times(4, 1.0), False)
 
     def distance():
         with torch.no_grad():
@@ -157,3 +159,11 @@ def test_quantize_cli_writes_a_bundle_the_core_runs(teacher_and_data, tmp_path, 
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("nextframe: quantize:") and "exists" in err[0]
     assert "unknown method 'fancy'" in err[1] and "precision 'int4'" in err[2]
+
+
+@pytest.mark.parametrize("times", [(1.0, 0.5, 0.5, 0.0), (0.9, 0.0), (1.0,)])
+def test_teacher_times_must_fall_from_1_to_0(times):
+    from nextframe.distill.config import DistillConfig
+
+    with pytest.raises(ValueError, match=r"^distill config: teacher_times must fall from 1 to 0"):
+        DistillConfig(method="trajectory", teacher_times=times)
