@@ -548,8 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnxruntime (QDQ U8S8, fastest in the C++ core on CPU) or modelopt (Q/DQ for TensorRT; "
                         "needs the modelopt extra)")
     q.add_argument("--calib", nargs="*", default=None, help="episode files to calibrate on (default: 4 fresh episodes)")
-    q.add_argument("--groups", type=int_in(1, 64), default=1,
-                   help="activation scales per group of denoising steps: one graph per group, picked per step")
+    q.add_argument("--groups", type=int_in(1, 64), default=None,
+                   help="activation scales per group of denoising steps: one graph per group, picked per step "
+                        "(default: one per step up to 4 for qdiff/ptq4dm on onnxruntime int8, else 1)")
     q.add_argument("--split", action=argparse.BooleanOptionalAction, default=None,
                    help="split quantization of convolutions over concatenations (default: on for qdiff where "
                         "convolutions are quantized: a U-Net's, not a transformer's)")

@@ -204,7 +204,18 @@ def test_calibration_records_every_step_of_a_schedule_not_exact_in_float32(tmp_p
     the schedule (it once matched 1.0 only, and --groups 2 then found no feed for its second group)."""
     fp32, data, _ = native_unet_bundle(tmp_path, n_steps=None, times=[1.0, 0.15, 0.0])
     q = str(tmp_path / "int8_g2")
-    assert main(["quantize", fp32, "--out", q, "--groups", "2", "--calib", *data, "--windows", "2", "--frames", "2"]) == 0
+    # no --groups: one graph per step by default (auto_groups)
+    assert main(["quantize", fp32, "--out", q, "--calib", *data, "--windows", "2", "--frames", "2"]) == 0
     quant = json.loads(open_text(os.path.join(q, "manifest.json")))["quantization"]
     assert [g["n_calibration_feeds"] for g in quant["step_groups"]] == [4, 4]
     assert set(quant["error_vs_fp32"]["nmse_by_noise_level"]) == {"1.0", "0.15"}
+
+
+def test_default_groups_are_one_per_step_up_to_four_where_scales_are_per_step():
+    from nextframe.quant.bundle import auto_groups
+
+    assert [auto_groups(n, "qdiff", "onnxruntime", True) for n in (1, 2, 4, 8)] == [1, 2, 4, 4]
+    assert auto_groups(4, "ptq4dm", "onnxruntime", True) == 4
+    assert auto_groups(4, "naive", "onnxruntime", True) == 1  # one noise level seen: nothing to split
+    assert auto_groups(4, "qdiff", "modelopt", True) == 1
+    assert auto_groups(4, "qdiff", "onnxruntime", False) == 1  # w4a8: no activation scales
