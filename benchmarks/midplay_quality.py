@@ -32,8 +32,10 @@ def parse_steps(item: str) -> int | list[float]:
     """'4' -> 4 steps on the model's default spacing; '1/0.2/0' -> that schedule (from 1 down to 0)."""
     if "/" not in item:
         return int(item)
+    from nextframe.models.flow import is_schedule
+
     times = [float(v) for v in item.split("/")]
-    if len(times) < 2 or times[0] != 1.0 or times[-1] != 0.0 or any(a <= b for a, b in zip(times, times[1:])):
+    if not is_schedule(times):
         raise ValueError(f"midplay: schedule {item!r} must fall from 1 to 0, e.g. 1/0.2/0")
     return times
 

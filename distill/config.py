@@ -7,6 +7,7 @@ import dataclasses
 from typing import ClassVar
 
 from nextframe.models.config import ModelConfig, model_config_from_dict  # noqa: F401
+from nextframe.models.flow import is_schedule
 from nextframe.training.config import read_json_config
 from nextframe.validation import check_fields
 
@@ -120,9 +121,8 @@ class DistillConfig:
         if not 0.0 < self.mid_time < 1.0 or self.teacher_steps < 1 or self.time_budget_s < 0:
             raise ValueError(f"distill config: need 0 < mid_time < 1, teacher_steps >= 1, time_budget_s >= 0 "
                              f"(got {self.mid_time}, {self.teacher_steps}, {self.time_budget_s})")
-        tt = self.teacher_times
-        if tt and (len(tt) < 2 or tt[0] != 1.0 or tt[-1] != 0.0 or any(x <= y for x, y in zip(tt, tt[1:]))):
-            raise ValueError(f"distill config: teacher_times must fall from 1 to 0 (got {list(tt)})")
+        if self.teacher_times and not is_schedule(self.teacher_times):
+            raise ValueError(f"distill config: teacher_times must fall from 1 to 0 (got {list(self.teacher_times)})")
         if self.method == "fdistill" and self.student_steps != 1:
             raise ValueError(f"distill config: an f-distill generator is one-step; student_steps must be 1 (got {self.student_steps})")
         if self.method == "cd":

@@ -14,7 +14,7 @@ import tempfile
 
 from nextframe.export.check import check_step_parity
 from nextframe.export.onnx import OPSET, export_kv, export_step, kv_io_specs, n_slots, step_io_specs
-from nextframe.models.flow import flow_schedule
+from nextframe.models.flow import flow_schedule, is_schedule
 from nextframe.models.palette import check_palette
 from nextframe.models.registry import is_frame_stack
 
@@ -47,7 +47,7 @@ def action_names(game: str, n_actions: int) -> list[str]:
 def check_times(times) -> list[float]:
     """A fixed sampler schedule (e.g. a distilled student's): from 1 to 0, never increasing."""
     times = [float(t) for t in times]
-    if len(times) < 2 or times[0] != 1.0 or times[-1] != 0.0 or any(b > a for a, b in zip(times, times[1:])):
+    if not is_schedule(times, strictly=False):
         raise ValueError(f"export: times must run from 1.0 down to 0.0 with at least 2 entries (got {times})")
     return times
 

@@ -394,26 +394,33 @@ def build_trt_engines(bundle_dir: str, precision: str | Sequence[str] = "fp16", 
             digest, size = sha256_file(path), os.path.getsize(path)
             new = {"graph": name, "file": file, "precision": p, "compute_capability": sm_name(cc),
                    "trt_version": trt_version, "gpu": gpu, "key": key, "sha256": digest, "bytes": size}
-            # One engine per (graph, precision, GPU, TensorRT): the new entry takes the place of the first old one
-            # (order is the C++ backend's preference); a stale one (another key) is dropped with its file.
-            same = [i for i, e in enumerate(engines) if e.get("file") == file or (
-                (e.get("graph", "step"), e.get("precision"), e.get("compute_capability"), e.get("trt_version"),
-                 e.get("gpu")) == (name, p, new["compute_capability"], trt_version, gpu))]
-            at = same[0] if same else len(engines)
-            for i in reversed(same):
-                old = engines.pop(i)
-                old_file = str(old.get("file", ""))
-                manifest["files"].pop(old_file, None)
-                if old_file and old_file != file and not os.path.isabs(old_file) and ".." not in old_file.split("/"):
-                    try:
-                        os.unlink(os.path.join(bundle_dir, old_file))
-                    except FileNotFoundError:
-                        pass
-            engines.insert(at, new)
-            manifest["files"][file] = {"sha256": digest, "bytes": size}
-            _write_manifest(bundle_dir, manifest)
+            _record_engine(bundle_dir, manifest, new)
             results.append(dict(new, cached=cached))
     return results
+
+
+def _record_engine(bundle_dir: str, manifest: dict, new: dict) -> None:
+    """Write the engine entry `new` into the manifest (and to disk). One engine per (graph, precision, GPU, TensorRT):
+    it takes the place of the first old one (order is the C++ backend's preference); a stale one (another key) is
+    dropped with its file."""
+    engines, file = manifest["tensorrt"]["engines"], new["file"]
+    slot = tuple(new[k] for k in ("graph", "precision", "compute_capability", "trt_version", "gpu"))
+    same = [i for i, e in enumerate(engines) if e.get("file") == file or (
+        (e.get("graph", "step"), e.get("precision"), e.get("compute_capability"), e.get("trt_version"),
+         e.get("gpu")) == slot)]
+    at = same[0] if same else len(engines)
+    for i in reversed(same):
+        old = engines.pop(i)
+        old_file = str(old.get("file", ""))
+        manifest["files"].pop(old_file, None)
+        if old_file and old_file != file and not os.path.isabs(old_file) and ".." not in old_file.split("/"):
+            try:
+                os.unlink(os.path.join(bundle_dir, old_file))
+            except FileNotFoundError:
+                pass
+    engines.insert(at, new)
+    manifest["files"][file] = {"sha256": new["sha256"], "bytes": new["bytes"]}
+    _write_manifest(bundle_dir, manifest)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,14 @@ def x0_loss_weight(t: torch.Tensor) -> torch.Tensor:
     return 1.0 / (t.square() + (1 - t).square())
 
 
+def is_schedule(times, strictly: bool = True) -> bool:
+    """times run from 1.0 down to 0.0, at least 2 entries, each falling below the one before (strictly) or never
+    rising above it (a zero-length step does nothing, which an exporter may tolerate and a user's choice should not)."""
+    t = [float(v) for v in times]
+    falls = all(b < a for a, b in zip(t, t[1:])) if strictly else all(b <= a for a, b in zip(t, t[1:]))
+    return len(t) >= 2 and t[0] == 1.0 and t[-1] == 0.0 and falls
+
+
 def flow_schedule(n_steps: int, shift: float = 1.0) -> list[float]:
     """Times from 1 to 0, n_steps + 1 entries. shift > 1 spends more steps at high noise (SD3's time shift)."""
     if n_steps < 1:

@@ -32,9 +32,10 @@ def main(argv=None) -> int:
     if (args.steps is None) == (args.times is None):
         print("ship_default: give --steps or --times", file=sys.stderr)
         return 2
+    from nextframe.models.flow import is_schedule
+
     times = [float(v) for v in args.times.split(",")] if args.times else None
-    if times is not None and (len(times) < 2 or times[0] != 1.0 or times[-1] != 0.0
-                              or any(a <= b for a, b in zip(times, times[1:]))):
+    if times is not None and not is_schedule(times):
         print(f"ship_default: --times {args.times} must fall from 1 to 0", file=sys.stderr)
         return 2
     if os.path.exists(args.out) and not args.force:
