@@ -54,11 +54,10 @@ def parse_entry(text: str) -> tuple[str, str, list[int | list[float]] | None]:
 
 
 def model_schedule(path: str) -> tuple[int, list[float] | None]:
-    from nextframe.training.checkpoint import model_metadata
+    from nextframe.cli import sampler_defaults
 
-    meta = model_metadata(path)
-    times = json.loads(meta["default_times"]) if "default_times" in meta else None
-    return int(meta.get("default_steps", 4)), times
+    d = sampler_defaults(path)
+    return d["steps"], d["times"]
 
 
 def targets_met(row: dict, copy: dict) -> dict:

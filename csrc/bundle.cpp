@@ -297,7 +297,7 @@ void parse_tensorrt(Bundle& b, const Json& section) {
         NF_CHECK_ARG(e.graph == "step" || (e.graph == "kv" && b.has_kv_graph()),
                      "bundle: " + where + ".graph '" + e.graph + "' (expected step" + (b.has_kv_graph() ? " or kv)" : ")"));
         e.file = r.string("file");
-        NF_CHECK_ARG(!path_escapes(e.file), "bundle: file path '" + e.file + "' escapes the bundle");
+        check_in_files(b, e.file, "tensorrt engine file");
         e.precision = r.string("precision");
         NF_CHECK_ARG(e.precision == "fp32" || e.precision == "fp16" || e.precision == "bf16" || e.precision == "fp8" ||
                          e.precision == "int8",
@@ -316,11 +316,8 @@ void parse_tensorrt(Bundle& b, const Json& section) {
         NF_CHECK_ARG(n >= 0, "bundle: " + where + ".bytes is negative");
         e.bytes = std::uint64_t(n);
         if (const Json* g = r.find("gpu"); g != nullptr && g->is_string()) e.gpu = g->as_string();
-        const FileEntry* listed = nullptr;
-        for (const auto& f : b.files)
-            if (f.path == e.file) listed = &f;
-        NF_CHECK_ARG(listed != nullptr, "bundle: tensorrt engine file '" + e.file + "' not listed in files");
-        NF_CHECK_ARG(listed->sha256 == e.sha256 && listed->bytes == e.bytes,
+        const auto listed = std::find_if(b.files.begin(), b.files.end(), [&](const FileEntry& f) { return f.path == e.file; });
+        NF_CHECK_ARG(listed->sha256 == e.sha256 && listed->bytes == e.bytes,  // listed: check_in_files above
                      "bundle: " + where + " sha256/bytes disagree with files." + e.file);
         for (const auto& other : b.trt_engines)
             NF_CHECK_ARG(other.file != e.file, "bundle: tensorrt engine file '" + e.file + "' listed twice");
