@@ -124,3 +124,21 @@ def test_benchmark_refuses_schedules_that_do_not_fall_from_1_to_0(item):
 
     with pytest.raises(ValueError, match=r"^midplay: schedule .* must fall from 1 to 0"):
         parse_steps(item)
+
+
+def test_mean_over_seeds_averages_scores_and_keeps_each_seeds_ball():
+    def result(found, psnr, before):
+        row = {"ball_found": found, "n_ball_found": 20, "break_recall": None, "n_break_recall": 0, "psnr": psnr}
+        return {"model": {"1-10": row}, "n_clips": 3,
+                "ball_around_first_bounce": {"before": before, "from_first_bounce": None, "n_clips_with_a_bounce": 0,
+                                             "horizon": 30}}
+
+    r = midplay.mean_over_seeds([result(0.5, 30.0, 0.6), result(0.7, 32.0, 0.8), result(0.6, 31.0, 0.7)])
+    row = r["model"]["1-10"]
+    assert row["ball_found"] == 0.6 and row["psnr"] == 31.0
+    assert row["n_ball_found"] == 20 and row["break_recall"] is None
+    assert r["ball_found_by_seed"]["1-10"] == [0.5, 0.7, 0.6] and r["ball_found_range"]["1-10"] == [0.5, 0.7]
+    assert r["ball_around_first_bounce"]["before"] == 0.7 and r["ball_around_first_bounce"]["from_first_bounce"] is None
+    assert r["n_seeds"] == 3
+    with pytest.raises(ValueError, match="no results"):
+        midplay.mean_over_seeds([])
