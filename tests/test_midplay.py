@@ -142,3 +142,17 @@ def test_mean_over_seeds_averages_scores_and_keeps_each_seeds_ball():
     assert r["n_seeds"] == 3
     with pytest.raises(ValueError, match="no results"):
         midplay.mean_over_seeds([])
+
+
+def test_ball_next_frame_scores_exact_and_off_by_a_few_pixels():
+    from nextframe.benchmarks.ball_next_frame import score
+
+    ep, _ = record_episode("Breakout", 600, 9201, 0, "tracker")
+    clip = midplay.cut_clips(ep.frames, ep.actions, "t", 4, 20, 1, np.random.default_rng(0))[0]
+    real = clip.frames[4:]
+    exact = score([clip], [real], 4)["all"]
+    assert exact["n"] > 10 and exact["exact"] == 1.0 and exact["found"] == 1.0
+    shifted = np.roll(real, 3, axis=2)  # every ball 3 px to the right: found, not exact
+    r = score([clip], [shifted], 4)["all"]
+    assert r["exact"] == 0.0 and r["found"] == 1.0
+    assert score([clip], [np.zeros_like(real)], 4)["all"]["found"] == 0.0
