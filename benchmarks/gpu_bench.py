@@ -24,7 +24,8 @@ ROUND = 20
 
 def build_model(name: str):
     """default: the shipped model; nfd310m: a transformer of NFD-310M's shape (384x224 frames, patch 16, dim 1024,
-    depth 16; random weights: speed only); tiny: a small transformer for a CPU check."""
+    depth 16; random weights: speed only); tiny: a small transformer for a CPU check; tiny_unet: a small frame-stack
+    U-Net at native Breakout resolution (random weights) for the CPU check of the device loop."""
     from nextframe.models.config import ModelConfig
     from nextframe.models.dit import NextFrameDiT
 
@@ -35,11 +36,49 @@ def build_model(name: str):
     shapes = {"nfd310m": dict(height=224, width=384, patch=16, dim=1024, depth=16, heads=16),
               "tiny": dict(height=32, width=32, patch=8, dim=64, depth=2, heads=2)}
     torch.manual_seed(0)
+    if name == "tiny_unet":
+        from nextframe.models.unet import FrameStackUNet
+        from nextframe.models.unet_config import UNetConfig
+
+        m = FrameStackUNet(UNetConfig(height=210, width=160, fold=4, widths=(8, 16), cond_dim=16, context=4, n_actions=4,
+                                      game="Breakout")).eval()
+        with torch.no_grad():
+            for p in m.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+        return m
     m = NextFrameDiT(ModelConfig(**shapes[name], context=4, n_actions=4, game="Breakout")).eval()
     with torch.no_grad():  # zero-initialised outputs and gates would make every layer a no-op
         for p in m.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     return m
+
+
+def device_loop_rows(bundle: str, args, c, loops: dict, extra: dict) -> None:
+    """The C++ DeviceLoop (state on the device) beside the core's host loop: with and without a CUDA graph, and
+    without fetching frames; its frames checked against FrameLoop's on the same package and seed first."""
+    from nextframe import _core
+
+    b = _core.Bundle.open(bundle)
+    be = "aoti-cuda" if args.device == "cuda" else "aoti"
+    rng = np.random.default_rng(0)
+    ctx = rng.uniform(-1, 1, (c.context, 3, c.height, c.width)).astype(np.float32)
+    lead = np.array([c.no_action] + [0] * (c.context - 1), np.int64)
+    ref = _core.FrameLoop(b, backend=be, threads=args.threads, seed=3)
+    variants = {"cpp_device_loop": dict(cuda_graph=False)}
+    if args.device == "cuda":
+        variants["cpp_device_loop_cuda_graph"] = dict(cuda_graph=True)
+    worst, loops_made = 0.0, {}
+    for name, kw in variants.items():
+        dl = _core.DeviceLoop(b, device=args.device, threads=args.threads, seed=3, **kw)
+        ref.reset(ctx, lead)
+        dl.reset(ctx, lead)
+        for a in [1, 2, 3, 0, 1, 1, 2, 3]:
+            worst = max(worst, float(np.abs(dl.step(a) - ref.step(a)).max()))
+        loops[name] = lambda dl=dl: dl.step(1)
+        loops[f"{name}_no_fetch"] = lambda dl=dl: dl.step(1, fetch=False)
+        loops_made[name] = dl
+    extra["device_loop_max_abs_vs_frame_loop"] = worst
+    extra["device_loops"] = loops_made
 
 
 def summary(ms: list[float]) -> dict:
@@ -51,7 +90,7 @@ def summary(ms: list[float]) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", choices=("default", "nfd310m", "tiny"), default="default")
+    ap.add_argument("--model", choices=("default", "nfd310m", "tiny", "tiny_unet"), default="default")
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     ap.add_argument("--steps", type=int, default=None, help="denoising steps per frame (default: the model's)")
     ap.add_argument("--frames", type=int, default=200)
@@ -70,6 +109,7 @@ def main(argv=None):
         raise SystemExit("gpu_bench: no CUDA device")
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
+    extra: dict = {}  # rows beside the timings (the device loop's parity)
     model = build_model(args.model).to(dev)
     steps = args.steps or (1 if args.model == "default" else 4)
     inputs = tuple(t.to(dev) for t in example_step_inputs(model))
@@ -121,6 +161,8 @@ def main(argv=None):
                 s.reset(ctx, [c.no_action] + [0] * (c.context - 1))
                 sessions[be] = s
                 loops[f"cpp_{be}"] = lambda s=s: s.step(1)
+            if is_frame_stack(model):
+                device_loop_rows(bundle, args, c, loops, extra)
         ms = {k: [] for k in loops}
         for name, fn in loops.items():  # warm-up
             for _ in range(args.warmup):
@@ -137,6 +179,8 @@ def main(argv=None):
             s.close()
         tmp.cleanup()
     rows = {k: summary(v) for k, v in ms.items()}
+    if "device_loops" in extra:
+        extra["device_loop_graph_replays"] = {k: dl.graph_replays for k, dl in extra.pop("device_loops").items()}
     ref = rows["torch_eager"]["fps"]
     c = model.cfg
     out = {"benchmark": "gpu_bench", "device": {**(gpu_info() or {}), **cpu_info()} if dev.type == "cuda" else cpu_info(),
@@ -146,7 +190,7 @@ def main(argv=None):
            "aoti_compile_s": round(compile_s, 1), "aoti_step_max_abs_vs_eager": parity,
            "timing": f"one frame = {steps} step-graph call(s){'' if kv is None else ' + the kv call'}; loops interleaved "
                      f"in rounds of {ROUND} frames, synchronised per frame",
-           "backends": rows, "fps_ratio_vs_torch_eager": {k: round(r["fps"] / ref, 3) for k, r in rows.items()}}
+           "backends": rows, "fps_ratio_vs_torch_eager": {k: round(r["fps"] / ref, 3) for k, r in rows.items()}, **extra}
     write_result(args.out, out)
     print(out)
     return out

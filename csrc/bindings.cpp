@@ -11,6 +11,7 @@
 
 #include "bundle.h"
 #include "common.h"
+#include "device_loop.h"
 #include "engine.h"
 #include "frame_loop.h"
 #include "interrupt.h"
@@ -493,4 +494,74 @@ PYBIND11_MODULE(_core, m) {
         .def("group_runs", &nf::FrameLoop::group_runs, py::call_guard<py::gil_scoped_release>(),
              "Graph runs since construction: [step graph, step_groups[0], ...].")
         .def_property_readonly("backend_note", [](const nf::FrameLoop& l) { return l.engine().note(); });
+
+    py::class_<nf::DeviceLoop>(m, "DeviceLoop",
+                               "The next-frame loop of a frame-stack bundle kept on its AOTInductor package's device "
+                               "(csrc/device_loop.h): state and graph inputs in device memory, one noise frame in and "
+                               "(when asked) one frame out per step, the steady-state step a CUDA graph on CUDA.")
+        .def(py::init([](const nf::Bundle& b, const std::string& device, std::int64_t device_id, std::int64_t threads,
+                         std::uint64_t seed, bool cuda_graph) {
+                 nf::DeviceLoopParams p;
+                 p.device = device;
+                 p.device_id = device_id;
+                 p.threads = threads;
+                 p.seed = seed;
+                 p.cuda_graph = cuda_graph;
+                 return std::make_unique<nf::DeviceLoop>(b, p);
+             }),
+             py::arg("bundle"), py::arg("device") = "cuda", py::arg("device_id") = 0, py::arg("threads") = 2,
+             py::arg("seed") = 0, py::arg("cuda_graph") = true, py::call_guard<py::gil_scoped_release>())
+        .def("reset",
+             [](nf::DeviceLoop& l, const FloatArray& frames, const IntArray& actions) {
+                 const std::int64_t numel = l.frame_numel();
+                 NF_CHECK_ARG(frames.ndim() == 4 && frames.shape(1) * frames.shape(2) * frames.shape(3) == numel,
+                              "device_loop: frames shape " + shape_of(frames) + " (expected [n, C, H, W] with C*H*W = " +
+                                  std::to_string(numel) + ")");
+                 NF_CHECK_ARG(actions.ndim() == 1 && actions.shape(0) == frames.shape(0),
+                              "device_loop: actions shape " + shape_of(actions) + " (expected [" +
+                                  std::to_string(frames.shape(0)) + "])");
+                 const float* f = frames.data();
+                 const std::int64_t* a = actions.data();
+                 const std::int64_t n = frames.shape(0);
+                 py::gil_scoped_release release;
+                 l.reset(f, n, a);
+             },
+             py::arg("frames"), py::arg("actions"),
+             "frames float32 [n, C, H, W] in [-1, 1]; actions int64 [n] in 0..no_action.")
+        .def("step",
+             [](nf::DeviceLoop& l, std::int64_t action, bool fetch) -> py::object {
+                 if (!fetch) {
+                     py::gil_scoped_release release;
+                     l.step(action, nullptr);
+                     return py::none();
+                 }
+                 FloatArray out(std::vector<py::ssize_t>{l.frame_numel()});
+                 float* p = out.mutable_data();
+                 {
+                     py::gil_scoped_release release;
+                     l.step(action, p);
+                 }
+                 return std::move(out);
+             },
+             py::arg("action"), py::arg("fetch") = true,
+             "The next frame for action, float32 flat [C*H*W] in [-1, 1]; fetch=False keeps it on the device (None).")
+        .def("frame",
+             [](nf::DeviceLoop& l) {
+                 FloatArray out(std::vector<py::ssize_t>{l.frame_numel()});
+                 float* p = out.mutable_data();
+                 {
+                     py::gil_scoped_release release;
+                     l.frame(p);
+                 }
+                 return out;
+             },
+             "The last generated frame (a copy from the device).")
+        .def_property_readonly("frame_numel", &nf::DeviceLoop::frame_numel)
+        .def_property_readonly("n_actions", &nf::DeviceLoop::n_actions)
+        .def_property_readonly("no_action", &nf::DeviceLoop::no_action)
+        .def_property_readonly("context_depth", &nf::DeviceLoop::context_depth)
+        .def_property_readonly("device", &nf::DeviceLoop::device)
+        .def_property_readonly("cuda_graph", &nf::DeviceLoop::cuda_graph)
+        .def_property_readonly("graph_replays", &nf::DeviceLoop::graph_replays)
+        .def_property_readonly("package", &nf::DeviceLoop::package);
 }

@@ -9,20 +9,12 @@
 
 #include "bundle.h"
 #include "common.h"
+#include "aoti_api.h"
 #include "engine.h"
 
 namespace nf {
 
 namespace {
-
-struct AotiApi {
-    std::string path, torch_version, error;
-    const char* (*version)() = nullptr;
-    void* (*open)(const char*, const char*, std::int64_t, char*, std::size_t) = nullptr;
-    int (*run)(void*, int, void* const*, const int*, const int*, const std::int64_t* const*, int, void* const*,
-               const std::int64_t*, char*, std::size_t) = nullptr;
-    void (*close)(void*) = nullptr;
-};
 
 // Next to the module this code is linked into (the Python extension _core, or a test binary).
 std::string default_plugin_path() {
@@ -32,6 +24,13 @@ std::string default_plugin_path() {
     const std::size_t slash = self.rfind('/');
     return (slash == std::string::npos ? std::string() : self.substr(0, slash + 1)) + "libnf_aoti.so";
 }
+
+template <typename F>
+void load_symbol(void* lib, const char* name, F& f) {
+    f = reinterpret_cast<F>(dlsym(lib, name));
+}
+
+}  // namespace
 
 const AotiApi& aoti_api() {
     static std::once_flag once;
@@ -46,19 +45,32 @@ const AotiApi& aoti_api() {
             api.error = e != nullptr ? e : "dlopen failed";
             return;
         }
-        api.version = reinterpret_cast<const char* (*)()>(dlsym(lib, "nf_aoti_torch_version"));
-        api.open = reinterpret_cast<decltype(api.open)>(dlsym(lib, "nf_aoti_open"));
-        api.run = reinterpret_cast<decltype(api.run)>(dlsym(lib, "nf_aoti_run"));
-        api.close = reinterpret_cast<decltype(api.close)>(dlsym(lib, "nf_aoti_close"));
+        load_symbol(lib, "nf_aoti_torch_version", api.version);
+        load_symbol(lib, "nf_aoti_open", api.open);
+        load_symbol(lib, "nf_aoti_run", api.run);
+        load_symbol(lib, "nf_aoti_close", api.close);
         if (!api.version || !api.open || !api.run || !api.close) {
             api.error = api.path + " lacks the nf_aoti_* entry points";
             api.open = nullptr;
             return;
         }
         api.torch_version = api.version();
+        // the device loop's entry points (a plugin older than them runs engines only)
+        load_symbol(lib, "nf_aoti_loop_cuda_graphs", api.loop_cuda_graphs);
+        load_symbol(lib, "nf_aoti_loop_open", api.loop_open);
+        load_symbol(lib, "nf_aoti_loop_reset", api.loop_reset);
+        load_symbol(lib, "nf_aoti_loop_step", api.loop_step);
+        load_symbol(lib, "nf_aoti_loop_frame", api.loop_frame);
+        load_symbol(lib, "nf_aoti_loop_replays", api.loop_replays);
+        load_symbol(lib, "nf_aoti_loop_close", api.loop_close);
+        if (!api.loop_cuda_graphs || !api.loop_open || !api.loop_reset || !api.loop_step || !api.loop_frame ||
+            !api.loop_replays || !api.loop_close)
+            api.loop_open = nullptr;
     });
     return api;
 }
+
+namespace {
 
 class AotiEngine final : public Engine {
 public:

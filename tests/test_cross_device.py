@@ -52,3 +52,16 @@ def test_gpu_bench_cpu_path_times_every_torch_path(tmp_path):
                 "--out", str(tmp_path / "r.json")])
     assert set(out["backends"]) == {"torch_eager", "aoti_python", "cpp_aoti", "cpp_ort-cpu"}
     assert out["aoti_step_max_abs_vs_eager"] < 1e-4 and out["model"]["n_steps"] == 4
+
+
+@pytest.mark.slow
+def test_gpu_bench_cpu_path_times_the_device_loop(tmp_path):
+    from nextframe import _core
+    from nextframe.benchmarks.gpu_bench import main
+
+    if not _core.aoti_available():
+        pytest.skip(_core.aoti_unavailable_reason())
+    out = main(["--model", "tiny_unet", "--device", "cpu", "--frames", "20", "--warmup", "2", "--threads", "1",
+                "--out", str(tmp_path / "r.json")])
+    assert {"cpp_aoti", "cpp_device_loop", "cpp_device_loop_no_fetch"} <= set(out["backends"])
+    assert out["device_loop_max_abs_vs_frame_loop"] < 1e-5 and out["device_loop_graph_replays"] == {"cpp_device_loop": 0}

@@ -10,7 +10,9 @@
 # 2. checks that backend aoti-cuda loads and that a package's outputs match eager PyTorch on the GPU (gpu_bench
 #    records the max abs difference);
 # 3. times the shipped default (1 step) and an NFD-310M-shaped transformer (random weights, 4 steps) on eager PyTorch,
-#    a CUDA graph of the frame, the AOTInductor package from Python and the C++ core's aoti-cuda loop, side by side.
+#    a CUDA graph of the frame, the AOTInductor package from Python and the C++ core's aoti-cuda loop, side by side;
+#    for the default (a frame-stack U-Net) also the C++ DeviceLoop (state on the GPU), eager and as a CUDA graph, with
+#    and without fetching each frame, its frames checked against the aoti-cuda FrameLoop's first.
 # Needs safetensors importable (carry its wheel if the machine lacks it). Unverified: no session has had a GPU yet.
 set -euo pipefail
 OUT=${OUT:-benchmarks/results}

@@ -1,0 +1,136 @@
+#include "device_loop.h"
+
+#include <cmath>
+
+#include "aoti_api.h"
+#include "common.h"
+#include "graph_roles.h"
+#include "sampler.h"
+
+namespace nf {
+
+namespace {
+
+// The plugin's LoopRole numbers (csrc/aoti_plugin.cpp).
+int loop_role(Role r) {
+    switch (r) {
+        case Role::NoisyFrame: return 0;
+        case Role::NoiseLevel: return 1;
+        case Role::Action: return 2;
+        case Role::ContextFrames: return 3;
+        case Role::ContextActions: return 4;
+        case Role::ContextNoiseLevel: return 5;
+        default: return -1;
+    }
+}
+
+}  // namespace
+
+DeviceLoop::DeviceLoop(const Bundle& bundle, const DeviceLoopParams& params) : noise_(params.seed) {
+    NF_CHECK_ARG(params.device == "cuda" || params.device == "cpu",
+                 "device_loop: device '" + params.device + "' (expected cuda or cpu)");
+    std::vector<int> roles;
+    for (std::size_t i = 0; i < bundle.step.inputs.size(); ++i) {
+        const Role r = bundle.step.input_roles[i].role;
+        NF_CHECK_ARG(loop_role(r) >= 0, std::string("device_loop: serves frame-stack bundles; this step graph's input '") +
+                                            bundle.step.inputs[i].name + "' has role " + role_name(r) +
+                                            " (run it with Session / FrameLoop)");
+        roles.push_back(loop_role(r));
+        if (r == Role::ContextFrames) k_ = bundle.step.inputs[i].shape.at(1);
+    }
+    NF_CHECK_ARG(k_ > 0, "device_loop: the step graph has no context_frames input (run it with Session / FrameLoop)");
+    int prediction = -1;
+    for (std::size_t i = 0; i < bundle.step.outputs.size(); ++i)
+        if (bundle.step.output_roles[i].role == Role::Prediction) prediction = int(i);
+    NF_CHECK_ARG(prediction >= 0, "device_loop: the step graph has no prediction output");
+    const bool velocity = prediction_of_kind(bundle.sampler.kind) == Prediction::Velocity;
+
+    const AotiPackage* package = bundle.find_aoti_package("step", params.device);
+    NF_CHECK_ARG(package != nullptr, "device_loop: the bundle has no AOTInductor package of the step graph for " +
+                                         params.device + " (re-export with `nextframe export --aoti " + params.device + "`)");
+    const AotiApi& api = aoti_api();
+    NF_CHECK(api.open != nullptr, "device_loop: the AOTInductor plugin does not load: " + api.error);
+    NF_CHECK(api.loop_open != nullptr, "device_loop: " + api.path + " has no device loop (rebuild the plugin)");
+    NF_CHECK_ARG(package->torch_version.rfind(api.torch_version, 0) == 0,
+                 "bundle: AOTInductor package " + package->file + " was built by torch " + package->torch_version +
+                     ", the plugin runs torch " + api.torch_version + " (re-export with this torch)");
+    bundle.read_verified(package->file);  // the bytes the plugin loads are the manifest's
+    device_ = params.device == "cpu" ? "cpu" : "cuda:" + std::to_string(params.device_id);
+    package_ = package->file;
+    handle_ = api.open(bundle.path_of(package->file).c_str(), device_.c_str(), params.device == "cpu" ? params.threads : 0,
+                       err_, sizeof(err_));
+    NF_CHECK(handle_ != nullptr, "device_loop: could not load " + package->file + " on " + device_ + ": " + err_);
+
+    const FrameInfo& f = bundle.frame;
+    numel_ = f.channels * f.height * f.width;
+    n_actions_ = bundle.n_actions;
+    no_action_ = bundle.no_action;
+    context_noise_ = float(bundle.sampler.context_noise);
+    cuda_graph_ = params.device == "cuda" && params.cuda_graph && api.loop_cuda_graphs() != 0;
+    const std::int64_t shape[4] = {k_, f.channels, f.height, f.width};
+    loop_ = api.loop_open(handle_, int(roles.size()), roles.data(), prediction, velocity ? 1 : 0, shape, no_action_,
+                          bundle.sampler.times.data(), int(bundle.sampler.times.size()),
+                          f.palette.empty() ? nullptr : f.palette.data(), int(f.palette.size() / 3), context_noise_,
+                          cuda_graph_ ? 1 : 0, err_, sizeof(err_));
+    if (loop_ == nullptr) {
+        api.close(handle_);
+        throw RuntimeError(std::string("device_loop: ") + err_);
+    }
+    noise_buf_.resize(std::size_t(numel_));
+    ctx_noise_buf_.resize(std::size_t(numel_));
+}
+
+DeviceLoop::~DeviceLoop() {
+    const AotiApi& api = aoti_api();
+    if (loop_ != nullptr) api.loop_close(loop_);
+    if (handle_ != nullptr) api.close(handle_);
+}
+
+void DeviceLoop::check(int rc, const char* what) const {
+    if (rc != 0) throw RuntimeError(std::string("device_loop: ") + what + ": " + err_);
+}
+
+void DeviceLoop::reset(const float* frames, std::int64_t n_frames, const std::int64_t* actions) {
+    NF_CHECK_ARG(n_frames >= 1, "device_loop: reset needs at least one frame");
+    for (std::int64_t i = 0; i < n_frames * numel_; ++i)
+        NF_CHECK_ARG(frames[i] >= -1.0f && frames[i] <= 1.0f,  // false for NaN too
+                     "device_loop: frame " + std::to_string(i / numel_) + " has a value outside [-1, 1] (" +
+                         std::to_string(frames[i]) + ")");
+    for (std::int64_t i = 0; i < n_frames; ++i)
+        NF_CHECK_ARG(actions[i] >= 0 && actions[i] <= no_action_,
+                     "device_loop: action " + std::to_string(actions[i]) + " outside 0.." + std::to_string(no_action_));
+    // the seeded stream's order (frame_loop.h): per context frame its context noise, drawn only at a level > 0
+    std::vector<float> ctx;
+    if (context_noise_ > 0.0f) {
+        ctx.resize(std::size_t(n_frames * numel_));
+        noise_.fill(ctx.data(), n_frames * numel_);
+    }
+    check(aoti_api().loop_reset(loop_, frames, n_frames, actions, ctx.empty() ? nullptr : ctx.data(), err_, sizeof(err_)),
+          "reset failed");
+    n_pushed_ = n_frames;
+    has_frame_ = false;
+}
+
+void DeviceLoop::step(std::int64_t action, float* out) {
+    NF_CHECK_ARG(n_pushed_ > 0, "device_loop: step before reset (no context frame)");
+    NF_CHECK_ARG(action >= 0 && action < n_actions_,
+                 "device_loop: action " + std::to_string(action) + " outside 0.." + std::to_string(n_actions_ - 1));
+    noise_.fill(noise_buf_.data(), numel_);
+    const float* ctx = nullptr;
+    if (context_noise_ > 0.0f) {
+        noise_.fill(ctx_noise_buf_.data(), numel_);
+        ctx = ctx_noise_buf_.data();
+    }
+    check(aoti_api().loop_step(loop_, action, noise_buf_.data(), ctx, out, err_, sizeof(err_)), "step failed");
+    ++n_pushed_;
+    has_frame_ = true;
+}
+
+void DeviceLoop::frame(float* out) {
+    NF_CHECK_ARG(has_frame_, "device_loop: no frame generated since reset");
+    check(aoti_api().loop_frame(loop_, out, err_, sizeof(err_)), "frame copy failed");
+}
+
+std::int64_t DeviceLoop::graph_replays() const { return aoti_api().loop_replays(loop_); }
+
+}  // namespace nf
