@@ -121,3 +121,26 @@ def test_the_plugins_cuda_graph_variant_compiles(tmp_path):
                         os.path.join(torch_inc, "torch", "csrc", "api", "include"), "-isystem", cuda_inc, src],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_device_session_gives_the_sessions_frames(bundles):
+    from nextframe.runtime import DeviceSession, Session
+
+    path = bundles["palette"].dir
+    ctx = np.random.default_rng(2).integers(0, 255, (3, 20, 12, 3), dtype=np.uint8)
+    with Session(path, backend="aoti", threads=1, seed=4) as s, DeviceSession(path, device="cpu", threads=1, seed=4) as d:
+        assert d.backend == "device-loop (cpu)" and d.context_depth == 3
+        s.reset(ctx, [4, 0, 1])
+        d.reset(ctx, [4, 0, 1])
+        want = [s.step(a) for a in [1, 2, 3, 0]]
+        got = [d.step(1), d.step(2)]
+        d.advance(3)
+        got.append(d.frame())
+        got.append(d.step(0))
+        for w, g in zip(want, got):
+            assert np.abs(w.astype(int) - g.astype(int)).max() <= 1
+        with pytest.raises(ValueError, match="unknown action 7"):
+            d.step(7)
+        with pytest.raises(ValueError, match="fed noise is not supported"):
+            d.feed_noise(np.zeros(10, np.float32))
+        assert d.stats()["graph_replays"] == 0

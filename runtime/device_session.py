@@ -1,0 +1,66 @@
+"""DeviceSession: a Session whose loop stays on the device (nextframe._core.DeviceLoop, csrc/device_loop.h).
+
+For a frame-stack bundle with an AOTInductor package of its step graph for the device (`nextframe export --aoti
+cuda`): the frame being denoised, the last K frames and every graph input live in device memory, the host sends one
+frame of noise and the action per step, and gets the frame back only when it asks (step() / step_raw() fetch it,
+advance() does not); on CUDA the steady-state step is one CUDA graph replay. Frames equal Session(backend="aoti" /
+"aoti-cuda")'s for the same bundle and seed. What it does not do (fed noise, speculation, DiSA, other step counts,
+K/V-cache bundles) is Session's.
+"""
+from __future__ import annotations
+
+from nextframe import _core
+from nextframe.runtime.session import Session, _int
+
+DEVICES = ("cuda", "cpu")
+
+
+class DeviceSession(Session):
+    def __init__(self, bundle_dir: str, device: str = "cuda", seed: int = 0, threads: int = 2, cuda_graph: bool = True,
+                 device_id: int = 0):
+        """device: cuda | cpu (cpu runs the same code on the CPU package: what the tests check). cuda_graph: capture
+        the steady-state step (CUDA builds of the plugin). threads: ATen's CPU threads."""
+        if device not in DEVICES:
+            raise ValueError(f"device session: unknown device '{device}' (expected {', '.join(DEVICES)})")
+        seed = _int("seed", seed, 0)
+        threads = _int("threads", threads, 1)
+        device_id = _int("device_id", device_id, 0)
+        self.bundle = _core.Bundle.open(str(bundle_dir))
+        self._loop = _core.DeviceLoop(self.bundle, device=device, device_id=device_id, threads=threads, seed=seed,
+                                      cuda_graph=bool(cuda_graph))
+        f = self.bundle.frame
+        self.height, self.width, self.channels = f["height"], f["width"], f["channels"]
+        self._decoder = None  # frame-stack bundles run at the game's resolution
+        self.native_resolution = (f["native_height"], f["native_width"]) == (self.height, self.width)
+
+    @property
+    def backend(self) -> str:
+        return f"device-loop ({self.loop.device}{', CUDA graph' if self.loop.cuda_graph else ''})"
+
+    @property
+    def backend_note(self) -> str:
+        return f"AOTInductor package {self.loop.package}"
+
+    def advance(self, action) -> None:
+        """Generates the next frame and keeps it on the device (frame() fetches it)."""
+        self.loop.step(self._action(action, allow_no_action=False), fetch=False)
+
+    def frame(self):
+        """The last generated frame, uint8 [H, W, 3] (a copy from the device)."""
+        from nextframe.runtime.session import to_uint8
+
+        return to_uint8(self.loop.frame().reshape(self.channels, self.height, self.width).transpose(1, 2, 0))
+
+    def feed_noise(self, values) -> None:
+        raise ValueError("device session: fed noise is not supported (Session's FrameLoop takes it)")
+
+    @property
+    def pos(self) -> int:
+        raise ValueError("device session: no K/V ring (frame-stack bundles only)")
+
+    @property
+    def slot_pos(self) -> list[int]:
+        raise ValueError("device session: no K/V ring (frame-stack bundles only)")
+
+    def stats(self) -> dict:
+        return {"backend": self.backend, "cuda_graph": self.loop.cuda_graph, "graph_replays": self.loop.graph_replays}
