@@ -50,6 +50,19 @@ void set_error(char* err, std::size_t err_len, const std::string& msg) {
     err[err_len - 1] = '\0';
 }
 
+// Runs f; an exception becomes err (its first line) and the fallback value: nothing may cross the C ABI.
+template <typename R, typename F>
+R guarded(char* err, std::size_t err_len, R fallback, F&& f) {
+    try {
+        return f();
+    } catch (const std::exception& e) {
+        set_error(err, err_len, e.what());
+    } catch (...) {
+        set_error(err, err_len, "unknown error");
+    }
+    return fallback;
+}
+
 at::ScalarType scalar_type(int dtype) { return dtype == 1 ? at::kLong : at::kFloat; }  // csrc/tensor.h: F32, I64
 
 // Input roles the device loop binds (csrc/device_loop.h keeps the same numbers).
@@ -141,15 +154,20 @@ void refresh_context(Loop& l) {
     l.ctx[0].copy_(l.hist.index_select(0, index));
 }
 
-// Noise in, every evaluation, clamp, snap, push, context: the steady-state step (K frames pushed) the CUDA
-// graph replays. The non-finite count goes to bad, read after the replay.
-void step_body(Loop& l) {
+// From the noise to the integrated frame: every evaluation of the schedule, each followed by its Euler update.
+void denoise(Loop& l) {
     l.x.copy_(l.noise);
     for (std::size_t i = 0; i + 1 < l.times.size(); ++i) {
         l.t_in.fill_(float(l.times[i]));
         std::vector<at::Tensor> outs = l.h->loader->run(l.inputs);
         euler(l, outs[std::size_t(l.prediction)], l.times[i], l.times[i + 1]);
     }
+}
+
+// Noise in, every evaluation, clamp, snap, push, context: the steady-state step (K frames pushed) the CUDA
+// graph replays. The non-finite count goes to bad, read after the replay.
+void step_body(Loop& l) {
+    denoise(l);
     // a NaN would clamp to -1 (black): counted before the clamp, refused after the step (frame_loop.cpp)
     l.bad.copy_(l.x.isfinite().logical_not().sum());
     l.x.clamp_(-1.0f, 1.0f);
@@ -169,19 +187,14 @@ __attribute__((visibility("default"))) const char* nf_aoti_torch_version() { ret
 // Returns nullptr and writes err on failure.
 __attribute__((visibility("default"))) void* nf_aoti_open(const char* package_path, const char* device,
                                                           std::int64_t threads, char* err, std::size_t err_len) {
-    try {
+    return guarded(err, err_len, static_cast<void*>(nullptr), [&]() -> void* {
         auto h = std::make_unique<Handle>();
         h->device = c10::Device(std::string(device));
         if (threads > 0) at::set_num_threads(int(threads));
         h->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
             package_path, "model", false, 1, h->device.is_cuda() ? h->device.index() : c10::DeviceIndex(-1));
         return h.release();
-    } catch (const std::exception& e) {
-        set_error(err, err_len, e.what());
-    } catch (...) {
-        set_error(err, err_len, "unknown error");
-    }
-    return nullptr;
+    });
 }
 
 // Runs once. Inputs: n_in host buffers with their dtypes (0 float32, 1 int64), ranks and shapes; outputs: n_out
@@ -191,7 +204,7 @@ __attribute__((visibility("default"))) int nf_aoti_run(void* handle, int n_in, v
                                                        const std::int64_t* const* in_shape, int n_out,
                                                        void* const* out_data, const std::int64_t* out_numel,
                                                        char* err, std::size_t err_len) {
-    try {
+    return guarded(err, err_len, 1, [&]() -> int {
         auto* h = static_cast<Handle*>(handle);
         std::vector<at::Tensor> inputs;
         inputs.reserve(std::size_t(n_in));
@@ -216,12 +229,7 @@ __attribute__((visibility("default"))) int nf_aoti_run(void* handle, int n_in, v
             std::memcpy(out_data[i], o.data_ptr<float>(), std::size_t(o.numel()) * sizeof(float));
         }
         return 0;
-    } catch (const std::exception& e) {
-        set_error(err, err_len, e.what());
-    } catch (...) {
-        set_error(err, err_len, "unknown error");
-    }
-    return 1;
+    });
 }
 
 __attribute__((visibility("default"))) void nf_aoti_close(void* handle) { delete static_cast<Handle*>(handle); }
@@ -243,7 +251,7 @@ __attribute__((visibility("default"))) void* nf_aoti_loop_open(void* handle, int
                                                                std::int64_t no_action, const double* times, int n_times,
                                                                const float* palette, int n_colours, float context_noise,
                                                                int use_graph, char* err, std::size_t err_len) {
-    try {
+    return guarded(err, err_len, static_cast<void*>(nullptr), [&]() -> void* {
         auto l = std::make_unique<Loop>();
         l->h = static_cast<Handle*>(handle);
         l->roles.assign(roles, roles + n_in);
@@ -291,12 +299,7 @@ __attribute__((visibility("default"))) void* nf_aoti_loop_open(void* handle, int
         }
         l->use_graph = use_graph != 0 && dev.is_cuda();
         return l.release();
-    } catch (const std::exception& e) {
-        set_error(err, err_len, e.what());
-    } catch (...) {
-        set_error(err, err_len, "unknown error");
-    }
-    return nullptr;
+    });
 }
 
 // Clears the context and pushes n real frames [n, C, H, W] (host) led by actions [n]; ctx_noise: n frames of
@@ -304,7 +307,7 @@ __attribute__((visibility("default"))) void* nf_aoti_loop_open(void* handle, int
 __attribute__((visibility("default"))) int nf_aoti_loop_reset(void* loop, const float* frames, std::int64_t n,
                                                               const std::int64_t* actions, const float* ctx_noise,
                                                               char* err, std::size_t err_len) {
-    try {
+    return guarded(err, err_len, 1, [&]() -> int {
         auto* l = static_cast<Loop*>(loop);
         l->n_pushed = 0;
         std::fill(l->hist_actions.begin(), l->hist_actions.end(), l->no_action);
@@ -318,12 +321,7 @@ __attribute__((visibility("default"))) int nf_aoti_loop_reset(void* loop, const 
             refresh_context(*l);
         }
         return 0;
-    } catch (const std::exception& e) {
-        set_error(err, err_len, e.what());
-    } catch (...) {
-        set_error(err, err_len, "unknown error");
-    }
-    return 1;
+    });
 }
 
 // Generates the next frame for action from noise (one frame, host) and, at context noise > 0, ctx_noise (one
@@ -332,7 +330,7 @@ __attribute__((visibility("default"))) int nf_aoti_loop_reset(void* loop, const 
 __attribute__((visibility("default"))) int nf_aoti_loop_step(void* loop, std::int64_t action, const float* noise,
                                                              const float* ctx_noise, float* out, char* err,
                                                              std::size_t err_len) {
-    try {
+    return guarded(err, err_len, 1, [&]() -> int {
         auto* l = static_cast<Loop*>(loop);
         const std::int64_t numel = l->c * l->hh * l->w;
         std::memcpy(l->noise_host.data_ptr<float>(), noise, std::size_t(numel) * sizeof(float));
@@ -354,15 +352,28 @@ __attribute__((visibility("default"))) int nf_aoti_loop_step(void* loop, std::in
                 // a capture records kernels without running them, so the state just computed stays as it is
                 at::cuda::getCurrentCUDAStream(l->h->device.index()).synchronize();
                 at::cuda::CUDAStream stream = c10::cuda::getStreamFromPool(false, l->h->device.index());
-                try {
+                {
                     c10::cuda::CUDAStreamGuard sg(stream);
                     auto graph = std::make_unique<at::cuda::CUDAGraph>();
-                    graph->capture_begin();
-                    step_body(*l);
-                    graph->capture_end();
-                    l->graph = std::move(graph);
-                } catch (const std::exception&) {
-                    l->use_graph = false;  // the package cannot be captured: eager from now on (replays stay 0)
+                    bool capturing = false;
+                    try {
+                        graph->capture_begin();
+                        capturing = true;
+                        step_body(*l);
+                        capturing = false;
+                        graph->capture_end();
+                        l->graph = std::move(graph);
+                    } catch (const std::exception&) {
+                        // the package cannot be captured: eager from now on (replays stay 0), the stream left
+                        // out of capture mode
+                        if (capturing) {
+                            try {
+                                graph->capture_end();
+                            } catch (...) {
+                            }
+                        }
+                        l->use_graph = false;
+                    }
                 }
                 stream.synchronize();
                 l->captured = true;
@@ -382,12 +393,7 @@ __attribute__((visibility("default"))) int nf_aoti_loop_step(void* loop, std::in
         }
 #endif
         (void)steady;
-        l->x.copy_(l->noise);
-        for (std::size_t i = 0; i + 1 < l->times.size(); ++i) {
-            l->t_in.fill_(float(l->times[i]));
-            std::vector<at::Tensor> outs = l->h->loader->run(l->inputs);
-            euler(*l, outs[std::size_t(l->prediction)], l->times[i], l->times[i + 1]);
-        }
+        denoise(*l);
         const std::int64_t bad = l->x.isfinite().logical_not().sum().item<std::int64_t>();
         if (bad != 0)
             throw std::runtime_error("the model produced " + std::to_string(bad) + " non-finite values (NaN/inf) of " +
@@ -402,25 +408,17 @@ __attribute__((visibility("default"))) int nf_aoti_loop_step(void* loop, std::in
             std::memcpy(out, o.data_ptr<float>(), std::size_t(numel) * sizeof(float));
         }
         return 0;
-    } catch (const std::exception& e) {
-        set_error(err, err_len, e.what());
-    } catch (...) {
-        set_error(err, err_len, "unknown error");
-    }
-    return 1;
+    });
 }
 
 // The last generated frame (host copy), for a caller that stepped without asking for it.
 __attribute__((visibility("default"))) int nf_aoti_loop_frame(void* loop, float* out, char* err, std::size_t err_len) {
-    try {
+    return guarded(err, err_len, 1, [&]() -> int {
         auto* l = static_cast<Loop*>(loop);
         at::Tensor o = l->x.to(at::kCPU).contiguous();
         std::memcpy(out, o.data_ptr<float>(), std::size_t(o.numel()) * sizeof(float));
         return 0;
-    } catch (const std::exception& e) {
-        set_error(err, err_len, e.what());
-    }
-    return 1;
+    });
 }
 
 // CUDA graph replays since open (0 on CPU or without graphs).

@@ -138,6 +138,23 @@ void raise_pending_signals() {
 
 }  // namespace
 
+// reset(frames [n, C, H, W], actions [n]) of a FrameLoop or DeviceLoop, shapes checked first, run without the GIL.
+template <typename Loop>
+void checked_reset(Loop& l, const FloatArray& frames, const IntArray& actions, const char* who) {
+    const std::int64_t numel = l.frame_numel();
+    NF_CHECK_ARG(frames.ndim() == 4 && frames.shape(1) * frames.shape(2) * frames.shape(3) == numel,
+                 std::string(who) + ": frames shape " + shape_of(frames) + " (expected [n, C, H, W] with C*H*W = " +
+                     std::to_string(numel) + ")");
+    NF_CHECK_ARG(actions.ndim() == 1 && actions.shape(0) == frames.shape(0),
+                 std::string(who) + ": actions shape " + shape_of(actions) + " (expected [" +
+                     std::to_string(frames.shape(0)) + "])");
+    const float* f = frames.data();
+    const std::int64_t* a = actions.data();
+    const std::int64_t n = frames.shape(0);
+    py::gil_scoped_release release;
+    l.reset(f, n, a);
+}
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "nextframe C++ core (nf_core) bindings.";
     nf::set_interrupt_hook(&raise_pending_signals);
@@ -424,20 +441,8 @@ PYBIND11_MODULE(_core, m) {
              "n_steps 0: the manifest's schedule. disa_n_max > 0 turns on DiSA (n_steps is then unused). trt_precision: "
              "which of the bundle's TensorRT engines backend 'trt' runs (empty: the first built for this GPU). "
              "use_kv_graph: write the cache with the bundle's kv graph when it has one (False: with the step graph).")
-        .def("reset",
-             [](nf::FrameLoop& l, const FloatArray& frames, const IntArray& actions) {
-                 const std::int64_t numel = l.frame_numel();
-                 NF_CHECK_ARG(frames.ndim() == 4 && frames.shape(1) * frames.shape(2) * frames.shape(3) == numel,
-                              "frame_loop: frames shape " + shape_of(frames) + " (expected [n, C, H, W] with C*H*W = " +
-                                  std::to_string(numel) + ")");
-                 NF_CHECK_ARG(actions.ndim() == 1 && actions.shape(0) == frames.shape(0),
-                              "frame_loop: actions shape " + shape_of(actions) + " (expected [" +
-                                  std::to_string(frames.shape(0)) + "])");
-                 const float* f = frames.data();
-                 const std::int64_t* a = actions.data();
-                 const std::int64_t n = frames.shape(0);
-                 py::gil_scoped_release release;
-                 l.reset(f, n, a);
+        .def("reset", [](nf::FrameLoop& l, const FloatArray& frames, const IntArray& actions) {
+                 checked_reset(l, frames, actions, "frame_loop");
              },
              py::arg("frames"), py::arg("actions"),
              "frames float32 [n, C, H, W] in [-1, 1]; actions int64 [n] in 0..no_action. Clears the ring, pushes each.")
@@ -511,20 +516,8 @@ PYBIND11_MODULE(_core, m) {
              }),
              py::arg("bundle"), py::arg("device") = "cuda", py::arg("device_id") = 0, py::arg("threads") = 2,
              py::arg("seed") = 0, py::arg("cuda_graph") = true, py::call_guard<py::gil_scoped_release>())
-        .def("reset",
-             [](nf::DeviceLoop& l, const FloatArray& frames, const IntArray& actions) {
-                 const std::int64_t numel = l.frame_numel();
-                 NF_CHECK_ARG(frames.ndim() == 4 && frames.shape(1) * frames.shape(2) * frames.shape(3) == numel,
-                              "device_loop: frames shape " + shape_of(frames) + " (expected [n, C, H, W] with C*H*W = " +
-                                  std::to_string(numel) + ")");
-                 NF_CHECK_ARG(actions.ndim() == 1 && actions.shape(0) == frames.shape(0),
-                              "device_loop: actions shape " + shape_of(actions) + " (expected [" +
-                                  std::to_string(frames.shape(0)) + "])");
-                 const float* f = frames.data();
-                 const std::int64_t* a = actions.data();
-                 const std::int64_t n = frames.shape(0);
-                 py::gil_scoped_release release;
-                 l.reset(f, n, a);
+        .def("reset", [](nf::DeviceLoop& l, const FloatArray& frames, const IntArray& actions) {
+                 checked_reset(l, frames, actions, "device_loop");
              },
              py::arg("frames"), py::arg("actions"),
              "frames float32 [n, C, H, W] in [-1, 1]; actions int64 [n] in 0..no_action.")
