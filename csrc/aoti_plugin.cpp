@@ -121,6 +121,12 @@ void push(Loop& l) {
     }
 }
 
+// Where context slot i (oldest first) reads from hist after n pushes: while fewer than K frames were pushed the
+// first stands in for the missing ones (frame_history.h); from K on, slot i is hist[i].
+std::int64_t hist_index(std::int64_t n, std::int64_t k, std::int64_t i) {
+    return std::max<std::int64_t>(n - k + i, 0) - (n - std::min(n, k));
+}
+
 void push_host(Loop& l, std::int64_t action) {
     if (l.n_pushed < l.k) {
         l.hist_actions[std::size_t(l.n_pushed)] = action;
@@ -129,29 +135,36 @@ void push_host(Loop& l, std::int64_t action) {
         l.hist_actions.back() = action;
     }
     ++l.n_pushed;
-    const std::int64_t n = l.n_pushed, kept = std::min(n, l.k);
     auto* a = l.ctx_a_host.data_ptr<std::int64_t>();
-    std::vector<std::int64_t> idx(std::size_t(l.k));
-    for (std::int64_t i = 0; i < l.k; ++i) {
-        const std::int64_t pushed_index = std::max<std::int64_t>(n - l.k + i, 0);  // among all pushed frames
-        idx[std::size_t(i)] = pushed_index - (n - kept);                           // in hist
-        a[i] = n - l.k + i >= 0 ? l.hist_actions[std::size_t(idx[std::size_t(i)])] : l.no_action;
-    }
+    for (std::int64_t i = 0; i < l.k; ++i)  // a stand-in frame is led by no action
+        a[i] = l.n_pushed - l.k + i >= 0 ? l.hist_actions[std::size_t(hist_index(l.n_pushed, l.k, i))] : l.no_action;
     l.ctx_a.copy_(l.ctx_a_host.view({1, l.k}), true);
 }
 
-// The context frames input from hist. While fewer than K frames were pushed the first stands in for the missing
-// ones, led by no action (frame_history.h); from K on it is hist itself (what the CUDA graph replays).
+// The context frames input from hist (hist_index); from K pushes on it is hist itself (what the CUDA graph replays).
 void refresh_context(Loop& l) {
-    const std::int64_t n = l.n_pushed, kept = std::min(n, l.k);
-    if (n >= l.k) {
+    if (l.n_pushed >= l.k) {
         l.ctx[0].copy_(l.hist);
         return;
     }
     std::vector<std::int64_t> idx(std::size_t(l.k));
-    for (std::int64_t i = 0; i < l.k; ++i) idx[std::size_t(i)] = std::max<std::int64_t>(n - l.k + i, 0) - (n - kept);
+    for (std::int64_t i = 0; i < l.k; ++i) idx[std::size_t(i)] = hist_index(l.n_pushed, l.k, i);
     at::Tensor index = at::tensor(idx, at::TensorOptions().dtype(at::kLong)).to(l.x.device());
     l.ctx[0].copy_(l.hist.index_select(0, index));
+}
+
+// The frame in x to the host buffer out (nothing when out is null).
+void copy_out(const Loop& l, float* out) {
+    if (out == nullptr) return;
+    at::Tensor o = l.x.to(at::kCPU).contiguous();
+    std::memcpy(out, o.data_ptr<float>(), std::size_t(o.numel()) * sizeof(float));
+}
+
+// A NaN would clamp to -1 (black) and an infinity to +-1: a broken graph would pass for a dark frame (frame_loop.cpp).
+void check_finite(std::int64_t bad, std::int64_t numel, const char* fate) {
+    if (bad != 0)
+        throw std::runtime_error("the model produced " + std::to_string(bad) + " non-finite values (NaN/inf) of " +
+                                 std::to_string(numel) + " in a frame; " + fate);
 }
 
 // From the noise to the integrated frame: every evaluation of the schedule, each followed by its Euler update.
@@ -168,7 +181,7 @@ void denoise(Loop& l) {
 // graph replays. The non-finite count goes to bad, read after the replay.
 void step_body(Loop& l) {
     denoise(l);
-    // a NaN would clamp to -1 (black): counted before the clamp, refused after the step (frame_loop.cpp)
+    // counted before the clamp, checked after the replay (check_finite)
     l.bad.copy_(l.x.isfinite().logical_not().sum());
     l.x.clamp_(-1.0f, 1.0f);
     snap(l);
@@ -382,31 +395,20 @@ __attribute__((visibility("default"))) int nf_aoti_loop_step(void* loop, std::in
                 ++l->replays;
                 push_host(*l, action);
             }
-            if (l->bad.item<std::int64_t>() != 0)
-                throw std::runtime_error("the model produced " + std::to_string(l->bad.item<std::int64_t>()) +
-                                         " non-finite values (NaN/inf) in a frame");
-            if (out != nullptr) {
-                at::Tensor o = l->x.to(at::kCPU);
-                std::memcpy(out, o.data_ptr<float>(), std::size_t(numel) * sizeof(float));
-            }
+            check_finite(l->bad.item<std::int64_t>(), numel, "the context holds it: reset");
+            copy_out(*l, out);
             return 0;
         }
 #endif
         (void)steady;
         denoise(*l);
-        const std::int64_t bad = l->x.isfinite().logical_not().sum().item<std::int64_t>();
-        if (bad != 0)
-            throw std::runtime_error("the model produced " + std::to_string(bad) + " non-finite values (NaN/inf) of " +
-                                     std::to_string(numel) + "; the frame was not kept");
+        check_finite(l->x.isfinite().logical_not().sum().item<std::int64_t>(), numel, "the frame was not kept");
         l->x.clamp_(-1.0f, 1.0f);
         snap(*l);
         push(*l);
         push_host(*l, action);
         refresh_context(*l);
-        if (out != nullptr) {
-            at::Tensor o = l->x.to(at::kCPU).contiguous();
-            std::memcpy(out, o.data_ptr<float>(), std::size_t(numel) * sizeof(float));
-        }
+        copy_out(*l, out);
         return 0;
     });
 }
@@ -414,9 +416,7 @@ __attribute__((visibility("default"))) int nf_aoti_loop_step(void* loop, std::in
 // The last generated frame (host copy), for a caller that stepped without asking for it.
 __attribute__((visibility("default"))) int nf_aoti_loop_frame(void* loop, float* out, char* err, std::size_t err_len) {
     return guarded(err, err_len, 1, [&]() -> int {
-        auto* l = static_cast<Loop*>(loop);
-        at::Tensor o = l->x.to(at::kCPU).contiguous();
-        std::memcpy(out, o.data_ptr<float>(), std::size_t(o.numel()) * sizeof(float));
+        copy_out(*static_cast<Loop*>(loop), out);
         return 0;
     });
 }

@@ -138,6 +138,18 @@ void raise_pending_signals() {
 
 }  // namespace
 
+// A fresh float32 [numel] array filled by fill(data) with the GIL released (a loop's step or frame copy).
+template <typename Fill>
+FloatArray filled_frame(std::int64_t numel, Fill&& fill) {
+    FloatArray out(std::vector<py::ssize_t>{numel});
+    float* p = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        fill(p);
+    }
+    return out;
+}
+
 // reset(frames [n, C, H, W], actions [n]) of a FrameLoop or DeviceLoop, shapes checked first, run without the GIL.
 template <typename Loop>
 void checked_reset(Loop& l, const FloatArray& frames, const IntArray& actions, const char* who) {
@@ -457,13 +469,7 @@ PYBIND11_MODULE(_core, m) {
              py::arg("frame"), py::arg("action"))
         .def("step",
              [](nf::FrameLoop& l, std::int64_t action) {
-                 FloatArray out(std::vector<py::ssize_t>{l.frame_numel()});
-                 float* p = out.mutable_data();
-                 {
-                     py::gil_scoped_release release;
-                     l.step(action, p);
-                 }
-                 return out;
+                 return filled_frame(l.frame_numel(), [&](float* p) { l.step(action, p); });
              },
              py::arg("action"), "The next frame for action, float32 flat [C*H*W] in [-1, 1].")
         .def("feed_noise",
@@ -528,26 +534,12 @@ PYBIND11_MODULE(_core, m) {
                      l.step(action, nullptr);
                      return py::none();
                  }
-                 FloatArray out(std::vector<py::ssize_t>{l.frame_numel()});
-                 float* p = out.mutable_data();
-                 {
-                     py::gil_scoped_release release;
-                     l.step(action, p);
-                 }
-                 return std::move(out);
+                 return filled_frame(l.frame_numel(), [&](float* p) { l.step(action, p); });
              },
              py::arg("action"), py::arg("fetch") = true,
              "The next frame for action, float32 flat [C*H*W] in [-1, 1]; fetch=False keeps it on the device (None).")
         .def("frame",
-             [](nf::DeviceLoop& l) {
-                 FloatArray out(std::vector<py::ssize_t>{l.frame_numel()});
-                 float* p = out.mutable_data();
-                 {
-                     py::gil_scoped_release release;
-                     l.frame(p);
-                 }
-                 return out;
-             },
+             [](nf::DeviceLoop& l) { return filled_frame(l.frame_numel(), [&](float* p) { l.frame(p); }); },
              "The last generated frame (a copy from the device).")
         .def_property_readonly("frame_numel", &nf::DeviceLoop::frame_numel)
         .def_property_readonly("n_actions", &nf::DeviceLoop::n_actions)

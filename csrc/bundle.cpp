@@ -273,11 +273,11 @@ bool is_sm_name(const std::string& s) {
 
 // A file the manifest names elsewhere (a graph, a step group, a package): inside the bundle and listed in files,
 // so open() checks its size and sha256 like every other. what names it in the error.
-void check_in_files(const Bundle& b, const std::string& file, const std::string& what) {
+const FileEntry& check_in_files(const Bundle& b, const std::string& file, const std::string& what) {
     NF_CHECK_ARG(!path_escapes(file), "bundle: file path '" + file + "' escapes the bundle");
-    bool listed = false;
-    for (const auto& f : b.files) listed = listed || f.path == file;
-    NF_CHECK_ARG(listed, "bundle: " + what + " '" + file + "' not listed in files");
+    const auto listed = std::find_if(b.files.begin(), b.files.end(), [&](const FileEntry& f) { return f.path == file; });
+    NF_CHECK_ARG(listed != b.files.end(), "bundle: " + what + " '" + file + "' not listed in files");
+    return *listed;
 }
 
 // The optional "tensorrt" section: {"engines": [{[graph,] file, precision, compute_capability, trt_version, key,
@@ -297,7 +297,7 @@ void parse_tensorrt(Bundle& b, const Json& section) {
         NF_CHECK_ARG(e.graph == "step" || (e.graph == "kv" && b.has_kv_graph()),
                      "bundle: " + where + ".graph '" + e.graph + "' (expected step" + (b.has_kv_graph() ? " or kv)" : ")"));
         e.file = r.string("file");
-        check_in_files(b, e.file, "tensorrt engine file");
+        const FileEntry& listed = check_in_files(b, e.file, "tensorrt engine file");
         e.precision = r.string("precision");
         NF_CHECK_ARG(e.precision == "fp32" || e.precision == "fp16" || e.precision == "bf16" || e.precision == "fp8" ||
                          e.precision == "int8",
@@ -316,8 +316,7 @@ void parse_tensorrt(Bundle& b, const Json& section) {
         NF_CHECK_ARG(n >= 0, "bundle: " + where + ".bytes is negative");
         e.bytes = std::uint64_t(n);
         if (const Json* g = r.find("gpu"); g != nullptr && g->is_string()) e.gpu = g->as_string();
-        const auto listed = std::find_if(b.files.begin(), b.files.end(), [&](const FileEntry& f) { return f.path == e.file; });
-        NF_CHECK_ARG(listed->sha256 == e.sha256 && listed->bytes == e.bytes,  // listed: check_in_files above
+        NF_CHECK_ARG(listed.sha256 == e.sha256 && listed.bytes == e.bytes,
                      "bundle: " + where + " sha256/bytes disagree with files." + e.file);
         for (const auto& other : b.trt_engines)
             NF_CHECK_ARG(other.file != e.file, "bundle: tensorrt engine file '" + e.file + "' listed twice");

@@ -1,9 +1,8 @@
 #include "device_loop.h"
 
-#include <cmath>
-
 #include "aoti_api.h"
 #include "common.h"
+#include "frame_loop.h"
 #include "graph_roles.h"
 #include "sampler.h"
 
@@ -54,7 +53,6 @@ DeviceLoop::DeviceLoop(const Bundle& bundle, const DeviceLoopParams& params) : n
     NF_CHECK_ARG(package->torch_version.rfind(api.torch_version, 0) == 0,
                  "bundle: AOTInductor package " + package->file + " was built by torch " + package->torch_version +
                      ", the plugin runs torch " + api.torch_version + " (re-export with this torch)");
-    bundle.read_verified(package->file);  // the bytes the plugin loads are the manifest's
     device_ = params.device == "cpu" ? "cpu" : "cuda:" + std::to_string(params.device_id);
     package_ = package->file;
     handle_ = api.open(bundle.path_of(package->file).c_str(), device_.c_str(), params.device == "cpu" ? params.threads : 0,
@@ -92,10 +90,7 @@ void DeviceLoop::check(int rc, const char* what) const {
 
 void DeviceLoop::reset(const float* frames, std::int64_t n_frames, const std::int64_t* actions) {
     NF_CHECK_ARG(n_frames >= 1, "device_loop: reset needs at least one frame");
-    for (std::int64_t i = 0; i < n_frames * numel_; ++i)
-        NF_CHECK_ARG(frames[i] >= -1.0f && frames[i] <= 1.0f,  // false for NaN too
-                     "device_loop: frame " + std::to_string(i / numel_) + " has a value outside [-1, 1] (" +
-                         std::to_string(frames[i]) + ")");
+    check_frames_in_range(frames, n_frames, numel_, "device_loop");
     for (std::int64_t i = 0; i < n_frames; ++i)
         NF_CHECK_ARG(actions[i] >= 0 && actions[i] <= no_action_,
                      "device_loop: action " + std::to_string(actions[i]) + " outside 0.." + std::to_string(no_action_));
@@ -107,12 +102,12 @@ void DeviceLoop::reset(const float* frames, std::int64_t n_frames, const std::in
     }
     check(aoti_api().loop_reset(loop_, frames, n_frames, actions, ctx.empty() ? nullptr : ctx.data(), err_, sizeof(err_)),
           "reset failed");
-    n_pushed_ = n_frames;
+    has_context_ = true;
     has_frame_ = false;
 }
 
 void DeviceLoop::step(std::int64_t action, float* out) {
-    NF_CHECK_ARG(n_pushed_ > 0, "device_loop: step before reset (no context frame)");
+    NF_CHECK_ARG(has_context_, "device_loop: step before reset (no context frame)");
     NF_CHECK_ARG(action >= 0 && action < n_actions_,
                  "device_loop: action " + std::to_string(action) + " outside 0.." + std::to_string(n_actions_ - 1));
     noise_.fill(noise_buf_.data(), numel_);
@@ -122,7 +117,6 @@ void DeviceLoop::step(std::int64_t action, float* out) {
         ctx = ctx_noise_buf_.data();
     }
     check(aoti_api().loop_step(loop_, action, noise_buf_.data(), ctx, out, err_, sizeof(err_)), "step failed");
-    ++n_pushed_;
     has_frame_ = true;
 }
 

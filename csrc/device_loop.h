@@ -59,8 +59,7 @@ private:
     std::string device_, package_;
     std::int64_t k_ = 0, numel_ = 0, n_actions_ = 0, no_action_ = 0;
     float context_noise_ = 0.0f;
-    bool cuda_graph_ = false, has_frame_ = false;
-    std::int64_t n_pushed_ = 0;
+    bool cuda_graph_ = false, has_context_ = false, has_frame_ = false;
     void* handle_ = nullptr;  // the plugin's package
     void* loop_ = nullptr;    // the plugin's device loop
     SeededNoise noise_;

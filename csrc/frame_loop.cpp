@@ -428,7 +428,7 @@ void FrameLoop::reset(const float* frames, std::int64_t n_frames, const std::int
     // everything is checked before anything changes: a refused reset leaves the session as it was
     NF_CHECK_ARG(n_frames >= 0, "frame_loop: n_frames must be non-negative (got " + std::to_string(n_frames) + ")");
     for (std::int64_t i = 0; i < n_frames; ++i) validate_action(actions[i], true, "context action");
-    validate_frames(frames, n_frames);
+    check_frames_in_range(frames, n_frames, numel_, "frame_loop");
     wait_worker_locked();
     // dropping a pending speculative frame changes nothing a caller sees (its noise goes back to the stream, and
     // the next step computes the same frame), so the noise check may follow it
@@ -445,12 +445,12 @@ void FrameLoop::reset(const float* frames, std::int64_t n_frames, const std::int
     }
 }
 
-void FrameLoop::validate_frames(const float* frames, std::int64_t n_frames) const {
-    const std::int64_t n = n_frames * numel_;
+void check_frames_in_range(const float* frames, std::int64_t n_frames, std::int64_t numel, const char* who) {
+    const std::int64_t n = n_frames * numel;
     for (std::int64_t i = 0; i < n; ++i) {
         const float v = frames[i];
         NF_CHECK_ARG(v >= -1.0f && v <= 1.0f,  // false for NaN too
-                     "frame_loop: frame " + std::to_string(i / numel_) + " has a value outside [-1, 1] (" +
+                     std::string(who) + ": frame " + std::to_string(i / numel) + " has a value outside [-1, 1] (" +
                          std::to_string(v) + ")");
     }
 }
@@ -458,7 +458,7 @@ void FrameLoop::validate_frames(const float* frames, std::int64_t n_frames) cons
 void FrameLoop::push_frame(const float* frame, std::int64_t action) {
     std::lock_guard<std::mutex> api(api_mu_);
     validate_action(action, true, "action");
-    validate_frames(frame, 1);
+    check_frames_in_range(frame, 1, numel_, "frame_loop");
     wait_worker_locked();
     roll_back_speculation(true);
     require_noise(1);

@@ -55,6 +55,10 @@ struct FrameLoopParams {
     std::int64_t n_warmup_frames = 2;  // steps left out of the latency statistics
 };
 
+// n_frames frames of numel values each must be finite and in [-1, 1]; else nf::InvalidArgument "<who>: frame i has a
+// value outside [-1, 1] (v)". The frame loops check what callers push (FrameLoop, DeviceLoop).
+void check_frames_in_range(const float* frames, std::int64_t n_frames, std::int64_t numel, const char* who);
+
 class FrameLoop {
 public:
     // The engine must run bundle's step graph (its inputs and outputs are bound by their manifest roles);
@@ -109,7 +113,6 @@ private:
     bool context_from_stream() const;
     void unread(const float* chunk);  // puts one frame of noise back in front of the stream
     Bindings bind_io(const Engine& engine, const GraphInfo& graph, const std::string& name, bool kv_only);
-    void validate_frames(const float* frames, std::int64_t n_frames) const;  // finite, in [-1, 1]
     void refresh_context();  // context inputs from the history (after every push, rewind and reset)
     void run_timed(Engine& engine, const Bindings& bindings);  // counted as engine time in the stats
     void run_engine();  // the graph for the noise level in t_in_: a step group's, else the step graph

@@ -10,7 +10,7 @@ K/V-cache bundles) is Session's.
 from __future__ import annotations
 
 from nextframe import _core
-from nextframe.runtime.session import Session, _int
+from nextframe.runtime.session import Session, _int, to_uint8
 
 DEVICES = ("cuda", "cpu")
 
@@ -47,8 +47,6 @@ class DeviceSession(Session):
 
     def frame(self):
         """The last generated frame, uint8 [H, W, 3] (a copy from the device)."""
-        from nextframe.runtime.session import to_uint8
-
         return to_uint8(self.loop.frame().reshape(self.channels, self.height, self.width).transpose(1, 2, 0))
 
     def feed_noise(self, values) -> None:
