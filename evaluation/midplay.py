@@ -211,6 +211,15 @@ def evaluate(predict, clips: list[Clip], context: int, copy: bool = True) -> dic
     return out
 
 
+def _mean_fields(rows: list[dict], counts: list[str]) -> dict:
+    """Dicts with the same keys -> each key's mean (None where a row has none); `counts` are kept from the first."""
+    out = {}
+    for k, v in rows[0].items():
+        vals = [r[k] for r in rows]
+        out[k] = v if k in counts else None if any(x is None for x in vals) else round(float(np.mean(vals)), 4)
+    return out
+
+
 def mean_over_seeds(results: list[dict]) -> dict:
     """evaluate() results of one model under several noise seeds (same clips) -> one result: every score the mean
     over seeds (the counts are the real frames', equal across seeds), plus each seed's ball found per horizon and
@@ -219,19 +228,9 @@ def mean_over_seeds(results: list[dict]) -> dict:
     if not results:
         raise ValueError("midplay: no results to average")
     first = results[0]
-    model = {}
-    for h, row in first["model"].items():
-        model[h] = {}
-        for k, v in row.items():
-            vals = [r["model"][h][k] for r in results]
-            if k.startswith("n_") or any(x is None for x in vals):
-                model[h][k] = v if k.startswith("n_") else None
-            else:
-                model[h][k] = round(float(np.mean(vals)), 4)
-    bounce = {}
-    for k, v in first["ball_around_first_bounce"].items():
-        vals = [r["ball_around_first_bounce"][k] for r in results]
-        bounce[k] = v if k in ("n_clips_with_a_bounce", "horizon") or any(x is None for x in vals) else round(float(np.mean(vals)), 4)
+    model = {h: _mean_fields([r["model"][h] for r in results], counts=[k for k in row if k.startswith("n_")])
+             for h, row in first["model"].items()}
+    bounce = _mean_fields([r["ball_around_first_bounce"] for r in results], counts=["n_clips_with_a_bounce", "horizon"])
     by_seed = {h: [r["model"][h]["ball_found"] for r in results] for h in first["model"]}
     out = {**first, "model": model, "ball_around_first_bounce": bounce, "n_seeds": len(results),
            "ball_found_by_seed": by_seed,
