@@ -5,7 +5,8 @@ clips and not on held-out ones memorises (more data helps); one inexact on both 
 
 Per model: the share of frames whose predicted ball (evaluation/midplay.py's blob, at least half as red as the
 real one) lies within 1 px of the real ball ("exact") and within 4 px ("found"), overall, at the real ball's
-bounces (it reverses on either axis) and per real velocity class (|dx|, |dy| px per frame; Breakout's ball
+bounces (it reverses on either axis), at its turns (it stops or starts on an axis: most wall bounces take a frame
+of contact) and per real velocity class (|dx|, |dy| px per frame; Breakout's ball
 moves 1-4 px in x and 2-7 in y per frame at frameskip 2).
 
     python benchmarks/ball_next_frame.py --model default=nextframe/default_model/breakout.safetensors \\
@@ -80,18 +81,27 @@ def score(clips: list[midplay.Clip], preds: list[np.ndarray], k: int) -> dict:
             err = math.hypot(x - pos[j][0], y - pos[j][1])
             hit = (err <= EXACT_PX and peak >= midplay.FOUND_REDNESS, err <= midplay.FOUND_PX and peak >= midplay.FOUND_REDNESS)
             new, old = pos[j] - pos[j - 1], pos[j - 1] - pos[j - 2]
-            bounce = bool((np.sign(new) * np.sign(old) < 0).any())
             groups["all"].append(hit)
-            groups["bounce" if bounce else f"{round(abs(new[0]))},{round(abs(new[1]))}"].append(hit)
+            groups[motion_class(old, new)].append(hit)
     out, other = {}, []
     for name, hits in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        if name not in ("all", "bounce") and len(hits) < MIN_CLASS:
+        if name not in ("all", "bounce", "turn") and len(hits) < MIN_CLASS:
             other += hits
             continue
         out[name] = summary(hits)
     if other:
         out["other"] = summary(other)
     return out
+
+
+def motion_class(old: np.ndarray, new: np.ndarray) -> str:
+    """"bounce": the motion reverses on an axis; "turn": it stops or starts on one (a bounce through a wall-contact
+    frame, evaluation/breakout_probe.py direction_turns); else the velocity class "|dx|,|dy|"."""
+    if (np.sign(new) * np.sign(old) < 0).any():
+        return "bounce"
+    if (np.sign(new) != np.sign(old)).any():
+        return "turn"
+    return f"{round(abs(new[0]))},{round(abs(new[1]))}"
 
 
 def summary(hits: list[tuple[bool, bool]]) -> dict:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import torch
 
-from nextframe.evaluation.breakout_probe import BALL_ROWS, PLAY_COLS, direction_flips
+from nextframe.evaluation.breakout_probe import BALL_ROWS, PLAY_COLS, direction_flips, direction_turns
 
 BALL_RGB = (200, 72, 72)  # the only colour of ball and paddle (the top brick row's too, above BALL_ROWS)
+
+BOUNCE_RULES = ("flip", "turn")  # TrainConfig.bounce_rule; "flip" is what phases 4-7 trained with
 
 
 def ball_centres(frames: torch.Tensor, palette_rgb: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
@@ -33,23 +35,28 @@ def ball_centres(frames: torch.Tensor, palette_rgb: torch.Tensor, chunk: int = 4
     return out
 
 
-def bounce_frames(centres: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
+def bounce_frames(centres: torch.Tensor, episode_start: torch.Tensor, rule: str = "flip") -> torch.Tensor:
     """bool [N]: frame t shows the ball moving against its previous direction (either axis) compared with frame
-    t-1, all three frames t-2..t in one episode with the ball on screen."""
+    t-1, all three frames t-2..t in one episode with the ball on screen. rule "turn" also counts frames where the
+    motion on an axis stops or starts (evaluation/breakout_probe.py direction_turns: bounces through a wall-contact
+    frame)."""
+    if rule not in BOUNCE_RULES:
+        raise ValueError(f"ball events: unknown bounce rule {rule!r} (expected one of {', '.join(BOUNCE_RULES)})")
     n = len(centres)
     bounce = torch.zeros(n, dtype=torch.bool)
     if n < 3:
         return bounce
-    flip = direction_flips(centres)  # NaN compares False: no ball, no bounce
+    flip = (direction_flips if rule == "flip" else direction_turns)(centres)  # NaN compares False: no ball, no bounce
     t = torch.arange(2, n)
     bounce[2:] = flip & (t - 2 >= episode_start[2:].cpu())
     return bounce
 
 
-def bounce_targets(frames: torch.Tensor, palette_rgb: torch.Tensor, episode_start: torch.Tensor) -> torch.Tensor:
+def bounce_targets(frames: torch.Tensor, palette_rgb: torch.Tensor, episode_start: torch.Tensor,
+                   rule: str = "flip") -> torch.Tensor:
     """bool [N]: frames that show a bounce or the first frame after one (whose context holds one frame of the new
     direction only)."""
-    b = bounce_frames(ball_centres(frames, palette_rgb), episode_start)
+    b = bounce_frames(ball_centres(frames, palette_rgb), episode_start, rule)
     after = torch.zeros_like(b)
     after[1:] = b[:-1] & (torch.arange(1, len(b)) > episode_start[1:].cpu())
     return b | after

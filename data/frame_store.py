@@ -71,11 +71,12 @@ class FrameStore:
             raise ValueError("frame store: no episode has two frames or more")
         self.target_weights: torch.Tensor | None = None  # sampling weights per target (None: uniform)
 
-    def weight_events(self, rows: tuple[tuple[int, int], ...], weight: float, bounce_weight: float = 1.0) -> dict:
+    def weight_events(self, rows: tuple[tuple[int, int], ...], weight: float, bounce_weight: float = 1.0,
+                      bounce_rule: str = "flip") -> dict:
         """Sample targets whose frame changed within any of the row ranges `weight` times as often (Breakout:
         the score and brick rows, so a brick breaking, one frame in 20-50, is seen more often), and targets
         where the ball bounces (data/ball_events.py) bounce_weight times as often (the larger weight where
-        both hold). Returns the share of targets that are each kind of event."""
+        both hold; bounce_rule: data/ball_events.py BOUNCE_RULES). Returns the share of targets that are each kind of event."""
         self.target_weights = None
         event = torch.zeros(len(self.targets), dtype=torch.bool, device=self.frames.device)
         if rows and weight != 1.0:
@@ -89,7 +90,7 @@ class FrameStore:
         if bounce_weight != 1.0:
             from nextframe.data.ball_events import bounce_targets
 
-            bounce = bounce_targets(self.frames, self.palette_rgb, self.episode_start)[self.targets.cpu()]
+            bounce = bounce_targets(self.frames, self.palette_rgb, self.episode_start, bounce_rule)[self.targets.cpu()]
             bounce = bounce.to(self.frames.device)
             w = self.target_weights if self.target_weights is not None else torch.ones(len(self.targets), device=self.frames.device)
             self.target_weights = torch.where(bounce, torch.clamp(w, min=bounce_weight), w)

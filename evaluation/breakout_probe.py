@@ -58,3 +58,14 @@ def direction_flips(centres):
     with np.errstate(invalid="ignore"):
         return ((v[1:] * v[:-1]) < 0).any(1)
 
+
+def direction_turns(centres):
+    """bool [N - 2]: like direction_flips, and also where the motion on either axis stops or starts (sign to or from
+    zero). Breakout's ball often reaches a wall in a frame where it does not move on that axis and leaves it in the
+    next: a bounce in two frames that direction_flips never sees (about 4% of held-out mid-play frames, where the
+    step-58,500 model is exact in 60%). numpy array or torch tensor; NaN (no ball) is never a turn."""
+    v = centres[1:] - centres[:-1]
+    lib = np if isinstance(v, np.ndarray) else __import__("torch")
+    seen = ~lib.isnan(v[1:]).any(1) & ~lib.isnan(v[:-1]).any(1)
+    return seen & (lib.sign(v[1:]) != lib.sign(v[:-1])).any(1)
+

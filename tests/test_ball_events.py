@@ -71,3 +71,38 @@ def test_midplay_splits_ball_found_at_the_first_real_bounce(monkeypatch):
     found = [{"ball_found": np.array([1.0, 0.0, 0.0, np.nan])}, {"ball_found": np.array([1.0, 1.0, 0.0, 1.0])}]
     r = mp.around_first_bounce(clips, found, 2)
     assert r == {"before": 0.8, "from_first_bounce": 0.0, "n_clips_with_a_bounce": 1, "horizon": 30}
+
+
+def test_turns_count_bounces_through_a_frame_without_motion_on_an_axis():
+    """A ball that reaches the wall in a frame where it does not move in x and leaves it in the next: no sign flip
+    between consecutive motions, two turns; numpy and torch agree, and no ball is never a turn."""
+    from nextframe.data.ball_events import bounce_frames
+    from nextframe.evaluation.breakout_probe import direction_flips, direction_turns
+
+    c = np.array([[20, 100], [17, 102], [14, 104], [14, 106], [17, 108], [20, 110], [np.nan, np.nan], [26, 114],
+                  [29, 116]], dtype=np.float64)
+    assert not direction_flips(c).any()
+    turns = direction_turns(c)
+    assert turns.tolist() == [False, True, True, False, False, False, False]
+    assert direction_turns(torch.from_numpy(c)).tolist() == turns.tolist()
+    start = torch.zeros(len(c), dtype=torch.int64)
+    b = bounce_frames(torch.from_numpy(c), start, "turn")
+    assert b.nonzero().flatten().tolist() == [3, 4] and not bounce_frames(torch.from_numpy(c), start).any()
+    with pytest.raises(ValueError, match="unknown bounce rule 'wall'"):
+        bounce_frames(torch.from_numpy(c), start, "wall")
+
+
+def test_turn_rule_weighs_every_flip_and_more():
+    store, _ = _store_and_episode()
+    flip = store.weight_events((), 1.0, bounce_weight=5.0)["bounce_share"]
+    flip_w = store.target_weights.clone()
+    turn = store.weight_events((), 1.0, bounce_weight=5.0, bounce_rule="turn")["bounce_share"]
+    assert turn > flip > 0 and bool((store.target_weights[flip_w == 5.0] == 5.0).all())
+
+
+def test_bounce_rule_is_validated():
+    from nextframe.training.config import TrainConfig
+
+    assert TrainConfig(bounce_rule="turn").bounce_rule == "turn"
+    with pytest.raises(ValueError, match="bounce_rule must be flip or turn"):
+        TrainConfig(bounce_rule="wall")

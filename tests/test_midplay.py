@@ -156,3 +156,12 @@ def test_ball_next_frame_scores_exact_and_off_by_a_few_pixels():
     r = score([clip], [shifted], 4)["all"]
     assert r["exact"] == 0.0 and r["found"] == 1.0
     assert score([clip], [np.zeros_like(real)], 4)["all"]["found"] == 0.0
+
+
+def test_ball_next_frame_motion_classes():
+    from nextframe.benchmarks.ball_next_frame import motion_class
+
+    assert motion_class(np.array([3.0, 2.0]), np.array([-3.0, 2.0])) == "bounce"
+    assert motion_class(np.array([3.0, 2.0]), np.array([0.0, 2.0])) == "turn"
+    assert motion_class(np.array([0.0, 2.0]), np.array([-3.0, 2.0])) == "turn"
+    assert motion_class(np.array([3.0, -2.0]), np.array([2.6, -4.0])) == "3,4"

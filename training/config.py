@@ -57,6 +57,7 @@ class TrainConfig:
     event_rows: tuple[tuple[int, int], ...] = ()  # row ranges where a change marks a rare event (data/frame_store.py)
     event_weight: float = 1.0  # such targets are sampled this many times as often
     bounce_weight: float = 1.0  # targets where Breakout's ball changes direction, as often (data/ball_events.py)
+    bounce_rule: str = "flip"  # "turn" also weighs bounces through a frame where the ball stops on an axis
     # torch.compile the network's training forward (inductor): 1.3x faster forward + backward on the 2-core CPU
     # for the native U-Net (bf16, channels-last), after a one-off compile of about 2 minutes
     torch_compile: bool = False
@@ -78,6 +79,8 @@ class TrainConfig:
         check_fields(self, "train config")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"train config: device must be cpu or cuda (got {self.device!r})")
+        if self.bounce_rule not in ("flip", "turn"):
+            raise ValueError(f"train config: bounce_rule must be flip or turn (got {self.bounce_rule!r})")
         if any(r[0] >= r[1] for r in self.event_rows):
             raise ValueError(f"train config: event_rows must be [start, end) pairs (got {list(self.event_rows)})")
         if self.pool_context_prob > 0 and not self.seq_len <= self.pool_min_len <= self.pool_max_len:

@@ -214,7 +214,8 @@ class UNetTrainer:
             self.store = FrameStore.from_files(self.cfg.data, c.game, c.n_actions, self.device, self.cfg.cache_dir or None)
         # the game's colours travel with the saved model: generated frames are snapped to them (models/palette.py)
         self.model.palette = self.ema.palette = self.store.palette_rgb.numpy()
-        shares = self.store.weight_events(self.cfg.event_rows, self.cfg.event_weight, self.cfg.bounce_weight)
+        shares = self.store.weight_events(self.cfg.event_rows, self.cfg.event_weight, self.cfg.bounce_weight,
+                                          self.cfg.bounce_rule)
         self._log({"kind": "data", "frames": len(self.store), "targets": len(self.store.targets), **shares})
         return self.store
 
