@@ -69,6 +69,17 @@ def agreement_psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 99.0 if mse == 0 else round(10 * np.log10(255.0**2 / mse), 2)
 
 
+def parse_shape(text: str) -> tuple[int, int, int]:
+    try:
+        dim, patch, depth = (int(x) for x in text.split(","))
+    except ValueError:
+        raise SystemExit(f"quant_methods: --gemm-shape wants DIM,PATCH,DEPTH (got {text!r})") from None
+    if dim % 64 or 64 % patch or depth < 1:
+        raise SystemExit(f"quant_methods: --gemm-shape {text}: dim must be a multiple of 64 (64-wide heads), patch "
+                         "divide 64, depth >= 1")
+    return dim, patch, depth
+
+
 def gemm_bound_bundle(root: str, dim: int, patch: int, depth: int) -> str:
     import torch
 
@@ -81,7 +92,7 @@ def gemm_bound_bundle(root: str, dim: int, patch: int, depth: int) -> str:
     with torch.no_grad():  # zero-initialised outputs and gates would make every layer a no-op
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
-    path = os.path.join(root, f"gemm_dim{dim}_patch{patch}")
+    path = os.path.join(root, f"gemm_dim{dim}_patch{patch}_depth{depth}")
     export_bundle(model, path, n_steps=1)
     return path
 
@@ -110,7 +121,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", action="append", default=[], help="NAME=FP32_BUNDLE_DIR (repeatable)")
     ap.add_argument("--variants", default="naive,ptq4dm,qdiff,qdiff-g2,modelopt-int8")
-    ap.add_argument("--gemm-shape", action="store_true", help="also a random dim-512 patch-4 transformer (speed, error)")
+    ap.add_argument("--gemm-shape", action="append", nargs="?", const="512,4,6", default=[], metavar="DIM,PATCH,DEPTH",
+                    help="also a random transformer of this shape (speed, error; repeatable; alone: 512,4,6)")
     ap.add_argument("--clips", type=int, default=15, help="held-out mid-play clips (of 30) for quality")
     ap.add_argument("--horizon", type=int, default=30)
     ap.add_argument("--calib-windows", type=int, default=16)
@@ -138,8 +150,9 @@ def main():
     tmp = tempfile.TemporaryDirectory(prefix="nf-quant-")
     root = args.keep or tmp.name
     sources = dict(e.split("=", 1) for e in args.bundle)
-    if args.gemm_shape:
-        sources["gemm_dim512_patch4"] = gemm_bound_bundle(root, 512, 4, 6)
+    for shape in args.gemm_shape:
+        dim, patch, depth = parse_shape(shape)
+        sources[f"gemm_dim{dim}_patch{patch}" + (f"_depth{depth}" if depth != 6 else "")] = gemm_bound_bundle(root, dim, patch, depth)
     result = {"benchmark": "quant_methods", "device": cpu_info(), "versions": versions(),
               "clips": {"n": len(clips), "horizon": args.horizon, "digest": midplay.clips_digest(clips)},
               "timing": f"C++ runtime, ORT CPU, {'/'.join(map(str, threads))} threads, bundles of a source interleaved "

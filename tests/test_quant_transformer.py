@@ -140,3 +140,13 @@ def test_attention_products_in_int8_where_asked_or_where_a_frame_has_many_tokens
         quantize_bundle(fp32, str(tmp_path / "x"), eps, attention="int4")
     with pytest.raises(ValueError, match="--attention applies to a transformer"):
         quantize_bundle(fp32, str(tmp_path / "y"), eps, precision="w4a8", attention="int8")
+
+
+def test_quant_methods_reads_gemm_shapes():
+    from nextframe.benchmarks.quant_methods import parse_shape
+
+    assert parse_shape("1024,8,6") == (1024, 8, 6)
+    with pytest.raises(SystemExit, match="DIM,PATCH,DEPTH"):
+        parse_shape("1024,8")
+    with pytest.raises(SystemExit, match="multiple of 64"):
+        parse_shape("1000,8,6")
