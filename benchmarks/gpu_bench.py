@@ -161,8 +161,7 @@ def main(argv=None):
                 s.reset(ctx, [c.no_action] + [0] * (c.context - 1))
                 sessions[be] = s
                 loops[f"cpp_{be}"] = lambda s=s: s.step(1)
-            if is_frame_stack(model):
-                device_loop_rows(bundle, args, c, loops, extra)
+            device_loop_rows(bundle, args, c, loops, extra)
         ms = {k: [] for k in loops}
         for name, fn in loops.items():  # warm-up
             for _ in range(args.warmup):

@@ -6,13 +6,14 @@
 // Every call: the caller's host buffers are wrapped as tensors without a copy (CPU) or copied to the device
 // (CUDA), the package runs, and its outputs are copied into the caller's buffers.
 //
-// The device loop (nf_aoti_loop_*): the whole next-frame step of a frame-stack bundle on the package's device, the
-// twin of csrc/frame_loop.cpp for these bundles (same arithmetic order, same noise order): the frame being denoised,
-// the last K frames and every graph input live in device tensors bound once; per frame the host sends one frame of
-// noise (and of context noise, where the bundle noises its context) and the action, and gets the frame back only
-// when it asks. On CUDA (NF_AOTI_CUDA: a plugin built against a CUDA torch) the steady-state step (noise in, every
-// denoising evaluation, Euler updates, clamp, palette snap, the push into the context) is captured once as a CUDA
-// graph and replayed.
+// The device loop (nf_aoti_loop_*): the whole next-frame step on the package's device, the twin of
+// csrc/frame_loop.cpp (same arithmetic order, same noise order): the frame being denoised, the last frames the
+// graphs read, a transformer's K/V ring (written by slot with its kv package's output) and every graph input live in
+// device tensors bound once; per frame the host sends one frame of noise (and of context noise, where the bundle
+// noises its context), the action, and a handful of integers (context actions, cache ages, the ring slot), and
+// gets the frame back only when it asks. On CUDA (NF_AOTI_CUDA: a plugin built against a CUDA torch) the
+// steady-state step (noise in, every denoising evaluation, Euler updates, clamp, palette snap, the cache write and
+// the push into the context) is captured once as a CUDA graph and replayed.
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
 #include <ATen/Functions.h>
@@ -65,24 +66,43 @@ R guarded(char* err, std::size_t err_len, R fallback, F&& f) {
 
 at::ScalarType scalar_type(int dtype) { return dtype == 1 ? at::kLong : at::kFloat; }  // csrc/tensor.h: F32, I64
 
-// Input roles the device loop binds (csrc/device_loop.h keeps the same numbers).
-enum LoopRole { kNoisyFrame = 0, kNoiseLevel = 1, kAction = 2, kContextFrames = 3, kContextActions = 4, kContextNoise = 5 };
+// Input roles the device loop binds (csrc/device_loop.cpp keeps the same numbers).
+enum LoopRole {
+    kNoisyFrame = 0, kNoiseLevel = 1, kAction = 2, kContextFrames = 3, kContextActions = 4, kContextNoise = 5,
+    kContextFrame = 6, kContextAction = 7, kCacheK = 8, kCacheV = 9, kCacheAges = 10
+};
+
+// A context input (graph_roles.h): the last n frames or their actions (kContextFrames / kContextActions), or the
+// frame or action n back (kContextFrame / kContextAction). Graphs that read the same one share it.
+struct ContextInput {
+    int role = 0;
+    std::int64_t n = 0;
+    at::Tensor dev;   // the graph input
+    at::Tensor host;  // actions: pinned staging on CUDA
+};
 
 struct Loop {
     Handle* h = nullptr;
-    std::vector<int> roles;  // per package input, in the package's order
     int prediction = 0;      // index of the prediction among the package's outputs
     bool velocity = false;   // the prediction is the flow velocity (else the clean frame)
-    std::int64_t k = 0, c = 0, hh = 0, w = 0, no_action = 0;
+    std::int64_t depth = 0, c = 0, hh = 0, w = 0, no_action = 0;  // depth: frames kept for the context inputs
     std::vector<double> times;
     float context_noise = 0.0f;
     at::Tensor palette;  // [n, 3] on the device; undefined: no snapping
     // device state, bound once
-    at::Tensor x, t_in, a_in, ctx, ctx_a, ctx_t, hist, noise, ctx_noise, bad;
-    at::Tensor noise_host, ctx_noise_host, action_host, ctx_a_host;  // pinned staging on CUDA
+    at::Tensor x, t_in, a_in, ctx_t, hist, noise, ctx_noise, bad;
+    at::Tensor noise_host, ctx_noise_host, action_host;  // pinned staging on CUDA
+    std::vector<ContextInput> contexts;
     std::vector<at::Tensor> inputs;
     std::vector<std::int64_t> hist_actions;  // host mirror: the actions that led to the pushed frames kept
     std::int64_t n_pushed = 0;
+    // the K/V ring of a transformer bundle (kv == nullptr: none), csrc/kv_cache.h's layout and rules
+    Handle* kv = nullptr;     // the kv graph's package: one frame's K/V from the finished frame
+    std::vector<at::Tensor> kv_inputs;
+    int k_out = 0, v_out = 0;
+    at::Tensor xp;            // the frame as pushed (noised to the context level): the kv graph's input
+    at::Tensor k_ring, v_ring, ages, slot, ages_host, slot_host;
+    std::vector<std::int64_t> slot_pos;  // host mirror: the frame position each slot holds, -1 empty
     bool use_graph = false, captured = false;
     std::int64_t replays = 0;
 #ifdef NF_AOTI_CUDA
@@ -109,48 +129,135 @@ void snap(Loop& l) {
     l.x.view({3, l.hh * l.w}).copy_(l.palette.index_select(0, idx).t());
 }
 
-// Push the frame in x (noised to the context level, as the core's push) into hist, the last K pushed frames
-// oldest first (device work only: push_host keeps the count and the actions, refresh_context the input).
+// Push the frame in x (noised to the context level, as the core's push): a transformer's kv package computes its
+// K/V from it and the context as it was (the cache write reads the context before this frame, frame_loop.cpp), written
+// into the ring at the slot the host set; then into hist, the last `depth` pushed frames oldest first. Device work
+// only: push_host keeps the count, the actions and the ring's bookkeeping, refresh_frames the inputs.
 void push(Loop& l) {
     at::Tensor pushed = l.context_noise > 0.0f ? l.x.mul(1.0f - l.context_noise).add_(l.ctx_noise.mul(l.context_noise)) : l.x;
-    if (l.n_pushed < l.k) {
+    if (l.kv != nullptr) {
+        l.xp.copy_(pushed);
+        std::vector<at::Tensor> outs = l.kv->loader->run(l.kv_inputs);
+        l.k_ring.index_copy_(3, l.slot, outs[std::size_t(l.k_out)].unsqueeze(3));
+        l.v_ring.index_copy_(3, l.slot, outs[std::size_t(l.v_out)].unsqueeze(3));
+        pushed = l.xp;
+    }
+    if (l.n_pushed < l.depth) {
         l.hist[l.n_pushed].copy_(pushed[0]);
     } else {
-        l.hist.narrow(0, 0, l.k - 1).copy_(l.hist.narrow(0, 1, l.k - 1).clone());
-        l.hist[l.k - 1].copy_(pushed[0]);
+        l.hist.narrow(0, 0, l.depth - 1).copy_(l.hist.narrow(0, 1, l.depth - 1).clone());
+        l.hist[l.depth - 1].copy_(pushed[0]);
     }
 }
 
-// Where context slot i (oldest first) reads from hist after n pushes: while fewer than K frames were pushed the
-// first stands in for the missing ones (frame_history.h); from K on, slot i is hist[i].
-std::int64_t hist_index(std::int64_t n, std::int64_t k, std::int64_t i) {
-    return std::max<std::int64_t>(n - k + i, 0) - (n - std::min(n, k));
+// Where the frame b back reads from hist after n >= 1 pushes: while fewer than b frames were pushed the first stands
+// in (frame_history.h); from `depth` pushes on it is hist[depth - b], a fixed place (what the CUDA graph replays).
+std::int64_t back_index(std::int64_t n, std::int64_t depth, std::int64_t b) {
+    return std::max<std::int64_t>(n - b, 0) - std::max<std::int64_t>(n - depth, 0);
 }
 
-void push_host(Loop& l, std::int64_t action) {
-    if (l.n_pushed < l.k) {
+std::int64_t action_back(const Loop& l, std::int64_t b) {  // a stand-in frame is led by no action
+    return l.n_pushed - b >= 0 ? l.hist_actions[std::size_t(back_index(l.n_pushed, l.depth, b))] : l.no_action;
+}
+
+// The frame inputs from hist; before any push they are zeros (the core feeds zeros: nothing to read).
+void refresh_frames(Loop& l) {
+    const std::int64_t n = l.n_pushed;
+    for (ContextInput& c : l.contexts) {
+        if (c.role != kContextFrames && c.role != kContextFrame) continue;
+        if (n == 0) {
+            c.dev.zero_();
+        } else if (c.role == kContextFrame) {
+            c.dev[0].copy_(l.hist[back_index(n, l.depth, c.n)]);
+        } else if (n >= l.depth) {
+            c.dev[0].copy_(l.hist.narrow(0, l.depth - c.n, c.n));
+        } else {  // slot j (oldest first) holds the frame n - j back
+            std::vector<std::int64_t> idx(std::size_t(c.n));
+            for (std::int64_t j = 0; j < c.n; ++j) idx[std::size_t(j)] = back_index(n, l.depth, c.n - j);
+            c.dev[0].copy_(l.hist.index_select(0, at::tensor(idx, at::TensorOptions().dtype(at::kLong)).to(l.x.device())));
+        }
+    }
+}
+
+// The host's share of a push and of a reset: the count, the actions, the action inputs, and for a K/V ring the ages
+// and the slot of the next frame (csrc/kv_cache.cpp: age = pos - slot_pos, 0 for an empty slot).
+// non_blocking: from pinned staging on CUDA; only where a synchronisation comes before the staging is written again.
+void refresh_host(Loop& l, bool non_blocking) {
+    for (ContextInput& c : l.contexts) {
+        if (c.role != kContextActions && c.role != kContextAction) continue;
+        auto* a = c.host.data_ptr<std::int64_t>();
+        if (c.role == kContextAction) a[0] = action_back(l, c.n);
+        else for (std::int64_t j = 0; j < c.n; ++j) a[j] = action_back(l, c.n - j);
+        c.dev.copy_(c.host.view(c.dev.sizes()), non_blocking);
+    }
+    if (l.kv == nullptr) return;
+    const auto n_slots = std::int64_t(l.slot_pos.size());
+    auto* ages = l.ages_host.data_ptr<std::int64_t>();
+    for (std::int64_t s = 0; s < n_slots; ++s)
+        ages[s] = l.slot_pos[std::size_t(s)] < 0 ? 0 : l.n_pushed - l.slot_pos[std::size_t(s)];
+    l.slot_host.data_ptr<std::int64_t>()[0] = l.n_pushed % n_slots;
+    l.ages.copy_(l.ages_host, non_blocking);
+    l.slot.copy_(l.slot_host, non_blocking);
+}
+
+// non_blocking: as refresh_host; a step checks its frame (a synchronisation) before the next writes the staging.
+void push_host(Loop& l, std::int64_t action, bool non_blocking = true) {
+    if (l.n_pushed < l.depth) {
         l.hist_actions[std::size_t(l.n_pushed)] = action;
     } else {
         std::rotate(l.hist_actions.begin(), l.hist_actions.begin() + 1, l.hist_actions.end());
         l.hist_actions.back() = action;
     }
+    if (l.kv != nullptr) l.slot_pos[std::size_t(l.n_pushed % std::int64_t(l.slot_pos.size()))] = l.n_pushed;
     ++l.n_pushed;
-    auto* a = l.ctx_a_host.data_ptr<std::int64_t>();
-    for (std::int64_t i = 0; i < l.k; ++i)  // a stand-in frame is led by no action
-        a[i] = l.n_pushed - l.k + i >= 0 ? l.hist_actions[std::size_t(hist_index(l.n_pushed, l.k, i))] : l.no_action;
-    l.ctx_a.copy_(l.ctx_a_host.view({1, l.k}), true);
+    refresh_host(l, non_blocking);
 }
 
-// The context frames input from hist (hist_index); from K pushes on it is hist itself (what the CUDA graph replays).
-void refresh_context(Loop& l) {
-    if (l.n_pushed >= l.k) {
-        l.ctx[0].copy_(l.hist);
-        return;
+// A package's inputs in its order, bound to the loop's tensors by role; context inputs are made on first use. frame,
+// level: what the noisy_frame and noise_level roles read (the step: the frame being denoised at its level; the kv
+// graph: the frame as pushed, at the context's level, as the core's push sets them).
+std::vector<at::Tensor> bind(Loop& l, int n_in, const int* roles, const std::int64_t* backs, const at::Tensor& frame,
+                             const at::Tensor& level) {
+    const c10::Device dev = l.h->device;
+    std::vector<at::Tensor> out;
+    for (int i = 0; i < n_in; ++i) {
+        const int r = roles[i];
+        const std::int64_t n = backs[i];
+        switch (r) {
+            case kNoisyFrame: out.push_back(frame); break;
+            case kNoiseLevel: out.push_back(level); break;
+            case kAction: out.push_back(l.a_in); break;
+            case kContextNoise: out.push_back(l.ctx_t); break;
+            case kCacheK: out.push_back(l.k_ring); break;
+            case kCacheV: out.push_back(l.v_ring); break;
+            case kCacheAges: out.push_back(l.ages); break;
+            case kContextFrames: case kContextActions: case kContextFrame: case kContextAction: {
+                if (n < 1 || n > l.depth)
+                    throw std::invalid_argument("context input reads " + std::to_string(n) + " frames (kept: " +
+                                                std::to_string(l.depth) + ")");
+                auto it = std::find_if(l.contexts.begin(), l.contexts.end(),
+                                       [&](const ContextInput& c) { return c.role == r && c.n == n; });
+                if (it == l.contexts.end()) {
+                    ContextInput c{r, n, {}, {}};
+                    const bool frames = r == kContextFrames || r == kContextFrame;
+                    std::vector<std::int64_t> shape{1};
+                    if (r == kContextFrames || r == kContextActions) shape.push_back(n);
+                    if (frames) shape.insert(shape.end(), {l.c, l.hh, l.w});
+                    c.dev = at::zeros(shape, at::TensorOptions().dtype(frames ? at::kFloat : at::kLong).device(dev));
+                    if (!frames) {
+                        c.dev.fill_(l.no_action);
+                        c.host = at::empty({c.dev.numel()}, at::TensorOptions().dtype(at::kLong).pinned_memory(dev.is_cuda()));
+                    }
+                    l.contexts.push_back(c);
+                    it = l.contexts.end() - 1;
+                }
+                out.push_back(it->dev);
+                break;
+            }
+            default: throw std::invalid_argument("unknown input role " + std::to_string(r));
+        }
     }
-    std::vector<std::int64_t> idx(std::size_t(l.k));
-    for (std::int64_t i = 0; i < l.k; ++i) idx[std::size_t(i)] = hist_index(l.n_pushed, l.k, i);
-    at::Tensor index = at::tensor(idx, at::TensorOptions().dtype(at::kLong)).to(l.x.device());
-    l.ctx[0].copy_(l.hist.index_select(0, index));
+    return out;
 }
 
 // The frame in x to the host buffer out (nothing when out is null).
@@ -186,7 +293,7 @@ void step_body(Loop& l) {
     l.x.clamp_(-1.0f, 1.0f);
     snap(l);
     push(l);
-    l.ctx[0].copy_(l.hist);
+    refresh_frames(l);  // K or more frames pushed: fixed copies from hist
 }
 
 }  // namespace
@@ -256,21 +363,24 @@ __attribute__((visibility("default"))) int nf_aoti_loop_cuda_graphs() {
 #endif
 }
 
-// A device loop over an opened package. roles: per package input (LoopRole); prediction: the output to integrate;
-// frame [k, c, h, w] = context depth and frame shape; times: the schedule, n_times values from 1 down to 0;
+// A device loop over an opened package. roles, backs: per package input its LoopRole and, for a context input, how
+// many frames it reads (the last n) or how far back; prediction: the output to integrate; frame [depth, c, h, w] =
+// frames kept for the context inputs and frame shape; times: the schedule, n_times values from 1 down to 0;
 // palette: n_colours x 3 values in [-1, 1] (nullptr: no snapping); use_graph: capture CUDA graphs (CUDA only).
-__attribute__((visibility("default"))) void* nf_aoti_loop_open(void* handle, int n_in, const int* roles, int prediction,
-                                                               int velocity, const std::int64_t* frame,
-                                                               std::int64_t no_action, const double* times, int n_times,
-                                                               const float* palette, int n_colours, float context_noise,
-                                                               int use_graph, char* err, std::size_t err_len) {
+// A bundle with a K/V ring adds it with nf_aoti_loop_cache before the first reset.
+__attribute__((visibility("default"))) void* nf_aoti_loop_open2(void* handle, int n_in, const int* roles,
+                                                                const std::int64_t* backs, int prediction, int velocity,
+                                                                const std::int64_t* frame, std::int64_t no_action,
+                                                                const double* times, int n_times, const float* palette,
+                                                                int n_colours, float context_noise, int use_graph,
+                                                                char* err, std::size_t err_len) {
     return guarded(err, err_len, static_cast<void*>(nullptr), [&]() -> void* {
         auto l = std::make_unique<Loop>();
         l->h = static_cast<Handle*>(handle);
-        l->roles.assign(roles, roles + n_in);
         l->prediction = prediction;
         l->velocity = velocity != 0;
-        l->k = frame[0], l->c = frame[1], l->hh = frame[2], l->w = frame[3];
+        l->depth = frame[0], l->c = frame[1], l->hh = frame[2], l->w = frame[3];
+        if (l->depth < 1) throw std::invalid_argument("the graphs read no past frame");
         l->no_action = no_action;
         l->times.assign(times, times + n_times);
         l->context_noise = context_noise;
@@ -289,29 +399,49 @@ __attribute__((visibility("default"))) void* nf_aoti_loop_open(void* handle, int
         l->ctx_noise = at::zeros_like(l->x);
         l->t_in = at::zeros({1}, f32);
         l->a_in = at::zeros({1}, i64);
-        l->ctx = at::zeros({1, l->k, l->c, l->hh, l->w}, f32);
-        l->ctx_a = at::full({1, l->k}, no_action, i64);
         l->ctx_t = at::full({1}, context_noise, f32);
-        l->hist = at::zeros({l->k, l->c, l->hh, l->w}, f32);
+        l->hist = at::zeros({l->depth, l->c, l->hh, l->w}, f32);
         l->bad = at::zeros({}, i64);
         l->noise_host = at::empty({1, l->c, l->hh, l->w}, host(at::kFloat));
         l->ctx_noise_host = at::empty({1, l->c, l->hh, l->w}, host(at::kFloat));
         l->action_host = at::empty({1}, host(at::kLong));
-        l->ctx_a_host = at::empty({l->k}, host(at::kLong));
-        l->hist_actions.assign(std::size_t(l->k), no_action);
-        for (int r : l->roles) {
-            switch (r) {
-                case kNoisyFrame: l->inputs.push_back(l->x); break;
-                case kNoiseLevel: l->inputs.push_back(l->t_in); break;
-                case kAction: l->inputs.push_back(l->a_in); break;
-                case kContextFrames: l->inputs.push_back(l->ctx); break;
-                case kContextActions: l->inputs.push_back(l->ctx_a); break;
-                case kContextNoise: l->inputs.push_back(l->ctx_t); break;
-                default: throw std::invalid_argument("unknown input role " + std::to_string(r));
-            }
-        }
+        l->hist_actions.assign(std::size_t(l->depth), no_action);
+        const bool reads_cache = std::any_of(roles, roles + n_in, [](int r) { return r == kCacheK || r == kCacheV || r == kCacheAges; });
+        if (reads_cache) l->inputs.assign(std::size_t(n_in), at::Tensor());  // bound by nf_aoti_loop_cache
+        else l->inputs = bind(*l, n_in, roles, backs, l->x, l->t_in);
         l->use_graph = use_graph != 0 && dev.is_cuda();
         return l.release();
+    });
+}
+
+// Adds a K/V ring to a loop whose step package reads one: kv_handle runs the kv graph (roles, backs as above;
+// k_out, v_out: its outputs' indices); layout = {layers, heads, slots, window, tokens per frame, head dim}
+// (csrc/kv_cache.h). step_roles / step_backs: the step package's inputs again, now bound with the ring.
+__attribute__((visibility("default"))) int nf_aoti_loop_cache(void* loop, void* kv_handle, int n_step, const int* step_roles,
+                                                              const std::int64_t* step_backs, int n_kv, const int* kv_roles,
+                                                              const std::int64_t* kv_backs, int k_out, int v_out,
+                                                              const std::int64_t* layout, char* err, std::size_t err_len) {
+    return guarded(err, err_len, 1, [&]() -> int {
+        auto* l = static_cast<Loop*>(loop);
+        auto* kv = static_cast<Handle*>(kv_handle);
+        if (kv->device != l->h->device) throw std::invalid_argument("the kv package is on another device");
+        const auto f32 = at::TensorOptions().dtype(at::kFloat).device(l->h->device);
+        const auto i64 = at::TensorOptions().dtype(at::kLong).device(l->h->device);
+        const auto host = at::TensorOptions().dtype(at::kLong).pinned_memory(l->h->device.is_cuda());
+        l->kv = kv;
+        l->k_out = k_out;
+        l->v_out = v_out;
+        l->k_ring = at::zeros({layout[0], 1, layout[1], layout[2], layout[4], layout[5]}, f32);
+        l->v_ring = at::zeros_like(l->k_ring);
+        l->ages = at::zeros({layout[2]}, i64);
+        l->slot = at::zeros({1}, i64);
+        l->ages_host = at::empty({layout[2]}, host);
+        l->slot_host = at::empty({1}, host);
+        l->slot_pos.assign(std::size_t(layout[2]), -1);
+        l->xp = at::zeros_like(l->x);
+        l->inputs = bind(*l, n_step, step_roles, step_backs, l->x, l->t_in);
+        l->kv_inputs = bind(*l, n_kv, kv_roles, kv_backs, l->xp, l->ctx_t);
+        return 0;
     });
 }
 
@@ -322,16 +452,23 @@ __attribute__((visibility("default"))) int nf_aoti_loop_reset(void* loop, const 
                                                               char* err, std::size_t err_len) {
     return guarded(err, err_len, 1, [&]() -> int {
         auto* l = static_cast<Loop*>(loop);
+        if (l->inputs.empty() || !l->inputs.front().defined())
+            throw std::invalid_argument("the step package reads a K/V ring: add it first (nf_aoti_loop_cache)");
         l->n_pushed = 0;
         std::fill(l->hist_actions.begin(), l->hist_actions.end(), l->no_action);
+        std::fill(l->slot_pos.begin(), l->slot_pos.end(), -1);  // the ring's memory stays: empty slots are never read
+        refresh_host(*l, false);
+        refresh_frames(*l);
         const std::int64_t numel = l->c * l->hh * l->w;
         for (std::int64_t i = 0; i < n; ++i) {
             l->x.copy_(at::from_blob(const_cast<float*>(frames + i * numel), l->x.sizes(), at::kFloat));
             if (ctx_noise != nullptr)
                 l->ctx_noise.copy_(at::from_blob(const_cast<float*>(ctx_noise + i * numel), l->x.sizes(), at::kFloat));
+            l->action_host.data_ptr<std::int64_t>()[0] = actions[i];  // the kv graph reads the action that led to it
+            l->a_in.copy_(l->action_host);
             push(*l);
-            push_host(*l, actions[i]);
-            refresh_context(*l);
+            push_host(*l, actions[i], false);
+            refresh_frames(*l);
         }
         return 0;
     });
@@ -355,7 +492,7 @@ __attribute__((visibility("default"))) int nf_aoti_loop_step(void* loop, std::in
         l->action_host.data_ptr<std::int64_t>()[0] = action;
         l->a_in.copy_(l->action_host, true);
         // steady state (K frames pushed: the context refresh is the identity the graph holds)
-        const bool steady = l->n_pushed >= l->k;
+        const bool steady = l->n_pushed >= l->depth;
 #ifdef NF_AOTI_CUDA
         if (l->use_graph && steady) {
             c10::cuda::CUDAGuard guard(l->h->device);
@@ -407,7 +544,7 @@ __attribute__((visibility("default"))) int nf_aoti_loop_step(void* loop, std::in
         snap(*l);
         push(*l);
         push_host(*l, action);
-        refresh_context(*l);
+        refresh_frames(*l);
         copy_out(*l, out);
         return 0;
     });

@@ -1,5 +1,7 @@
 #include "device_loop.h"
 
+#include <algorithm>
+
 #include "aoti_api.h"
 #include "common.h"
 #include "frame_loop.h"
@@ -19,8 +21,42 @@ int loop_role(Role r) {
         case Role::ContextFrames: return 3;
         case Role::ContextActions: return 4;
         case Role::ContextNoiseLevel: return 5;
+        case Role::ContextFrame: return 6;
+        case Role::ContextAction: return 7;
+        case Role::CacheK: return 8;
+        case Role::CacheV: return 9;
+        case Role::CacheAges: return 10;
         default: return -1;
     }
+}
+
+// A graph's inputs as the plugin binds them: per input its role number and, for a context input, the frames it
+// reads (the last n, or the one n back); depth grows to the deepest.
+struct PluginInputs {
+    std::vector<int> roles;
+    std::vector<std::int64_t> backs;
+};
+
+PluginInputs plugin_inputs(const GraphInfo& g, const std::string& name, std::int64_t* depth) {
+    PluginInputs p;
+    for (std::size_t i = 0; i < g.inputs.size(); ++i) {
+        const RoleSpec& r = g.input_roles[i];
+        NF_CHECK_ARG(loop_role(r.role) >= 0, "device_loop: the " + name + " graph's input '" + g.inputs[i].name +
+                                                 "' has role " + role_name(r.role) + ", which it does not serve");
+        std::int64_t n = 0;
+        if (r.role == Role::ContextFrames || r.role == Role::ContextActions) n = g.inputs[i].shape.at(1);
+        if (r.role == Role::ContextFrame || r.role == Role::ContextAction) n = r.back;
+        p.roles.push_back(loop_role(r.role));
+        p.backs.push_back(n);
+        *depth = std::max(*depth, n);
+    }
+    return p;
+}
+
+int output_index(const GraphInfo& g, Role role) {
+    for (std::size_t i = 0; i < g.outputs.size(); ++i)
+        if (g.output_roles[i].role == role) return int(i);
+    return -1;
 }
 
 }  // namespace
@@ -28,36 +64,51 @@ int loop_role(Role r) {
 DeviceLoop::DeviceLoop(const Bundle& bundle, const DeviceLoopParams& params) : noise_(params.seed) {
     NF_CHECK_ARG(params.device == "cuda" || params.device == "cpu",
                  "device_loop: device '" + params.device + "' (expected cuda or cpu)");
-    std::vector<int> roles;
-    for (std::size_t i = 0; i < bundle.step.inputs.size(); ++i) {
-        const Role r = bundle.step.input_roles[i].role;
-        NF_CHECK_ARG(loop_role(r) >= 0, std::string("device_loop: serves frame-stack bundles; this step graph's input '") +
-                                            bundle.step.inputs[i].name + "' has role " + role_name(r) +
-                                            " (run it with Session / FrameLoop)");
-        roles.push_back(loop_role(r));
-        if (r == Role::ContextFrames) k_ = bundle.step.inputs[i].shape.at(1);
+    const PluginInputs step = plugin_inputs(bundle.step, "step", &k_);
+    NF_CHECK_ARG(k_ > 0, "device_loop: the step graph reads no past frame (run it with Session / FrameLoop)");
+    const bool cache = bundle.uses_cache();
+    PluginInputs kv;
+    int k_out = -1, v_out = -1;
+    if (cache) {
+        NF_CHECK_ARG(!bundle.kv.file.empty(), "device_loop: the bundle writes its K/V cache with the step graph; it "
+                                              "needs a kv graph (re-export it)");
+        kv = plugin_inputs(bundle.kv, "kv", &k_);
+        k_out = output_index(bundle.kv, Role::KNew);
+        v_out = output_index(bundle.kv, Role::VNew);
+        NF_CHECK_ARG(k_out >= 0 && v_out >= 0, "device_loop: the kv graph has no k_new or v_new output");
     }
-    NF_CHECK_ARG(k_ > 0, "device_loop: the step graph has no context_frames input (run it with Session / FrameLoop)");
-    int prediction = -1;
-    for (std::size_t i = 0; i < bundle.step.outputs.size(); ++i)
-        if (bundle.step.output_roles[i].role == Role::Prediction) prediction = int(i);
+    const int prediction = output_index(bundle.step, Role::Prediction);
     NF_CHECK_ARG(prediction >= 0, "device_loop: the step graph has no prediction output");
     const bool velocity = prediction_of_kind(bundle.sampler.kind) == Prediction::Velocity;
 
-    const AotiPackage* package = bundle.find_aoti_package("step", params.device);
-    NF_CHECK_ARG(package != nullptr, "device_loop: the bundle has no AOTInductor package of the step graph for " +
-                                         params.device + " (re-export with `nextframe export --aoti " + params.device + "`)");
     const AotiApi& api = aoti_api();
+    const auto find = [&](const char* graph) {
+        const AotiPackage* package = bundle.find_aoti_package(graph, params.device);
+        NF_CHECK_ARG(package != nullptr, std::string("device_loop: the bundle has no AOTInductor package of the ") + graph +
+                                             " graph for " + params.device + " (re-export with `nextframe export --aoti " +
+                                             params.device + "`)");
+        return package;
+    };
+    const AotiPackage* package = find("step");
+    const AotiPackage* kv_package = cache ? find("kv") : nullptr;
     NF_CHECK(api.open != nullptr, "device_loop: the AOTInductor plugin does not load: " + api.error);
     NF_CHECK(api.loop_open != nullptr, "device_loop: " + api.path + " has no device loop (rebuild the plugin)");
-    NF_CHECK_ARG(package->torch_version.rfind(api.torch_version, 0) == 0,
-                 "bundle: AOTInductor package " + package->file + " was built by torch " + package->torch_version +
-                     ", the plugin runs torch " + api.torch_version + " (re-export with this torch)");
+    for (const AotiPackage* p : {package, kv_package})
+        NF_CHECK_ARG(p == nullptr || p->torch_version.rfind(api.torch_version, 0) == 0,
+                     "bundle: AOTInductor package " + p->file + " was built by torch " + p->torch_version +
+                         ", the plugin runs torch " + api.torch_version + " (re-export with this torch)");
     device_ = params.device == "cpu" ? "cpu" : "cuda:" + std::to_string(params.device_id);
     package_ = package->file;
-    handle_ = api.open(bundle.path_of(package->file).c_str(), device_.c_str(), params.device == "cpu" ? params.threads : 0,
-                       err_, sizeof(err_));
+    const std::int64_t threads = params.device == "cpu" ? params.threads : 0;
+    handle_ = api.open(bundle.path_of(package->file).c_str(), device_.c_str(), threads, err_, sizeof(err_));
     NF_CHECK(handle_ != nullptr, "device_loop: could not load " + package->file + " on " + device_ + ": " + err_);
+    if (kv_package != nullptr) {
+        kv_handle_ = api.open(bundle.path_of(kv_package->file).c_str(), device_.c_str(), threads, err_, sizeof(err_));
+        if (kv_handle_ == nullptr) {
+            api.close(handle_);
+            throw RuntimeError("device_loop: could not load " + kv_package->file + " on " + device_ + ": " + err_);
+        }
+    }
 
     const FrameInfo& f = bundle.frame;
     numel_ = f.channels * f.height * f.width;
@@ -66,13 +117,24 @@ DeviceLoop::DeviceLoop(const Bundle& bundle, const DeviceLoopParams& params) : n
     context_noise_ = float(bundle.sampler.context_noise);
     cuda_graph_ = params.device == "cuda" && params.cuda_graph && api.loop_cuda_graphs() != 0;
     const std::int64_t shape[4] = {k_, f.channels, f.height, f.width};
-    loop_ = api.loop_open(handle_, int(roles.size()), roles.data(), prediction, velocity ? 1 : 0, shape, no_action_,
-                          bundle.sampler.times.data(), int(bundle.sampler.times.size()),
+    loop_ = api.loop_open(handle_, int(step.roles.size()), step.roles.data(), step.backs.data(), prediction,
+                          velocity ? 1 : 0, shape, no_action_, bundle.sampler.times.data(), int(bundle.sampler.times.size()),
                           f.palette.empty() ? nullptr : f.palette.data(), int(f.palette.size() / 3), context_noise_,
                           cuda_graph_ ? 1 : 0, err_, sizeof(err_));
-    if (loop_ == nullptr) {
+    int rc = loop_ == nullptr ? 1 : 0;
+    if (rc == 0 && cache) {
+        const KvCacheLayout& c = bundle.kv_cache;
+        const std::int64_t layout[6] = {c.n_layers, c.n_heads, c.n_slots, c.window, c.tokens_per_frame, c.head_dim};
+        rc = api.loop_cache(loop_, kv_handle_, int(step.roles.size()), step.roles.data(), step.backs.data(),
+                            int(kv.roles.size()), kv.roles.data(), kv.backs.data(), k_out, v_out, layout, err_, sizeof(err_));
+    }
+    if (rc != 0) {
+        const std::string why = err_;
+        if (loop_ != nullptr) api.loop_close(loop_);
+        if (kv_handle_ != nullptr) api.close(kv_handle_);
         api.close(handle_);
-        throw RuntimeError(std::string("device_loop: ") + err_);
+        loop_ = kv_handle_ = handle_ = nullptr;
+        throw RuntimeError("device_loop: " + why);
     }
     noise_buf_.resize(std::size_t(numel_));
     ctx_noise_buf_.resize(std::size_t(numel_));
@@ -81,6 +143,7 @@ DeviceLoop::DeviceLoop(const Bundle& bundle, const DeviceLoopParams& params) : n
 DeviceLoop::~DeviceLoop() {
     const AotiApi& api = aoti_api();
     if (loop_ != nullptr) api.loop_close(loop_);
+    if (kv_handle_ != nullptr) api.close(kv_handle_);
     if (handle_ != nullptr) api.close(handle_);
 }
 

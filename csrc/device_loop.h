@@ -1,14 +1,15 @@
-// DeviceLoop: the next-frame loop of a frame-stack bundle kept on the AOTInductor package's device (CUDA, or the
-// CPU where it is tested), through the plugin's device loop (csrc/aoti_plugin.cpp, nf_aoti_loop_*). The frame
-// being denoised, the last K frames and every graph input live in device tensors bound once; per frame the host
-// sends one frame of noise and the action and gets the frame back only when it asks; on CUDA the steady-state step
-// is one CUDA graph replay. Frames equal FrameLoop's on the same package and seed (same arithmetic order, same
-// SeededNoise stream; tests/test_device_loop.py).
+// DeviceLoop: the next-frame loop kept on the AOTInductor package's device (CUDA, or the CPU where it is tested),
+// through the plugin's device loop (csrc/aoti_plugin.cpp, nf_aoti_loop_*). The frame being denoised, the past frames
+// the graphs read, a transformer's K/V ring and every graph input live in device tensors bound once; the ring is
+// written by slot on the device with the kv package's output; per frame the host sends one frame of noise, the
+// action and a few integers (context actions, cache ages, the slot) and gets the frame back only when it asks; on
+// CUDA the steady-state step is one CUDA graph replay. Frames equal FrameLoop's on the same packages and seed (same
+// arithmetic order, same SeededNoise stream; tests/test_device_loop.py).
 //
-// What it serves: bundles whose step graph reads the frame history as a stack (roles noisy_frame, noise_level,
-// action, context_frames, context_actions, context_noise_level: the frame-stack U-Net), at the manifest's schedule,
-// with an AOTInductor package of the step graph for the device. Anything else (a K/V cache, DiSA, speculation,
-// fed noise) is FrameLoop's; the constructor says so in one line.
+// What it serves: the frame-stack U-Net (context_frames, context_actions) and the K/V-cache transformer
+// (context_frame / context_action by frame back, cache_k, cache_v, cache_ages; its kv graph packaged too), at the
+// manifest's schedule, with AOTInductor packages of the graphs for the device. DiSA schedules, step groups,
+// speculation and fed noise are FrameLoop's; the constructor says so in one line.
 #pragma once
 
 #include <cstdint>
@@ -61,6 +62,7 @@ private:
     float context_noise_ = 0.0f;
     bool cuda_graph_ = false, has_context_ = false, has_frame_ = false;
     void* handle_ = nullptr;  // the plugin's package
+    void* kv_handle_ = nullptr;  // the kv graph's package (K/V-cache bundles)
     void* loop_ = nullptr;    // the plugin's device loop
     SeededNoise noise_;
     std::vector<float> noise_buf_, ctx_noise_buf_;

@@ -57,13 +57,14 @@ const AotiApi& aoti_api() {
         api.torch_version = api.version();
         // the device loop's entry points (a plugin older than them runs engines only)
         load_symbol(lib, "nf_aoti_loop_cuda_graphs", api.loop_cuda_graphs);
-        load_symbol(lib, "nf_aoti_loop_open", api.loop_open);
+        load_symbol(lib, "nf_aoti_loop_open2", api.loop_open);
+        load_symbol(lib, "nf_aoti_loop_cache", api.loop_cache);
         load_symbol(lib, "nf_aoti_loop_reset", api.loop_reset);
         load_symbol(lib, "nf_aoti_loop_step", api.loop_step);
         load_symbol(lib, "nf_aoti_loop_frame", api.loop_frame);
         load_symbol(lib, "nf_aoti_loop_replays", api.loop_replays);
         load_symbol(lib, "nf_aoti_loop_close", api.loop_close);
-        if (!api.loop_cuda_graphs || !api.loop_open || !api.loop_reset || !api.loop_step || !api.loop_frame ||
+        if (!api.loop_cuda_graphs || !api.loop_open || !api.loop_cache || !api.loop_reset || !api.loop_step || !api.loop_frame ||
             !api.loop_replays || !api.loop_close)
             api.loop_open = nullptr;
     });

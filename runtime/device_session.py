@@ -1,11 +1,11 @@
 """DeviceSession: a Session whose loop stays on the device (nextframe._core.DeviceLoop, csrc/device_loop.h).
 
-For a frame-stack bundle with an AOTInductor package of its step graph for the device (`nextframe export --aoti
-cuda`): the frame being denoised, the last K frames and every graph input live in device memory, the host sends one
-frame of noise and the action per step, and gets the frame back only when it asks (step() / step_raw() fetch it,
-advance() does not); on CUDA the steady-state step is one CUDA graph replay. Frames equal Session(backend="aoti" /
-"aoti-cuda")'s for the same bundle and seed. What it does not do (fed noise, speculation, DiSA, other step counts,
-K/V-cache bundles) is Session's.
+For a bundle with AOTInductor packages of its graphs for the device (`nextframe export --aoti cuda`), frame-stack
+U-Net or K/V-cache transformer: the frame being denoised, the past frames the graphs read, the transformer's K/V ring
+and every graph input live in device memory, the host sends one frame of noise and the action per step, and gets
+the frame back only when it asks (step() / step_raw() fetch it, advance() does not); on CUDA the steady-state step
+is one CUDA graph replay. Frames equal Session(backend="aoti" / "aoti-cuda")'s for the same bundle and seed. What it
+does not do (fed noise, speculation, DiSA, other step counts, reading the ring's slots) is Session's.
 """
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ class DeviceSession(Session):
                                       cuda_graph=bool(cuda_graph))
         f = self.bundle.frame
         self.height, self.width, self.channels = f["height"], f["width"], f["channels"]
-        self._decoder = None  # frame-stack bundles run at the game's resolution
-        self.native_resolution = (f["native_height"], f["native_width"]) == (self.height, self.width)
+        self._decoder = _core.NativeDecoder(self.bundle) if self.bundle.has_native_decoder else None
+        self.native_resolution = self._decoder is None and (f["native_height"], f["native_width"]) == (self.height, self.width)
 
     @property
     def backend(self) -> str:
@@ -54,11 +54,11 @@ class DeviceSession(Session):
 
     @property
     def pos(self) -> int:
-        raise ValueError("device session: no K/V ring (frame-stack bundles only)")
+        raise ValueError("device session: the ring's bookkeeping stays in the device loop (Session exposes it)")
 
     @property
     def slot_pos(self) -> list[int]:
-        raise ValueError("device session: no K/V ring (frame-stack bundles only)")
+        raise ValueError("device session: the ring's bookkeeping stays in the device loop (Session exposes it)")
 
     def stats(self) -> dict:
         return {"backend": self.backend, "cuda_graph": self.loop.cuda_graph, "graph_replays": self.loop.graph_replays}

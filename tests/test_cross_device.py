@@ -50,8 +50,10 @@ def test_gpu_bench_cpu_path_times_every_torch_path(tmp_path):
         pytest.skip(_core.aoti_unavailable_reason())
     out = main(["--model", "tiny", "--device", "cpu", "--frames", "20", "--warmup", "2", "--threads", "1",
                 "--out", str(tmp_path / "r.json")])
-    assert set(out["backends"]) == {"torch_eager", "aoti_python", "cpp_aoti", "cpp_ort-cpu"}
+    assert set(out["backends"]) == {"torch_eager", "aoti_python", "cpp_aoti", "cpp_ort-cpu", "cpp_device_loop",
+                                    "cpp_device_loop_no_fetch"}
     assert out["aoti_step_max_abs_vs_eager"] < 1e-4 and out["model"]["n_steps"] == 4
+    assert out["device_loop_max_abs_vs_frame_loop"] < 1e-5  # the transformer's K/V ring on the device
 
 
 @pytest.mark.slow

@@ -1,8 +1,9 @@
-"""DeviceLoop (csrc/device_loop.h, the plugin's nf_aoti_loop_*): the frame-stack loop kept on the AOTInductor
-package's device. On the CPU here it must give FrameLoop's frames over the same package and seed (tolerance 1e-5
-per value: the same ATen kernels run in both, only the Euler update and the palette snap are written twice), with
-fewer pushed frames than the context depth (the first frame stands in), with context noise (its own noise draws),
-and with frames kept on the device until asked for. Bundles it cannot serve are one-line errors. CUDA graphs run
+"""DeviceLoop (csrc/device_loop.h, the plugin's nf_aoti_loop_*): the next-frame loop kept on the AOTInductor
+package's device, for the frame-stack U-Net and for the K/V-cache transformer (its ring on the device, written by
+slot with the kv package's output). On the CPU here it must give FrameLoop's frames over the same packages and seed
+(tolerance 1e-5 per value: the same ATen kernels run in both, only the Euler update, the palette snap and the ring's
+bookkeeping are written twice), with fewer pushed frames than the context depth (the first frame stands in), with
+context noise (its own noise draws), past the ring's wrap-around, and with frames kept on the device until asked for. Bundles it cannot serve are one-line errors. CUDA graphs run
 only on a GPU (benchmarks/device/run.sh)."""
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ def test_what_it_cannot_serve_is_a_one_line_error(bundles, tmp_path):
     with pytest.raises(ValueError, match="no AOTInductor package of the step graph for cuda"):
         _core.DeviceLoop(b, device="cuda")
     export_bundle(randomized_model(tiny_config()), str(tmp_path / "dit"), n_steps=1)
-    with pytest.raises(ValueError, match="serves frame-stack bundles; this step graph's input .* has role"):
+    with pytest.raises(ValueError, match="no AOTInductor package of the step graph for cpu"):
         _core.DeviceLoop(_core.Bundle.open(str(tmp_path / "dit")), device="cpu")
     dev = _core.DeviceLoop(b, device="cpu", threads=1)
     with pytest.raises(ValueError, match="step before reset"):
@@ -144,3 +145,38 @@ def test_device_session_gives_the_sessions_frames(bundles):
         with pytest.raises(ValueError, match="fed noise is not supported"):
             d.feed_noise(np.zeros(10, np.float32))
         assert d.stats()["graph_replays"] == 0
+
+
+def test_transformer_frames_equal_the_frame_loops(tmp_path):
+    """The K/V-cache transformer with every context role it can have (the frame one and two back for its motion
+    refiner, the action one back) and context noise: ten frames from one real one, so the ring (window 3) wraps."""
+    from nextframe.export.bundle import export_bundle
+
+    cfg = tiny_config(motion_refiner=4, prev_action_input=True)
+    export_bundle(randomized_model(cfg), str(tmp_path / "dit"), n_steps=2, aoti=("cpu",), context_noise=0.05)
+    b = _core.Bundle.open(str(tmp_path / "dit"))
+    frames = np.random.default_rng(3).uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)
+    ref = _core.FrameLoop(b, backend="aoti", threads=1, seed=5)
+    dev = _core.DeviceLoop(b, device="cpu", threads=1, seed=5)
+    assert dev.context_depth == 2
+    for reset in range(2):  # a second reset starts from an empty ring again
+        ref.reset(frames, np.array([4], np.int64))
+        dev.reset(frames, np.array([4], np.int64))
+        for i, a in enumerate([1, 2, 3, 0, 2, 2, 1, 0, 3, 1]):
+            want = ref.step(a)
+            got = dev.step(a) if i != 5 else (dev.step(a, fetch=False), dev.frame())[1]
+            np.testing.assert_allclose(got, want, atol=1e-5, rtol=0, err_msg=f"reset {reset}, frame {i}")
+    other = _core.DeviceLoop(b, device="cpu", threads=1, seed=6)
+    other.reset(frames, np.array([4], np.int64))
+    ref.reset(frames, np.array([4], np.int64))
+    assert np.abs(other.step(1) - ref.step(1)).max() > 0.05, "another seed, another frame: the comparison can fail"
+
+    from nextframe.runtime import DeviceSession, Session
+
+    ctx = np.random.default_rng(2).integers(0, 255, (2, 16, 16, 3), dtype=np.uint8)
+    path = str(tmp_path / "dit")
+    with Session(path, backend="aoti", threads=1, seed=4) as s, DeviceSession(path, device="cpu", threads=1, seed=4) as d:
+        s.reset(ctx, [4, 0])
+        d.reset(ctx, [4, 0])
+        for a in [1, 2, 3, 0]:
+            assert np.abs(s.step(a).astype(int) - d.step(a).astype(int)).max() <= 1
