@@ -94,6 +94,36 @@ def score(clips: list[midplay.Clip], preds: list[np.ndarray], k: int) -> dict:
     return out
 
 
+def open_loop_hazard(clips: list[midplay.Clip], preds: list[np.ndarray], k: int, horizon: int = 30) -> dict:
+    """The open-loop twin of score(): each clip followed through its open-loop rollout while the predicted ball has
+    been exact (<= 1 px, red enough) in every frame so far; per real motion class (straight, turn, bounce) the share
+    of such frames whose ball is missed (the hazard), and the share of clips still exact after 10 / 20 / 30 frames.
+    Set beside the real-context miss rates: where the hazard is higher, the model's own frames (not its ball) mislead
+    it. A clip whose real ball leaves the screen stops being followed there."""
+    groups: dict[str, list[bool]] = defaultdict(list)
+    survived = {10: 0, 20: 0, 30: 0}
+    for c, p in zip(clips, preds):
+        pos = np.array([ball_position(f) for f in c.frames])
+        run = 0
+        for j in range(k, min(len(c.frames), k + horizon)):
+            if np.isnan(pos[j - 2 : j + 1]).any():
+                run = horizon  # nothing to follow: counted as kept
+                break
+            x, y, peak = midplay.ball_blob(p[j - k])
+            exact = math.hypot(x - pos[j][0], y - pos[j][1]) <= EXACT_PX and peak >= midplay.FOUND_REDNESS
+            cls = motion_class(pos[j - 1] - pos[j - 2], pos[j] - pos[j - 1])
+            groups["all"].append(exact)
+            groups[cls if cls in ("turn", "bounce") else "straight"].append(exact)
+            if not exact:
+                break
+            run += 1
+        for t in survived:
+            survived[t] += run >= t
+    out = {name: {"n": len(v), "miss": round(1.0 - float(np.mean(v)), 4)} for name, v in groups.items()}
+    out["clips_exact_through"] = {str(t): round(n / max(len(clips), 1), 4) for t, n in survived.items()}
+    return out
+
+
 def motion_class(old: np.ndarray, new: np.ndarray) -> str:
     """"bounce": the motion reverses on an axis; "turn": it stops or starts on one (a bounce through a wall-contact
     frame, evaluation/breakout_probe.py direction_turns); else the velocity class "|dx|,|dy|"."""
@@ -117,6 +147,7 @@ def main():
     ap.add_argument("--train-files", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--open-loop", action="store_true", help="also follow the held-out clips open loop (open_loop_hazard)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import torch
@@ -154,6 +185,11 @@ def main():
         for set_name, clips in sets.items():
             row[set_name] = score(clips, predict_next(model, clips, list(times), args.seed), model.cfg.context)
             print(name, set_name, row[set_name]["all"], "bounce", row[set_name].get("bounce"), flush=True)
+        if args.open_loop:
+            clips = sets["heldout"]
+            preds = midplay.unet_predictor(model, times=list(times), seed=args.seed)(clips)
+            row["open_loop"] = open_loop_hazard(clips, list(preds), model.cfg.context)
+            print(name, "open loop", row["open_loop"], flush=True)
         rows.append(row)
     out = {"benchmark": "ball_next_frame", "device": cpu_info(), "versions": versions(),
            "clips": {k: {"n": len(v), "digest": midplay.clips_digest(v)} for k, v in sets.items()},

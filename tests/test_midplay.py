@@ -165,3 +165,17 @@ def test_ball_next_frame_motion_classes():
     assert motion_class(np.array([3.0, 2.0]), np.array([0.0, 2.0])) == "turn"
     assert motion_class(np.array([0.0, 2.0]), np.array([-3.0, 2.0])) == "turn"
     assert motion_class(np.array([3.0, -2.0]), np.array([2.6, -4.0])) == "3,4"
+
+
+def test_open_loop_hazard_follows_a_clip_until_its_first_miss():
+    from nextframe.benchmarks.ball_next_frame import open_loop_hazard
+
+    ep, _ = record_episode("Breakout", 600, 9201, 0, "tracker")
+    clip = midplay.cut_clips(ep.frames, ep.actions, "t", 4, 20, 1, np.random.default_rng(0))[0]
+    real = clip.frames[4:]
+    r = open_loop_hazard([clip], [real], 4, horizon=12)
+    assert r["all"]["miss"] == 0.0 and r["all"]["n"] >= 10 and r["clips_exact_through"]["10"] == 1.0
+    broken = real.copy()
+    broken[3:] = np.roll(real[3:], 3, axis=2)  # the ball 3 px off from the fourth predicted frame on
+    r = open_loop_hazard([clip], [broken], 4, horizon=12)
+    assert r["all"] == {"n": 4, "miss": 0.25} and r["clips_exact_through"]["10"] == 0.0
