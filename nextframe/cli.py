@@ -542,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("bundle")
     q.add_argument("--out", required=True, help="the new bundle's directory (must not exist)")
     q.add_argument("--method", default="qdiff", help="calibration: naive (t = 1 only), qdiff (every step), ptq4dm (NDTC)")
-    q.add_argument("--precision", default="int8", help="int8 (both back ends), w4a8 (onnxruntime: 4-bit weights, int8 "
+    q.add_argument("--precision", default="int8", help="int8 or its other name w8a8 (both back ends), w4a8 (onnxruntime: 4-bit weights, int8 "
                    "activations in the matrix products; transformer bundles) or fp8 (modelopt)")
     q.add_argument("--backend", default="onnxruntime",
                    help="onnxruntime (QDQ U8S8, fastest in the C++ core on CPU) or modelopt (Q/DQ for TensorRT; "

@@ -22,6 +22,7 @@ import numpy as np
 from nextframe.quant.calibrate import METHODS, collect_feeds, noise_level_of
 
 BACKENDS = {"onnxruntime": ("int8", "w4a8"), "modelopt": ("int8", "fp8")}
+PRECISION_ALIASES = {"w8a8": "int8"}  # int8 is W8A8: 8-bit weights (per channel) and activations (per tensor)
 CALIBRATED = ("int8", "fp8")  # w4a8 needs no calibration: weight scales from the weights, activations per call
 
 
@@ -137,6 +138,7 @@ def quantize_bundle(bundle_dir: str, out_dir: str, episodes, method: str = "qdif
         raise ValueError(f"quantize: unknown method {method!r} (expected {', '.join(METHODS)})")
     if backend not in BACKENDS:
         raise ValueError(f"quantize: unknown back end {backend!r} (expected {', '.join(BACKENDS)})")
+    precision = PRECISION_ALIASES.get(precision, precision)
     if precision not in BACKENDS[backend]:
         raise ValueError(f"quantize: precision {precision!r} not supported by the {backend} back end "
                          f"(expected {', '.join(BACKENDS[backend])})")

@@ -34,8 +34,12 @@ def test_transformer_bundle_quantizes_its_kv_graph_too(tmp_path):
     q = str(tmp_path / "int8")
     with pytest.raises(ValueError, match="--split applies to quantized convolutions"):
         quantize_bundle(fp32, q, [square_episode(20, 0)], split=True)
-    m = quantize_bundle(fp32, q, [square_episode(20, i) for i in range(2)], n_windows=3, frames_per_window=2)
+    with pytest.raises(ValueError, match="precision 'w2a2' not supported by the onnxruntime back end"):
+        quantize_bundle(fp32, q, [square_episode(20, 0)], precision="w2a2")
+    m = quantize_bundle(fp32, q, [square_episode(20, i) for i in range(2)], n_windows=3, frames_per_window=2,
+                        precision="w8a8")  # int8's other name
     assert m["quantization"]["graphs"] == ["step", "kv"] and m["quantization"]["split_convs"] == []
+    assert m["quantization"]["precision"] == "int8"
     products = [n for n in onnx.load(os.path.join(q, "step.onnx")).graph.node if n.op_type in ("Gemm", "MatMul")]
     quantized = {n.input[1] for n in products} & {n.output[0] for n in onnx.load(os.path.join(q, "step.onnx")).graph.node
                                                   if n.op_type == "DequantizeLinear"}
