@@ -20,8 +20,8 @@ struct AotiApi {
     int (*loop_cuda_graphs)() = nullptr;
     void* (*loop_open)(void*, int, const int*, const std::int64_t*, int, int, const std::int64_t*, std::int64_t,
                        const double*, int, const float*, int, float, int, char*, std::size_t) = nullptr;
-    int (*loop_cache)(void*, void*, int, const int*, const std::int64_t*, int, const int*, const std::int64_t*, int, int,
-                      const std::int64_t*, char*, std::size_t) = nullptr;
+    int (*loop_cache)(void*, void*, int, const int*, const std::int64_t*, int, int, const std::int64_t*, char*,
+                      std::size_t) = nullptr;
     int (*loop_reset)(void*, const float*, std::int64_t, const std::int64_t*, const float*, char*, std::size_t) = nullptr;
     int (*loop_step)(void*, std::int64_t, const float*, const float*, float*, char*, std::size_t) = nullptr;
     int (*loop_frame)(void*, float*, char*, std::size_t) = nullptr;

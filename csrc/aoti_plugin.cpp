@@ -93,7 +93,9 @@ struct Loop {
     at::Tensor x, t_in, a_in, ctx_t, hist, noise, ctx_noise, bad;
     at::Tensor noise_host, ctx_noise_host, action_host;  // pinned staging on CUDA
     std::vector<ContextInput> contexts;
-    std::vector<at::Tensor> inputs;
+    std::vector<int> step_roles;            // the step package's inputs (LoopRole, frames read), kept until bound
+    std::vector<std::int64_t> step_backs;
+    std::vector<at::Tensor> inputs;         // empty until bound (a K/V-cache bundle: by nf_aoti_loop_cache)
     std::vector<std::int64_t> hist_actions;  // host mirror: the actions that led to the pushed frames kept
     std::int64_t n_pushed = 0;
     // the K/V ring of a transformer bundle (kv == nullptr: none), csrc/kv_cache.h's layout and rules
@@ -406,9 +408,10 @@ __attribute__((visibility("default"))) void* nf_aoti_loop_open2(void* handle, in
         l->ctx_noise_host = at::empty({1, l->c, l->hh, l->w}, host(at::kFloat));
         l->action_host = at::empty({1}, host(at::kLong));
         l->hist_actions.assign(std::size_t(l->depth), no_action);
+        l->step_roles.assign(roles, roles + n_in);
+        l->step_backs.assign(backs, backs + n_in);
         const bool reads_cache = std::any_of(roles, roles + n_in, [](int r) { return r == kCacheK || r == kCacheV || r == kCacheAges; });
-        if (reads_cache) l->inputs.assign(std::size_t(n_in), at::Tensor());  // bound by nf_aoti_loop_cache
-        else l->inputs = bind(*l, n_in, roles, backs, l->x, l->t_in);
+        if (!reads_cache) l->inputs = bind(*l, n_in, roles, backs, l->x, l->t_in);
         l->use_graph = use_graph != 0 && dev.is_cuda();
         return l.release();
     });
@@ -416,9 +419,8 @@ __attribute__((visibility("default"))) void* nf_aoti_loop_open2(void* handle, in
 
 // Adds a K/V ring to a loop whose step package reads one: kv_handle runs the kv graph (roles, backs as above;
 // k_out, v_out: its outputs' indices); layout = {layers, heads, slots, window, tokens per frame, head dim}
-// (csrc/kv_cache.h). step_roles / step_backs: the step package's inputs again, now bound with the ring.
-__attribute__((visibility("default"))) int nf_aoti_loop_cache(void* loop, void* kv_handle, int n_step, const int* step_roles,
-                                                              const std::int64_t* step_backs, int n_kv, const int* kv_roles,
+// (csrc/kv_cache.h). The step package's inputs, given to nf_aoti_loop_open2, are bound here with the ring.
+__attribute__((visibility("default"))) int nf_aoti_loop_cache(void* loop, void* kv_handle, int n_kv, const int* kv_roles,
                                                               const std::int64_t* kv_backs, int k_out, int v_out,
                                                               const std::int64_t* layout, char* err, std::size_t err_len) {
     return guarded(err, err_len, 1, [&]() -> int {
@@ -439,7 +441,7 @@ __attribute__((visibility("default"))) int nf_aoti_loop_cache(void* loop, void* 
         l->slot_host = at::empty({1}, host);
         l->slot_pos.assign(std::size_t(layout[2]), -1);
         l->xp = at::zeros_like(l->x);
-        l->inputs = bind(*l, n_step, step_roles, step_backs, l->x, l->t_in);
+        l->inputs = bind(*l, int(l->step_roles.size()), l->step_roles.data(), l->step_backs.data(), l->x, l->t_in);
         l->kv_inputs = bind(*l, n_kv, kv_roles, kv_backs, l->xp, l->ctx_t);
         return 0;
     });
@@ -452,7 +454,7 @@ __attribute__((visibility("default"))) int nf_aoti_loop_reset(void* loop, const 
                                                               char* err, std::size_t err_len) {
     return guarded(err, err_len, 1, [&]() -> int {
         auto* l = static_cast<Loop*>(loop);
-        if (l->inputs.empty() || !l->inputs.front().defined())
+        if (l->inputs.empty())
             throw std::invalid_argument("the step package reads a K/V ring: add it first (nf_aoti_loop_cache)");
         l->n_pushed = 0;
         std::fill(l->hist_actions.begin(), l->hist_actions.end(), l->no_action);

@@ -125,8 +125,8 @@ DeviceLoop::DeviceLoop(const Bundle& bundle, const DeviceLoopParams& params) : n
     if (rc == 0 && cache) {
         const KvCacheLayout& c = bundle.kv_cache;
         const std::int64_t layout[6] = {c.n_layers, c.n_heads, c.n_slots, c.window, c.tokens_per_frame, c.head_dim};
-        rc = api.loop_cache(loop_, kv_handle_, int(step.roles.size()), step.roles.data(), step.backs.data(),
-                            int(kv.roles.size()), kv.roles.data(), kv.backs.data(), k_out, v_out, layout, err_, sizeof(err_));
+        rc = api.loop_cache(loop_, kv_handle_, int(kv.roles.size()), kv.roles.data(), kv.backs.data(), k_out, v_out, layout,
+                            err_, sizeof(err_));
     }
     if (rc != 0) {
         const std::string why = err_;
