@@ -70,11 +70,37 @@ EVALS = [("teacher", 1), ("teacher", 2), ("teacher", 4), ("teacher", 8), ("teach
          ("cd", 1), ("cd", 2), ("fold2", 1), ("fold2", 4)]
 
 
+def _finetune_config() -> tuple[dict, dict]:
+    """Mode finetune: phase 8's recipe (turn-weighted bounces, own-context rollouts, event rows) continued from
+    phase 8's weights on freshly recorded episodes, at a GPU's batch: 8x phase 8's batch at 1.5x its learning rate,
+    cosine-annealed over the time budget. Eager (no torch.compile: a compile failure on the device's torch would
+    cost the whole run)."""
+    with open(os.path.join(ROOT, "configs", "breakout_unet_phase8.json")) as f:
+        c = json.load(f)
+    train = {k: v for k, v in c["train"].items() if k not in ("data", "out_dir", "device", "cache_dir", "comment")}
+    train.update({"batch_size": 128, "lr": 1.5e-4, "warmup_steps": 200, "total_steps": 1_000_000, "min_lr_ratio": 0.05,
+                  "ema_decay": 0.999, "torch_compile": False, "log_every": 100, "ckpt_every": 1000, "cache_dir": "",
+                  "time_budget_s": 0.0, "init_from": os.path.join(ROOT, "checkpoints", "unet_teacher8_step78500_ema_fp16.safetensors")})
+    train["event_rows"] = [list(r) for r in train.get("event_rows", [])]
+    return c["model"], train
+
+
+FT_MODEL, FT_TRAIN = _finetune_config()
+# side by side from the same weights: the recipe as is, and longer own-context rollouts (the open-loop ball is lost
+# over frames 11-30 by compounded one-frame errors: more of its own frames as context, up to 8 back)
+FT_RUNS = {"ft_turn": {}, "ft_long_own": {"own_context_prob": 0.35, "own_context_passes": 8}}
+# every model at the shipped sampler (two steps at noise levels 1 and 0.15), several noise seeds
+FT_TIMES = [1.0, 0.15, 0.0]
+FT_EVAL_SEEDS = 4
+
+
 def smoke_overrides(args):
     """Tiny sizes so the whole pipeline runs on a 2-core CPU in a few minutes."""
     TEACHER_MODEL.update({"widths": [16, 16, 32, 32], "cond_dim": 32})
     TEACHER_TRAIN.update({"batch_size": 4, "log_every": 5, "ckpt_every": 20, "warmup_steps": 5, "own_context_passes": 2})
     ABLATIONS["fold2"]["model"] = {"fold": 2, "widths": [16, 16, 16, 32, 32]}
+    FT_TRAIN.update({"batch_size": 4, "log_every": 5, "ckpt_every": 20, "warmup_steps": 5, "own_context_passes": 2})
+    FT_RUNS["ft_long_own"]["own_context_passes"] = 3
     DISTILL.update({"batch_size": 2, "log_every": 5, "ckpt_every": 20, "teacher_steps": 2, "cd_intervals": 4,
                     "own_context_passes": 2})
 
@@ -242,12 +268,44 @@ def job_eval(args) -> None:
             torch.cuda.empty_cache()
 
 
+def job_eval_finetune(args) -> None:
+    """Mode finetune: the shipped default, phase 8 and the fine-tuned models, each at the shipped two-step sampler
+    under FT_EVAL_SEEDS noise seeds (midplay.mean_over_seeds), on the same clips."""
+    link_package()
+    import numpy as np
+    import torch
+
+    from nextframe.evaluation import midplay
+    from nextframe.training.checkpoint import load_model
+
+    d = np.load(args.clips)
+    clips = [midplay.Clip(f, a, str(s)) for f, a, s in zip(d["frames"], d["lead_actions"], d["sources"])]
+    copy = midplay.evaluate(lambda cl: np.stack([np.broadcast_to(c.frames[3], c.frames[4:].shape) for c in cl]), clips, 4)
+    results = {"copy_baseline": copy["copy_baseline"], "n_clips": len(clips), "times": FT_TIMES, "seeds": FT_EVAL_SEEDS}
+    for name, path in json.loads(args.spec).items():
+        if not os.path.isfile(path):
+            continue
+        model = load_model(path).to(args.device)
+        t0 = time.time()
+        runs = [midplay.evaluate(midplay.unet_predictor(model, n_steps=2, times=FT_TIMES, seed=seed, batch=128), clips, 4,
+                                 copy=False) for seed in range(FT_EVAL_SEEDS)]
+        r = midplay.mean_over_seeds(runs)
+        r["eval_s"] = round(time.time() - t0, 1)
+        results[name] = r
+        print(f"eval {name}: {json.dumps({h: v['ball_found'] for h, v in r['model'].items()})}", flush=True)
+        with open(args.job_dir, "w") as f:  # job_dir is the results file here
+            json.dump(results, f)
+        del model
+        if args.device == "cuda":
+            torch.cuda.empty_cache()
+
+
 def spawn(args, job: str, job_dir: str, deadline: float, spec: dict, extra=()) -> subprocess.Popen:
-    os.makedirs(job_dir, exist_ok=True) if job != "eval" else None
+    os.makedirs(job_dir, exist_ok=True) if not job.startswith("eval") else None
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join([PKG_ROOT, os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, os.path.abspath(__file__), "--job", job, "--job-dir", job_dir, "--job-deadline", str(deadline),
            "--spec", json.dumps(spec), "--device", args.device, "--data-dir", args.data_dir, *extra]
-    log = open(job_dir + ".log" if job == "eval" else os.path.join(job_dir, "stdout.log"), "w")
+    log = open(job_dir + ".log" if job.startswith("eval") else os.path.join(job_dir, "stdout.log"), "w")
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
@@ -294,6 +352,50 @@ def device_name(device: str) -> dict:
     return info
 
 
+def finetune(args, results: dict, save, t_start: float, clips_path: str) -> None:
+    """Phases 2-3 of mode finetune: the FT_RUNS side by side on the GPU until --teacher-end-s, then the scores."""
+    results.update({"finetune_model": FT_MODEL, "finetune_train": FT_TRAIN, "finetune_runs": FT_RUNS})
+    for k in ("teacher_model", "teacher_train", "ablations", "distill", "students"):
+        results.pop(k, None)
+    deadline = t_start + args.teacher_end_s
+    procs = {n: spawn(args, "train", os.path.join(args.work, n), deadline, {"model": FT_MODEL, "train": {**FT_TRAIN, **o}})
+             for n, o in FT_RUNS.items()}
+    if args.pid_file:
+        with open(args.pid_file, "w") as f:
+            f.write("".join(f"{p.pid}\n" for p in procs.values()))
+    codes = wait(procs, deadline + 40)
+    models = {"default": os.path.join(ROOT, "nextframe", "default_model", "breakout.safetensors"),
+              "phase8": FT_TRAIN["init_from"]}
+    for n in FT_RUNS:
+        d = os.path.join(args.work, n)
+        rec = {"exit": codes[n], "log": read_jsonl(os.path.join(d, "log.jsonl"))[-300:], "stdout_tail": tail(os.path.join(d, "stdout.log"))}
+        try:
+            with open(os.path.join(d, "summary.json")) as f:
+                rec["summary"] = json.load(f)
+        except OSError:
+            pass
+        results["phases"][f"train_{n}"] = rec
+        if os.path.isfile(os.path.join(d, "model_ema.safetensors")):
+            models[n] = os.path.join(args.out, f"{n}.safetensors")
+            shutil.copy(os.path.join(d, "model_ema.safetensors"), models[n])
+    save()
+    end = t_start + args.total_s
+    while args.wait_for and not os.path.exists(args.wait_for) and time.time() < end - 60:
+        time.sleep(1.0)
+    results["phases"]["eval_waited_s"] = round(time.time() - deadline, 1)
+    eval_json = os.path.join(args.work, "eval.json")
+    p = spawn(args, "eval_finetune", eval_json, end, models, ("--clips", clips_path))
+    results["phases"]["eval_exit"] = wait({"eval": p}, end)["eval"]
+    results["phases"]["eval_log_tail"] = tail(eval_json + ".log", 4000)
+    try:
+        with open(eval_json) as f:
+            results["eval"] = json.load(f)
+    except (OSError, ValueError):
+        results["eval"] = {}
+    save()
+    print(json.dumps({"wall_s": results["wall_s"], "models": sorted(models), "evals": sorted(results["eval"])}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=None)
@@ -310,6 +412,14 @@ def main() -> None:
     ap.add_argument("--clips-per-episode", type=int, default=3)
     ap.add_argument("--clip-sources", type=int, default=10)
     ap.add_argument("--work", default="/tmp/nf_work")
+    ap.add_argument("--mode", choices=("scratch", "finetune"), default="scratch",
+                    help="scratch: teacher + ablation from nothing, students, scores; finetune: phase 8 continued (two "
+                         "variants), scored beside the shipped default")
+    ap.add_argument("--wait-for", default=None,
+                    help="finetune: hold the scoring (a GPU job) until this file exists (a benchmark sharing the GPU "
+                         "is done) or the run's end minus a minute")
+    ap.add_argument("--pid-file", default=None, help="write the training jobs' process ids here (one per line), so "
+                                                     "a benchmark sharing the GPU can pause them while it times")
     ap.add_argument("--data-dir", default=None)
     # job mode (the script re-runs itself per GPU job)
     ap.add_argument("--job", default=None)
@@ -320,7 +430,7 @@ def main() -> None:
     ap.add_argument("--clips", default=None)
     args = ap.parse_args()
     if args.job:
-        {"train": job_train, "distill": job_distill, "eval": job_eval}[args.job](args)
+        {"train": job_train, "distill": job_distill, "eval": job_eval, "eval_finetune": job_eval_finetune}[args.job](args)
         return
 
     t_start = time.time()
@@ -353,6 +463,10 @@ def main() -> None:
     results["phases"]["record"] = record(args, args.data_dir, clips_path, t_start + args.record_s)
     results["phases"]["record"]["s"] = round(time.time() - t0, 1)
     save()
+
+    if args.mode == "finetune":
+        finetune(args, results, save, t_start, clips_path)
+        return
 
     # 2. teacher and ablation, side by side on the GPU
     runs = {"teacher": {"model": TEACHER_MODEL, "train": TEACHER_TRAIN}}

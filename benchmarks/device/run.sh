@@ -15,13 +15,24 @@
 #    and without fetching each frame, its frames checked against the aoti-cuda FrameLoop's first; the same for a small
 #    K/V-cache transformer (its ring on the GPU).
 # Needs safetensors importable (carry its wheel if the machine lacks it). Unverified: no session has had a GPU yet.
+# NF_DEADLINE_S (default 600): the seconds this script may take in all; each benchmark's timeout is what is left
+# of it (benchmarks/device/session.sh shares the call with a training run).
 set -euo pipefail
 OUT=${OUT:-benchmarks/results}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
+DEADLINE=${NF_DEADLINE_S:-600}
+BUILD_LOG=${NF_BUILD_LOG:-$OUT/device_build.log}
+left() {  # seconds left of the deadline, at most $1
+    local l=$((DEADLINE - SECONDS - 5))
+    if [ "$l" -gt "$1" ]; then l=$1; fi
+    if [ "$l" -lt 10 ]; then l=10; fi
+    echo "$l"
+}
 TORCH_PREFIX=$($PY -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
 $PY -m pip install --no-build-isolation --no-deps -e . -Ccmake.define.NF_TORCH_PREFIX="$TORCH_PREFIX" \
-    -Cbuild-dir=build/device > "$OUT/device_build.log" 2>&1 || { tail -30 "$OUT/device_build.log"; exit 1; }
+    -Cbuild-dir=build/device > "$BUILD_LOG" 2>&1 || { tail -30 "$BUILD_LOG"; exit 1; }
+echo "built in ${SECONDS} s"
 $PY - <<'PYEOF'
 import torch
 from nextframe import _core
@@ -31,12 +42,15 @@ assert _core.aoti_available(), _core.aoti_unavailable_reason()
 print("device:", gpu_info())
 PYEOF
 GPU=$($PY -c 'import torch; print(torch.cuda.get_device_name(0).replace(" ", "_").lower())')
-timeout 240 $PY benchmarks/gpu_bench.py --model default --device cuda --frames 500 --out "$OUT/gpu_${GPU}_default.json"
-timeout 300 $PY benchmarks/gpu_bench.py --model nfd310m --device cuda --steps 4 --frames 200 --no-core \
-    --out "$OUT/gpu_${GPU}_nfd310m.json"
-# the transformer's DeviceLoop (K/V ring on the GPU, written by slot inside the CUDA graph) on a small DiT: last, and
-# allowed to fail, so the matrix above is kept whatever happens here
-timeout 100 $PY benchmarks/gpu_bench.py --model tiny --device cuda --frames 300 --out "$OUT/gpu_${GPU}_tiny_dit.json" \
+timeout "$(left 240)" $PY benchmarks/gpu_bench.py --model default --device cuda --frames 500 --out "$OUT/gpu_${GPU}_default.json" \
+    || echo "default: failed or timed out (see above)"
+echo "default done at ${SECONDS} s"
+# the transformer's DeviceLoop (K/V ring on the GPU, written by slot inside the CUDA graph) on a small DiT
+timeout "$(left 100)" $PY benchmarks/gpu_bench.py --model tiny --device cuda --frames 300 --out "$OUT/gpu_${GPU}_tiny_dit.json" \
     || echo "tiny transformer device loop: failed or timed out (see above)"
-$PY benchmarks/compare.py --markdown "$OUT/cross_device_table.md"
+echo "tiny done at ${SECONDS} s"
+timeout "$(left 300)" $PY benchmarks/gpu_bench.py --model nfd310m --device cuda --steps 4 --frames 200 --no-core \
+    --out "$OUT/gpu_${GPU}_nfd310m.json" || echo "nfd310m: failed or timed out (see above)"
+echo "nfd310m done at ${SECONDS} s"
+$PY benchmarks/compare.py --markdown "$OUT/cross_device_table.md" || true
 echo "done: $OUT"
