@@ -159,7 +159,10 @@ def record(args, data_dir: str, clips_path: str, deadline: float) -> dict:
             policies[policy] = policies.get(policy, 0) + 1
             if frames >= args.frames or time.time() > deadline:
                 break
-        n_clips, digest = clips.get(timeout=max(1.0, deadline + 60 - time.time()))
+        try:  # no clips is a lost score, not a lost run
+            n_clips, digest = clips.get(timeout=max(1.0, deadline + 60 - time.time()))
+        except Exception as e:  # noqa: BLE001
+            n_clips, digest = 0, f"clips failed: {e!r}"
         pool.terminate()
     # episodes finished after the break may have been written too; the training jobs read every pair on disk
     return {"episodes_counted": episodes, "frames_counted": frames, "policies": policies, "n_clips": n_clips,
