@@ -11,11 +11,11 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
     && export PYTHONPATH=/tmp/site
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 rm -f /tmp/nf_bench_done /tmp/nf_train.pids
-PYTHONUNBUFFERED=1 python3 tools/device_pipeline.py --mode finetune --out "$OUT/train" --total-s 570 --record-s 55 \
-    --teacher-end-s 440 --frames 300000 --clips-per-episode 9 --wait-for /tmp/nf_bench_done \
+PYTHONUNBUFFERED=1 python3 tools/device_pipeline.py --mode finetune --out "$OUT/train" --total-s 545 --record-s 55 \
+    --teacher-end-s 420 --frames 200000 --clips-per-episode 9 --wait-for /tmp/nf_bench_done \
     --pid-file /tmp/nf_train.pids > "$OUT/train/pipeline.log" 2>&1 &
 PIPE=$!
-NF_PAUSE_PIDFILE=/tmp/nf_train.pids NF_DEADLINE_S=500 NF_BUILD_LOG=/tmp/nf_build.log OUT="$OUT/bench" \
+NF_PAUSE_PIDFILE=/tmp/nf_train.pids NF_DEADLINE_S=470 NF_BUILD_LOG=/tmp/nf_build.log OUT="$OUT/bench" \
     bash benchmarks/device/run.sh 2>&1 || echo "run.sh exited $?"
 touch /tmp/nf_bench_done
 echo "bench done at ${SECONDS} s"
