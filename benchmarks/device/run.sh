@@ -31,7 +31,7 @@ left() {  # seconds left of the deadline, at most $1
 }
 TORCH_PREFIX=$($PY -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
 $PY -m pip install --no-build-isolation --no-deps -e . -Ccmake.define.NF_TORCH_PREFIX="$TORCH_PREFIX" \
-    -Cbuild-dir=build/device > "$BUILD_LOG" 2>&1 || { tail -30 "$BUILD_LOG"; exit 1; }
+    -Cbuild-dir=build/device > "$BUILD_LOG" 2>&1 || { grep -m8 -B2 -A6 "error" "$BUILD_LOG"; tail -5 "$BUILD_LOG"; exit 1; }
 echo "built in ${SECONDS} s"
 $PY - <<'PYEOF'
 import torch
