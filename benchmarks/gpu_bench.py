@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import os
 import signal
 import tempfile
@@ -55,7 +56,7 @@ def build_model(name: str):
     return m
 
 
-def device_loop_rows(bundle: str, args, c, loops: dict, extra: dict) -> None:
+def device_loop_rows(bundle: str, args, c, loops: dict, extra: dict, stage=print) -> None:
     """The C++ DeviceLoop (state on the device) beside the core's host loop: with and without a CUDA graph, and
     without fetching frames; its frames checked against FrameLoop's on the same package and seed first."""
     from nextframe import _core
@@ -71,6 +72,7 @@ def device_loop_rows(bundle: str, args, c, loops: dict, extra: dict) -> None:
         variants["cpp_device_loop_cuda_graph"] = dict(cuda_graph=True)
     worst, loops_made = 0.0, {}
     for name, kw in variants.items():
+        stage(f"opening DeviceLoop {name}")
         dl = _core.DeviceLoop(b, device=args.device, threads=args.threads, seed=3, **kw)
         ref.reset(ctx, lead)
         dl.reset(ctx, lead)
@@ -79,6 +81,7 @@ def device_loop_rows(bundle: str, args, c, loops: dict, extra: dict) -> None:
         loops[name] = lambda dl=dl: dl.step(1)
         loops[f"{name}_no_fetch"] = lambda dl=dl: dl.step(1, fetch=False)
         loops_made[name] = dl
+        stage(f"DeviceLoop {name}: frames within {worst:.2e} of FrameLoop's so far")
     extra["device_loop_max_abs_vs_frame_loop"] = worst
     extra["device_loops"] = loops_made
 
@@ -126,6 +129,13 @@ def main(argv=None):
     ap.add_argument("--no-core", action="store_true", help="skip the C++ core rows (no built core)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    # a crash inside a compiled library (the C++ core, the AOTI plugin, libtorch) still names its Python line
+    faulthandler.enable()
+    t_run = time.time()
+
+    def stage(what: str) -> None:  # progress on stdout, so a run cut short or crashed says how far it got
+        print(f"gpu_bench [{time.time() - t_run:6.1f} s] {what}", flush=True)
+
     from nextframe.benchmarks.device_info import cpu_info, gpu_info, versions
     from nextframe.benchmarks.result_file import write_result
     from nextframe.export.aoti import compile_package
@@ -138,6 +148,7 @@ def main(argv=None):
     dev = torch.device(args.device)
     extra: dict = {}  # rows beside the timings (the device loop's parity)
     model = build_model(args.model).to(dev)
+    stage(f"model {args.model} on {dev}")
     steps = args.steps or (1 if args.model == "default" else 4)
     inputs = tuple(t.to(dev) for t in example_step_inputs(model))
     step = _Graph(model, kv_only=False)
@@ -153,6 +164,9 @@ def main(argv=None):
     loops = {}
     with torch.no_grad():
         loops["torch_eager"] = lambda: frame(step, kv)
+        frame(step, kv)
+        sync()
+        stage("eager frame ran")
         tmp = tempfile.TemporaryDirectory(prefix="nf-gpubench-")
         t0 = time.time()  # compile, load and one parity call per graph (export/aoti.py)
         packages, parity = {}, None
@@ -162,6 +176,7 @@ def main(argv=None):
                                                       kv_only=name == "kv")
                 parity = err if name == "step" else parity  # the package against eager, same device and inputs
         compile_s = time.time() - t0
+        stage(f"AOTI packages compiled and loaded in Python ({compile_s:.0f} s; step max abs vs eager {parity})")
         loops["aoti_python"] = lambda: frame(packages["step"], packages.get("kv"))
         if dev.type == "cuda":  # the CUDA-graph reference: the frame's calls captured once, replayed
             for _ in range(3):
@@ -179,17 +194,21 @@ def main(argv=None):
             bundle = os.path.join(tmp.name, "bundle")
             export_bundle(model.cpu(), bundle, n_steps=steps, check=False, aoti=(args.device,))
             model.to(dev)
+            stage("bundle exported with its AOTI package")
             backends = ["aoti-cuda"] if dev.type == "cuda" else ["aoti", "ort-cpu"]
             c = model.cfg
             rng = np.random.default_rng(0)
             ctx = rng.integers(0, 255, (c.context, c.height, c.width, 3), dtype=np.uint8)
             for be in backends:
+                stage(f"opening the C++ core's Session on backend {be}")
                 s = Session(bundle, backend=be, threads=args.threads, seed=0, n_warmup_frames=3)
                 s.reset(ctx, [c.no_action] + [0] * (c.context - 1))
+                stage(f"Session {be} ready")
                 sessions[be] = s
                 loops[f"cpp_{be}"] = lambda s=s: s.step(1)
-            device_loop_rows(bundle, args, c, loops, extra)
+            device_loop_rows(bundle, args, c, loops, extra, stage)
         ms = {k: [] for k in loops}
+        stage(f"timing {len(loops)} loops over {args.frames} frames")
         with others_paused(os.environ.get("NF_PAUSE_PIDFILE")) as paused:
             for name, fn in loops.items():  # warm-up
                 for _ in range(args.warmup):

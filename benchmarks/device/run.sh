@@ -42,6 +42,10 @@ assert _core.aoti_available(), _core.aoti_unavailable_reason()
 print("device:", gpu_info())
 PYEOF
 GPU=$($PY -c 'import torch; print(torch.cuda.get_device_name(0).replace(" ", "_").lower())')
+export PYTHONFAULTHANDLER=1 PYTHONUNBUFFERED=1
+# the Python-side rows (eager, CUDA graph, AOTI package from Python) on their own first: kept if the core's rows crash
+timeout "$(left 150)" $PY benchmarks/gpu_bench.py --model default --device cuda --frames 500 --no-core \
+    --out "$OUT/gpu_${GPU}_default_python.json" || echo "default (Python rows): failed or timed out (see above)"
 timeout "$(left 240)" $PY benchmarks/gpu_bench.py --model default --device cuda --frames 500 --out "$OUT/gpu_${GPU}_default.json" \
     || echo "default: failed or timed out (see above)"
 echo "default done at ${SECONDS} s"
