@@ -14,7 +14,9 @@
 #    for the default (a frame-stack U-Net) also the C++ DeviceLoop (state on the GPU), eager and as a CUDA graph, with
 #    and without fetching each frame, its frames checked against the aoti-cuda FrameLoop's first; the same for a small
 #    K/V-cache transformer (its ring on the GPU).
-# Needs safetensors importable (carry its wheel if the machine lacks it). Unverified: no session has had a GPU yet.
+# Needs safetensors importable (carry its wheel if the machine lacks it). Seen on an H200 (2026-12-01): steps 1 and 2
+# pass (GCC 13, CMake 4.4, torch 2.11+cu130); the gpu_bench runs with the core's rows crashed (segmentation fault,
+# location unknown then: hence the stage lines and faulthandler, and the Python-side rows first).
 # NF_DEADLINE_S (default 600): the seconds this script may take in all; each benchmark's timeout is what is left
 # of it (benchmarks/device/session.sh shares the call with a training run).
 set -euo pipefail
