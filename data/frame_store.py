@@ -55,7 +55,7 @@ class Palette:
     def encode_torch(self, frames: np.ndarray, device) -> torch.Tensor:
         """encode() with the lookup on `device` (a GPU store is built from RGB chunks copied over as they are,
         not packed on the host: 300k frames in seconds); unseen colours are learnt on the host, as encode()."""
-        t = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+        t = torch.from_numpy(np.require(frames, requirements=["C", "W"])).to(device)  # a memory-mapped episode is read-only
         packed = (t[..., 0].int() << 16) | (t[..., 1].int() << 8) | t[..., 2].int()
         for _ in range(2):
             if getattr(self, "_device_table", None) is None or self._device_table.device != packed.device:

@@ -72,7 +72,7 @@ EVALS = [("teacher", 1), ("teacher", 2), ("teacher", 4), ("teacher", 8), ("teach
 
 def _finetune_config() -> tuple[dict, dict]:
     """Mode finetune: phase 8's recipe (turn-weighted bounces, own-context rollouts, event rows) continued from
-    phase 8's weights on freshly recorded episodes, at a GPU's batch: 8x phase 8's batch at 1.5x its learning rate,
+    the shipped default's weights (--init: another model file of the same config) on freshly recorded episodes, at a GPU's batch: 8x phase 8's batch at 1.5x its learning rate,
     cosine-annealed over the time budget. Eager (no torch.compile: a compile failure on the device's torch would
     cost the whole run)."""
     with open(os.path.join(ROOT, "configs", "breakout_unet_phase8.json")) as f:
@@ -80,7 +80,7 @@ def _finetune_config() -> tuple[dict, dict]:
     train = {k: v for k, v in c["train"].items() if k not in ("data", "out_dir", "device", "cache_dir", "comment")}
     train.update({"batch_size": 128, "lr": 1.5e-4, "warmup_steps": 200, "total_steps": 1_000_000, "min_lr_ratio": 0.05,
                   "ema_decay": 0.999, "torch_compile": False, "log_every": 100, "ckpt_every": 1000, "cache_dir": "",
-                  "time_budget_s": 0.0, "init_from": os.path.join(ROOT, "checkpoints", "unet_teacher8_step78500_ema_fp16.safetensors")})
+                  "time_budget_s": 0.0, "init_from": os.path.join(ROOT, "nextframe", "default_model", "breakout.safetensors")})
     train["event_rows"] = [list(r) for r in train.get("event_rows", [])]
     return c["model"], train
 
@@ -357,6 +357,8 @@ def device_name(device: str) -> dict:
 
 def finetune(args, results: dict, save, t_start: float, clips_path: str) -> None:
     """Phases 2-3 of mode finetune: the FT_RUNS side by side on the GPU until --teacher-end-s, then the scores."""
+    if args.init:
+        FT_TRAIN["init_from"] = os.path.abspath(args.init)
     results.update({"finetune_model": FT_MODEL, "finetune_train": FT_TRAIN, "finetune_runs": FT_RUNS})
     for k in ("teacher_model", "teacher_train", "ablations", "distill", "students"):
         results.pop(k, None)
@@ -368,7 +370,9 @@ def finetune(args, results: dict, save, t_start: float, clips_path: str) -> None
             f.write("".join(f"{p.pid}\n" for p in procs.values()))
     codes = wait(procs, deadline + 40)
     models = {"default": os.path.join(ROOT, "nextframe", "default_model", "breakout.safetensors"),
-              "phase8": FT_TRAIN["init_from"]}
+              "init": FT_TRAIN["init_from"]}
+    if os.path.abspath(models["init"]) == os.path.abspath(models["default"]):
+        del models["init"]
     for n in FT_RUNS:
         d = os.path.join(args.work, n)
         rec = {"exit": codes[n], "log": read_jsonl(os.path.join(d, "log.jsonl"))[-300:], "stdout_tail": tail(os.path.join(d, "stdout.log"))}
@@ -418,6 +422,7 @@ def main() -> None:
     ap.add_argument("--mode", choices=("scratch", "finetune"), default="scratch",
                     help="scratch: teacher + ablation from nothing, students, scores; finetune: phase 8 continued (two "
                          "variants), scored beside the shipped default")
+    ap.add_argument("--init", default=None, help="finetune: the weights to continue (default: the shipped default)")
     ap.add_argument("--wait-for", default=None,
                     help="finetune: hold the scoring (a GPU job) until this file exists (a benchmark sharing the GPU "
                          "is done) or the run's end minus a minute")
