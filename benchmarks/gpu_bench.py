@@ -12,15 +12,15 @@ for benchmarks/compare.py.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import faulthandler
 import os
-import signal
 import tempfile
 import time
 
 import numpy as np
 import torch
+
+from nextframe.benchmarks.process_pause import paused, pids_from_file
 
 ROUND = 20
 
@@ -84,31 +84,6 @@ def device_loop_rows(bundle: str, args, c, loops: dict, extra: dict, stage=print
         stage(f"DeviceLoop {name}: frames within {worst:.2e} of FrameLoop's so far")
     extra["device_loop_max_abs_vs_frame_loop"] = worst
     extra["device_loops"] = loops_made
-
-
-@contextlib.contextmanager
-def others_paused(pid_file: str | None):
-    """Processes sharing the GPU (the device session's training jobs, one pid per line in pid_file) stopped while
-    this times, so the timings are the GPU's alone; their queued kernels drain during the warm-up."""
-    pids = []
-    if pid_file and os.path.isfile(pid_file):
-        with open(pid_file) as f:
-            pids = [int(line) for line in f if line.strip()]
-    stopped = []
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
-        except ProcessLookupError:
-            pass
-    try:
-        if stopped:
-            time.sleep(1.0)
-        yield stopped
-    finally:
-        for pid in stopped:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
 
 
 def summary(ms: list[float]) -> dict:
@@ -209,7 +184,9 @@ def main(argv=None):
             device_loop_rows(bundle, args, c, loops, extra, stage)
         ms = {k: [] for k in loops}
         stage(f"timing {len(loops)} loops over {args.frames} frames")
-        with others_paused(os.environ.get("NF_PAUSE_PIDFILE")) as paused:
+        # processes sharing the GPU (the device session's training jobs) stopped, so the timings are the GPU's alone;
+        # their queued kernels drain during the warm-up
+        with paused(pids_from_file(os.environ.get("NF_PAUSE_PIDFILE")), settle_s=1.0) as stopped:
             for name, fn in loops.items():  # warm-up
                 for _ in range(args.warmup):
                     fn()
@@ -221,8 +198,8 @@ def main(argv=None):
                         fn()
                         sync()
                         ms[name].append((time.perf_counter() - t0) * 1000.0)
-        if paused:
-            extra["paused_during_timing"] = f"{len(paused)} process(es) sharing the device, stopped while timing"
+        if stopped:
+            extra["paused_during_timing"] = f"{len(stopped)} process(es) sharing the device, stopped while timing"
         for s in sessions.values():
             s.close()
         tmp.cleanup()

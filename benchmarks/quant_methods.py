@@ -20,10 +20,8 @@ bundle the three methods coincide (one noise level): only qdiff (and qdiff-nospl
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import tempfile
 import time
 
@@ -31,6 +29,7 @@ import numpy as np
 
 from nextframe.benchmarks.bundle_timing import ROUND_FRAMES, time_bundles
 from nextframe.benchmarks.device_info import cpu_info, versions
+from nextframe.benchmarks.process_pause import paused
 from nextframe.benchmarks.result_file import write_result
 from nextframe.evaluation import midplay
 
@@ -95,26 +94,6 @@ def gemm_bound_bundle(root: str, dim: int, patch: int, depth: int) -> str:
     path = os.path.join(root, f"gemm_dim{dim}_patch{patch}_depth{depth}")
     export_bundle(model, path, n_steps=1)
     return path
-
-
-@contextlib.contextmanager
-def paused(pids: list[int]):
-    """SIGSTOP the given processes for the duration (SIGCONT on the way out, whatever happens)."""
-    stopped = []
-    try:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGSTOP)
-                stopped.append(pid)
-            except ProcessLookupError:
-                pass
-        yield
-    finally:
-        for pid in stopped:
-            try:
-                os.kill(pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
 
 
 def main():

@@ -18,13 +18,13 @@ def proc_state(pid: int) -> str:
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc to read a process's state")
 def test_others_paused_stops_and_resumes(tmp_path):
-    from nextframe.benchmarks.gpu_bench import others_paused
+    from nextframe.benchmarks.process_pause import paused, pids_from_file
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         pid_file = tmp_path / "pids"
         pid_file.write_text(f"{child.pid}\n999999999\n")  # a process that is gone is skipped
-        with others_paused(str(pid_file)) as stopped:
+        with paused(pids_from_file(str(pid_file)), settle_s=0.01) as stopped:
             assert stopped == [child.pid]
             assert proc_state(child.pid) == "T"
         for _ in range(50):
@@ -32,7 +32,7 @@ def test_others_paused_stops_and_resumes(tmp_path):
                 break
             time.sleep(0.05)
         assert proc_state(child.pid) != "T"
-        with others_paused(None) as stopped:  # no pid file: nothing stopped
+        with paused(pids_from_file(None)) as stopped:  # no pid file: nothing stopped
             assert stopped == []
     finally:
         child.kill()

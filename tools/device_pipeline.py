@@ -339,6 +339,18 @@ def read_jsonl(path: str) -> list:
         return []
 
 
+def job_record(job_dir: str, exit_code, n_log: int) -> dict:
+    """What a finished GPU job left: its exit, the last n_log lines of its log, its output's tail, its summary."""
+    rec = {"exit": exit_code, "log": read_jsonl(os.path.join(job_dir, "log.jsonl"))[-n_log:],
+           "stdout_tail": tail(os.path.join(job_dir, "stdout.log"))}
+    try:
+        with open(os.path.join(job_dir, "summary.json")) as f:
+            rec["summary"] = json.load(f)
+    except OSError:
+        pass
+    return rec
+
+
 def device_name(device: str) -> dict:
     import platform
 
@@ -375,13 +387,7 @@ def finetune(args, results: dict, save, t_start: float, clips_path: str) -> None
         del models["init"]
     for n in FT_RUNS:
         d = os.path.join(args.work, n)
-        rec = {"exit": codes[n], "log": read_jsonl(os.path.join(d, "log.jsonl"))[-300:], "stdout_tail": tail(os.path.join(d, "stdout.log"))}
-        try:
-            with open(os.path.join(d, "summary.json")) as f:
-                rec["summary"] = json.load(f)
-        except OSError:
-            pass
-        results["phases"][f"train_{n}"] = rec
+        results["phases"][f"train_{n}"] = job_record(d, codes[n], 300)
         if os.path.isfile(os.path.join(d, "model_ema.safetensors")):
             models[n] = os.path.join(args.out, f"{n}.safetensors")
             shutil.copy(os.path.join(d, "model_ema.safetensors"), models[n])
@@ -486,13 +492,7 @@ def main() -> None:
     model_paths = {}
     for n in runs:
         d = os.path.join(args.work, n)
-        rec = {"exit": codes[n], "log": read_jsonl(os.path.join(d, "log.jsonl"))[-400:], "stdout_tail": tail(os.path.join(d, "stdout.log"))}
-        try:
-            with open(os.path.join(d, "summary.json")) as f:
-                rec["summary"] = json.load(f)
-        except OSError:
-            pass
-        results["phases"][f"train_{n}"] = rec
+        results["phases"][f"train_{n}"] = job_record(d, codes[n], 400)
         if os.path.isfile(os.path.join(d, "model_ema.safetensors")):
             model_paths[n] = os.path.join(d, "model_ema.safetensors")
     if "teacher" in model_paths:
@@ -507,13 +507,7 @@ def main() -> None:
         codes = wait(procs, deadline + 30)
         for n in STUDENTS:
             d = os.path.join(args.work, f"distill_{n}")
-            rec = {"exit": codes[n], "log": read_jsonl(os.path.join(d, "log.jsonl"))[-200:], "stdout_tail": tail(os.path.join(d, "stdout.log"))}
-            try:
-                with open(os.path.join(d, "summary.json")) as f:
-                    rec["summary"] = json.load(f)
-            except OSError:
-                pass
-            results["phases"][f"distill_{n}"] = rec
+            results["phases"][f"distill_{n}"] = job_record(d, codes[n], 200)
             if os.path.isfile(os.path.join(d, "student.safetensors")):
                 model_paths[n] = os.path.join(d, "student.safetensors")
                 shutil.copy(model_paths[n], os.path.join(args.out, f"student_{n}.safetensors"))
