@@ -367,6 +367,21 @@ def device_name(device: str) -> dict:
     return info
 
 
+def score(args, results: dict, save, job: str, end: float, models: dict, clips_path: str) -> None:
+    """The scoring job (eval / eval_finetune) on the clips until `end`; its results (what it finished) into results."""
+    eval_json = os.path.join(args.work, "eval.json")
+    p = spawn(args, job, eval_json, end, models, ("--clips", clips_path))
+    results["phases"]["eval_exit"] = wait({"eval": p}, end)["eval"]
+    results["phases"]["eval_log_tail"] = tail(eval_json + ".log", 4000)
+    try:
+        with open(eval_json) as f:
+            results["eval"] = json.load(f)
+    except (OSError, ValueError):
+        results["eval"] = {}
+    save()
+    print(json.dumps({"wall_s": results["wall_s"], "models": sorted(models), "evals": sorted(results["eval"])}))
+
+
 def finetune(args, results: dict, save, t_start: float, clips_path: str) -> None:
     """Phases 2-3 of mode finetune: the FT_RUNS side by side on the GPU until --teacher-end-s, then the scores."""
     if args.init:
@@ -396,17 +411,7 @@ def finetune(args, results: dict, save, t_start: float, clips_path: str) -> None
     while args.wait_for and not os.path.exists(args.wait_for) and time.time() < end - 60:
         time.sleep(1.0)
     results["phases"]["eval_waited_s"] = round(time.time() - deadline, 1)
-    eval_json = os.path.join(args.work, "eval.json")
-    p = spawn(args, "eval_finetune", eval_json, end, models, ("--clips", clips_path))
-    results["phases"]["eval_exit"] = wait({"eval": p}, end)["eval"]
-    results["phases"]["eval_log_tail"] = tail(eval_json + ".log", 4000)
-    try:
-        with open(eval_json) as f:
-            results["eval"] = json.load(f)
-    except (OSError, ValueError):
-        results["eval"] = {}
-    save()
-    print(json.dumps({"wall_s": results["wall_s"], "models": sorted(models), "evals": sorted(results["eval"])}))
+    score(args, results, save, "eval_finetune", end, models, clips_path)
 
 
 def main() -> None:
@@ -514,17 +519,7 @@ def main() -> None:
         save()
 
     # 4. every model on the held-out clips
-    eval_json = os.path.join(args.work, "eval.json")
-    p = spawn(args, "eval", eval_json, t_start + args.total_s, model_paths, ("--clips", clips_path))
-    results["phases"]["eval_exit"] = wait({"eval": p}, t_start + args.total_s)["eval"]
-    results["phases"]["eval_log_tail"] = tail(eval_json + ".log", 4000)
-    try:
-        with open(eval_json) as f:
-            results["eval"] = json.load(f)
-    except (OSError, ValueError):
-        results["eval"] = {}
-    save()
-    print(json.dumps({"wall_s": results["wall_s"], "models": sorted(model_paths), "evals": sorted(results["eval"])}))
+    score(args, results, save, "eval", t_start + args.total_s, model_paths, clips_path)
 
 
 if __name__ == "__main__":
