@@ -272,7 +272,7 @@ def job_eval(args) -> None:
 
 
 def job_eval_finetune(args) -> None:
-    """Mode finetune: the shipped default, phase 8 and the fine-tuned models, each at the shipped two-step sampler
+    """Mode finetune: the shipped default, the weights continued (where others) and the fine-tuned models, each at the shipped two-step sampler
     under FT_EVAL_SEEDS noise seeds (midplay.mean_over_seeds), on the same clips."""
     link_package()
     import numpy as np
