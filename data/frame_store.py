@@ -26,9 +26,10 @@ class Palette:
 
     def __init__(self):
         self.colors = np.zeros(1, np.int64)  # packed RGB by index
-        # packed RGB -> index (-1: not seen): one gather per pixel, 10x a sorted search (a 300k-frame store in
-        # under a minute); 32 MiB, made on the first encode
+        # packed RGB -> index (-1: not seen): one gather per pixel, 3x a sorted search on this CPU; 32 MiB, made on
+        # the first encode; its copy on a GPU store's device (encode_torch), dropped when a colour is learnt
         self._table: np.ndarray | None = None
+        self._device_table: torch.Tensor | None = None
 
     @staticmethod
     def pack(frames: np.ndarray) -> np.ndarray:
@@ -58,7 +59,7 @@ class Palette:
         t = torch.from_numpy(np.require(frames, requirements=["C", "W"])).to(device)  # a memory-mapped episode is read-only
         packed = (t[..., 0].int() << 16) | (t[..., 1].int() << 8) | t[..., 2].int()
         for _ in range(2):
-            if getattr(self, "_device_table", None) is None or self._device_table.device != packed.device:
+            if self._device_table is None or self._device_table.device != packed.device:
                 if self._table is None:
                     self.encode(np.zeros((1, 3), np.uint8))
                 self._device_table = torch.from_numpy(self._table).to(packed.device)
@@ -183,7 +184,7 @@ class FrameStore:
                 frames = torch.empty((n, *fr.shape[1:3]), dtype=torch.uint8, device=device)
             elif fr.shape[1:3] != frames.shape[1:]:
                 raise ValueError(f"frame store: episodes differ in frame size ({fr.shape[1:3]} vs {tuple(frames.shape[1:])})")
-            for j in range(0, length, 512):  # chunks bound the packed-int64 temporary
+            for j in range(0, length, 512):  # chunks bound the packed-int32 temporary
                 chunk = np.asarray(fr[j : j + 512])
                 frames[at + j : at + min(length, j + 512)] = (torch.from_numpy(palette.encode(chunk)) if frames.device.type == "cpu"
                                                                else palette.encode_torch(chunk, device))
