@@ -36,21 +36,26 @@ class Palette:
         f = np.asarray(frames)
         return (f[..., 0].astype(np.int32) << 16) | (f[..., 1].astype(np.int32) << 8) | f[..., 2]
 
-    def encode(self, frames: np.ndarray) -> np.ndarray:
-        """uint8 [..., 3] RGB -> uint8 [...] indices; learns colours it has not seen."""
+    def _host_table(self) -> np.ndarray:
         if self._table is None:
             self._table = np.full(1 << 24, -1, np.int16)
             self._table[self.colors] = np.arange(len(self.colors))
+        return self._table
+
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 [..., 3] RGB -> uint8 [...] indices; learns colours it has not seen."""
+        table = self._host_table()
         packed = self.pack(frames)
-        idx = self._table[packed]
+        idx = table[packed]
         miss = idx < 0
         if miss.any():
             new = np.unique(packed[miss])
             if len(self.colors) + len(new) > 256:
                 raise ValueError(f"frame store: more than 256 colours ({len(self.colors) + len(new)}); not an Atari screen")
-            self._table[new] = np.arange(len(self.colors), len(self.colors) + len(new))
+            table[new] = np.arange(len(self.colors), len(self.colors) + len(new))
             self.colors = np.concatenate([self.colors, new.astype(np.int64)])
-            idx = self._table[packed]
+            self._device_table = None  # stale
+            idx = table[packed]
         return idx.astype(np.uint8)
 
     def encode_torch(self, frames: np.ndarray, device) -> torch.Tensor:
@@ -58,17 +63,14 @@ class Palette:
         not packed on the host: 300k frames in seconds); unseen colours are learnt on the host, as encode()."""
         t = torch.from_numpy(np.require(frames, requirements=["C", "W"])).to(device)  # a memory-mapped episode is read-only
         packed = (t[..., 0].int() << 16) | (t[..., 1].int() << 8) | t[..., 2].int()
-        for _ in range(2):
-            if self._device_table is None or self._device_table.device != packed.device:
-                if self._table is None:
-                    self.encode(np.zeros((1, 3), np.uint8))
-                self._device_table = torch.from_numpy(self._table).to(packed.device)
+        if self._device_table is None or self._device_table.device != packed.device:
+            self._device_table = torch.from_numpy(self._host_table()).to(packed.device)
+        idx = self._device_table[packed]
+        if bool((idx < 0).any()):
+            self.encode(frames)  # learns the new colours (and drops the stale device table)
+            self._device_table = torch.from_numpy(self._host_table()).to(packed.device)
             idx = self._device_table[packed]
-            if not bool((idx < 0).any()):
-                return idx.to(torch.uint8)
-            self.encode(frames)  # learns the new colours
-            self._device_table = None
-        raise AssertionError("unreachable: encode() learnt every colour")
+        return idx.to(torch.uint8)
 
     def rgb(self) -> torch.Tensor:
         p = self.colors
