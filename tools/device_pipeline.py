@@ -23,6 +23,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PKG_ROOT = "/tmp/nf_pkg"
+SHIPPED_MODEL = os.path.join(ROOT, "nextframe", "default_model", "breakout.safetensors")
 SUBPACKAGES = ("models", "data", "training", "distill", "evaluation", "export", "runtime", "quant", "benchmarks")
 
 
@@ -71,16 +72,16 @@ EVALS = [("teacher", 1), ("teacher", 2), ("teacher", 4), ("teacher", 8), ("teach
 
 
 def _finetune_config() -> tuple[dict, dict]:
-    """Mode finetune: phase 8's recipe (turn-weighted bounces, own-context rollouts, event rows) continued from
-    the shipped default's weights (--init: another model file of the same config) on freshly recorded episodes, at a GPU's batch: 8x phase 8's batch at 1.5x its learning rate,
-    cosine-annealed over the time budget. Eager (no torch.compile: a compile failure on the device's torch would
+    """Mode finetune: phase 8's recipe (turn-weighted bounces, own-context rollouts, event rows) continued from the
+    shipped default's weights (--init: another model file of the same config) on freshly recorded episodes, at a
+    GPU's batch: 8x phase 8's batch at 1.5x its learning rate, cosine-annealed over the time budget. Eager (no torch.compile: a compile failure on the device's torch would
     cost the whole run)."""
     with open(os.path.join(ROOT, "configs", "breakout_unet_phase8.json")) as f:
         c = json.load(f)
     train = {k: v for k, v in c["train"].items() if k not in ("data", "out_dir", "device", "cache_dir", "comment")}
     train.update({"batch_size": 128, "lr": 1.5e-4, "warmup_steps": 200, "total_steps": 1_000_000, "min_lr_ratio": 0.05,
                   "ema_decay": 0.999, "torch_compile": False, "log_every": 100, "ckpt_every": 1000, "cache_dir": "",
-                  "time_budget_s": 0.0, "init_from": os.path.join(ROOT, "nextframe", "default_model", "breakout.safetensors")})
+                  "time_budget_s": 0.0, "init_from": SHIPPED_MODEL})
     train["event_rows"] = [list(r) for r in train.get("event_rows", [])]
     return c["model"], train
 
@@ -236,20 +237,36 @@ def job_distill(args) -> None:
         json.dump({"steps": trainer.step, "train_s": round(trainer.elapsed_s, 1)}, f)
 
 
+def load_clips_and_copy(path: str):
+    """The held-out clips written by the record phase, and copy-last-frame's scores on them (the results' start)."""
+    import numpy as np
+
+    from nextframe.evaluation import midplay
+
+    d = np.load(path)
+    clips = [midplay.Clip(f, a, str(s)) for f, a, s in zip(d["frames"], d["lead_actions"], d["sources"])]
+    copy = midplay.evaluate(lambda cl: np.stack([np.broadcast_to(c.frames[3], c.frames[4:].shape) for c in cl]), clips, 4)
+    return clips, {"copy_baseline": copy["copy_baseline"], "n_clips": len(clips)}
+
+
+def save_scores(results: dict, path: str, device: str) -> None:
+    """Scores so far to the results file (a run cut at its deadline keeps them); the scored model's GPU memory freed."""
+    with open(path, "w") as f:
+        json.dump(results, f)
+    if device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
 def job_eval(args) -> None:
     link_package()
-    import numpy as np
-    import torch
-
     from nextframe.evaluation import midplay
     from nextframe.models.flow import flow_schedule
     from nextframe.training.checkpoint import load_model, model_metadata
 
-    d = np.load(args.clips)
-    clips = [midplay.Clip(f, a, str(s)) for f, a, s in zip(d["frames"], d["lead_actions"], d["sources"])]
+    clips, results = load_clips_and_copy(args.clips)
     models = json.loads(args.spec)
-    copy = midplay.evaluate(lambda cl: np.stack([np.broadcast_to(c.frames[3], c.frames[4:].shape) for c in cl]), clips, 4)
-    results = {"copy_baseline": copy["copy_baseline"], "n_clips": len(clips)}
     for name, steps in EVALS:
         path = models.get(name)
         if not path or not os.path.isfile(path):
@@ -264,27 +281,19 @@ def job_eval(args) -> None:
         r.update({"steps": steps, "times": times or flow_schedule(steps), "eval_s": round(time.time() - t0, 1)})
         results[f"{name}@{steps}"] = r
         print(f"eval {name}@{steps}: {json.dumps(r['model'])}", flush=True)
-        with open(args.job_dir, "w") as f:  # job_dir is the results file here
-            json.dump(results, f)
         del model
-        if args.device == "cuda":
-            torch.cuda.empty_cache()
+        save_scores(results, args.job_dir, args.device)  # job_dir is the results file here
 
 
 def job_eval_finetune(args) -> None:
     """Mode finetune: the shipped default, the weights continued (where others) and the fine-tuned models, each at the shipped two-step sampler
     under FT_EVAL_SEEDS noise seeds (midplay.mean_over_seeds), on the same clips."""
     link_package()
-    import numpy as np
-    import torch
-
     from nextframe.evaluation import midplay
     from nextframe.training.checkpoint import load_model
 
-    d = np.load(args.clips)
-    clips = [midplay.Clip(f, a, str(s)) for f, a, s in zip(d["frames"], d["lead_actions"], d["sources"])]
-    copy = midplay.evaluate(lambda cl: np.stack([np.broadcast_to(c.frames[3], c.frames[4:].shape) for c in cl]), clips, 4)
-    results = {"copy_baseline": copy["copy_baseline"], "n_clips": len(clips), "times": FT_TIMES, "seeds": FT_EVAL_SEEDS}
+    clips, results = load_clips_and_copy(args.clips)
+    results.update({"times": FT_TIMES, "seeds": FT_EVAL_SEEDS})
     for name, path in json.loads(args.spec).items():
         if not os.path.isfile(path):
             continue
@@ -296,11 +305,8 @@ def job_eval_finetune(args) -> None:
         r["eval_s"] = round(time.time() - t0, 1)
         results[name] = r
         print(f"eval {name}: {json.dumps({h: v['ball_found'] for h, v in r['model'].items()})}", flush=True)
-        with open(args.job_dir, "w") as f:  # job_dir is the results file here
-            json.dump(results, f)
         del model
-        if args.device == "cuda":
-            torch.cuda.empty_cache()
+        save_scores(results, args.job_dir, args.device)  # job_dir is the results file here
 
 
 def spawn(args, job: str, job_dir: str, deadline: float, spec: dict, extra=()) -> subprocess.Popen:
@@ -396,8 +402,7 @@ def finetune(args, results: dict, save, t_start: float, clips_path: str) -> None
         with open(args.pid_file, "w") as f:
             f.write("".join(f"{p.pid}\n" for p in procs.values()))
     codes = wait(procs, deadline + 40)
-    models = {"default": os.path.join(ROOT, "nextframe", "default_model", "breakout.safetensors"),
-              "init": FT_TRAIN["init_from"]}
+    models = {"default": SHIPPED_MODEL, "init": FT_TRAIN["init_from"]}
     if os.path.abspath(models["init"]) == os.path.abspath(models["default"]):
         del models["init"]
     for n in FT_RUNS:
@@ -431,8 +436,8 @@ def main() -> None:
     ap.add_argument("--clip-sources", type=int, default=10)
     ap.add_argument("--work", default="/tmp/nf_work")
     ap.add_argument("--mode", choices=("scratch", "finetune"), default="scratch",
-                    help="scratch: teacher + ablation from nothing, students, scores; finetune: phase 8 continued (two "
-                         "variants), scored beside the shipped default")
+                    help="scratch: teacher + ablation from nothing, students, scores; finetune: the shipped default "
+                         "(or --init) continued in two variants, scored beside it")
     ap.add_argument("--init", default=None, help="finetune: the weights to continue (default: the shipped default)")
     ap.add_argument("--wait-for", default=None,
                     help="finetune: hold the scoring (a GPU job) until this file exists (a benchmark sharing the GPU "
