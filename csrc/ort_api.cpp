@@ -128,7 +128,7 @@ OrtSharedEnv ort_env(std::int64_t intra_threads) {
     static std::weak_ptr<OrtEnv> cached;
     static std::int64_t cached_threads = 0;
     std::lock_guard<std::mutex> lock(mu);
-    if (auto env = cached.lock()) return OrtSharedEnv(env, cached_threads);
+    if (auto env = cached.lock()) return {env, cached_threads};
     const OrtApi& api = ort_api();
     // One intra-op pool for every session of this env: the frame loop alternates between two sessions (the
     // step and kv graphs), and two per-session pools spin against each other on a small CPU (measured on
@@ -144,7 +144,7 @@ OrtSharedEnv ort_env(std::int64_t intra_threads) {
     std::shared_ptr<OrtEnv> env(raw, OrtDeleter());
     cached = env;
     cached_threads = intra_threads;
-    return OrtSharedEnv(env, intra_threads);
+    return {env, intra_threads};
 }
 
 }  // namespace nf

@@ -60,8 +60,6 @@ using OrtCudaOptionsPtr = std::unique_ptr<OrtCUDAProviderOptionsV2, OrtDeleter>;
 // with a global intra-op thread pool of the size the first session of its lifetime asked for. Sessions that
 // want that many threads use the global pool (DisablePerSessionThreads); others get their own.
 struct OrtSharedEnv {
-    // a constructor, not aggregate initialisation: the device machine's GCC refused `return {env, n}` here
-    OrtSharedEnv(std::shared_ptr<OrtEnv> e, std::int64_t n) : env(std::move(e)), global_intra_threads(n) {}
     std::shared_ptr<OrtEnv> env;
     std::int64_t global_intra_threads = 0;
 };
