@@ -7,8 +7,12 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <functional>
 #include <mutex>
 
+#include "ar_bundle.h"
+#include "ar_loop.h"
+#include "ar_schedule.h"
 #include "bundle.h"
 #include "common.h"
 #include "device_loop.h"
@@ -134,6 +138,25 @@ py::dict engine_run(PyEngine& self, const py::dict& feeds) {
 void raise_pending_signals() {
     py::gil_scoped_acquire gil;
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+}
+
+// An AR generator call's arrays, checked against the generator's batch and the bundle's sizes.
+void check_ar_array(const py::array& a, const nf::Shape& want, const char* what) {
+    NF_CHECK_ARG(nf::Shape(a.shape(), a.shape() + a.ndim()) == want,
+                 std::string("ar loop: ") + what + " shape " + shape_of(a) + " (expected " + nf::shape_str(want) + ")");
+}
+
+py::tuple ar_outputs(nf::ArGenerator& g, const std::function<void(float*, std::uint8_t*)>& fn) {
+    const auto& b = g.bundle();
+    FloatArray tokens(std::vector<py::ssize_t>{g.batch(), b.n_tokens, b.token_dim});
+    ByteArray images(std::vector<py::ssize_t>{g.batch(), b.height, b.width, b.channels});
+    float* tp = tokens.mutable_data();
+    std::uint8_t* ip = images.mutable_data();
+    {
+        py::gil_scoped_release release;
+        fn(tp, ip);
+    }
+    return py::make_tuple(images, tokens);
 }
 
 }  // namespace
@@ -549,4 +572,83 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("cuda_graph", &nf::DeviceLoop::cuda_graph)
         .def_property_readonly("graph_replays", &nf::DeviceLoop::graph_replays)
         .def_property_readonly("package", &nf::DeviceLoop::package);
+    m.def("ar_tokens_per_step", &nf::ar_tokens_per_step, py::arg("n_ar_steps"), py::arg("n_tokens"),
+          "Tokens revealed at each AR step (MaskGIT cosine mask schedule; ar_schedule.h).");
+    m.def("ar_head_steps",
+          [](const std::string& kind, std::int64_t t_hi, std::int64_t t_lo, double split, std::int64_t n_ar_steps) {
+              nf::HeadSchedule s{kind, t_hi, t_lo, split};
+              return s.steps(n_ar_steps);
+          },
+          py::arg("kind"), py::arg("t_hi"), py::arg("t_lo"), py::arg("split"), py::arg("n_ar_steps"),
+          "Head ODE steps per AR step: constant, linear, cosine or two_stage (DiSA; ar_schedule.h).");
+
+    py::class_<nf::ArBundle>(m, "ArBundle", "A validated AR image bundle (nextframe.ar_bundle; every file's sha256 checked).")
+        .def_static("open", &nf::ArBundle::open, py::arg("dir"), py::call_guard<py::gil_scoped_release>())
+        .def_readonly("dir", &nf::ArBundle::dir)
+        .def_readonly("classes", &nf::ArBundle::classes)
+        .def_readonly("height", &nf::ArBundle::height)
+        .def_readonly("width", &nf::ArBundle::width)
+        .def_readonly("channels", &nf::ArBundle::channels)
+        .def_readonly("n_tokens", &nf::ArBundle::n_tokens)
+        .def_readonly("token_dim", &nf::ArBundle::token_dim)
+        .def_readonly("n_ar_steps", &nf::ArBundle::n_ar_steps)
+        .def_readonly("default_schedule", &nf::ArBundle::default_schedule)
+        .def_readonly("dd_order", &nf::ArBundle::dd_order)
+        .def_readonly("dd_two_step_revealed", &nf::ArBundle::dd_two_step_revealed)
+        .def_property_readonly("has_dd", &nf::ArBundle::has_dd)
+        .def_property_readonly("schedules", [](const nf::ArBundle& b) {
+            py::dict d;
+            for (const auto& s : b.schedules) {
+                py::dict e;
+                e["kind"] = s.second.kind;
+                e["t_hi"] = s.second.t_hi;
+                e["t_lo"] = s.second.t_lo;
+                e["split"] = s.second.split;
+                e["steps"] = s.second.steps(b.n_ar_steps);
+                d[py::str(s.first)] = e;
+            }
+            return d;
+        })
+        .def("class_index", &nf::ArBundle::class_index, py::arg("name"));
+
+    py::class_<nf::ArGenerator>(m, "ArGenerator",
+                                "The C++ masked-AR generation loop (ar_loop.h) over an AR bundle, batch fixed at construction.")
+        .def(py::init([](const nf::ArBundle& b, const std::string& backend, std::int64_t threads, std::int64_t batch,
+                         const std::string& ort_lib) {
+                 return std::make_unique<nf::ArGenerator>(b, engine_params(backend, threads, ort_lib, ""), batch);
+             }),
+             py::arg("bundle"), py::arg("backend") = "auto", py::arg("threads") = 2, py::arg("batch") = 8,
+             py::arg("ort_lib") = "", py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("batch", &nf::ArGenerator::batch)
+        .def_property_readonly("backend", &nf::ArGenerator::backend)
+        .def_property_readonly("counters", [](const nf::ArGenerator& g) {
+            py::dict d;
+            d["backbone_calls"] = g.counters().backbone_calls;
+            d["head_calls"] = g.counters().head_calls;
+            d["head_evaluations"] = g.counters().head_evaluations;
+            return d;
+        })
+        .def("generate",
+             [](nf::ArGenerator& g, const IntArray& labels, const FloatArray& noise, const IntArray& order,
+                const std::vector<std::int64_t>& head_steps) {
+                 const auto& b = g.bundle();
+                 check_ar_array(labels, {g.batch()}, "labels");
+                 check_ar_array(noise, {g.batch(), b.n_tokens, b.token_dim}, "noise");
+                 check_ar_array(order, {g.batch(), b.n_tokens}, "order");
+                 return ar_outputs(g, [&](float* t, std::uint8_t* im) {
+                     g.generate(labels.data(), noise.data(), order.data(), head_steps, t, im);
+                 });
+             },
+             py::arg("labels"), py::arg("noise"), py::arg("order"), py::arg("head_steps"),
+             "labels int64 [B], noise float32 [B, L, D], order int64 [B, L], head_steps [K] -> (images uint8 [B, H, W, C], "
+             "tokens float32 [B, L, D]). Releases the GIL.")
+        .def("generate_dd",
+             [](nf::ArGenerator& g, const IntArray& labels, const FloatArray& noise, std::int64_t n_calls) {
+                 const auto& b = g.bundle();
+                 check_ar_array(labels, {g.batch()}, "labels");
+                 check_ar_array(noise, {g.batch(), b.n_tokens, b.token_dim}, "noise");
+                 return ar_outputs(g, [&](float* t, std::uint8_t* im) { g.generate_dd(labels.data(), noise.data(), n_calls, t, im); });
+             },
+             py::arg("labels"), py::arg("noise"), py::arg("n_calls") = 1,
+             "The Distilled Decoding student: 1 or 2 calls from noise float32 [B, L, D] -> (images, tokens).");
 }

@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "interrupt.h"
+#include "manifest_reader.h"
 #include "sampler.h"
 #include "sha256.h"
 
@@ -19,81 +20,11 @@ namespace nf {
 
 namespace {
 
-// The product of sizes read from a manifest, refused (one line) when it overflows or exceeds limit: a bundle
-// must not make the runtime allocate more than any real model needs, nor wrap a size around.
-std::int64_t checked_product(std::initializer_list<std::int64_t> factors, std::int64_t limit, const char* what) {
-    std::int64_t p = 1;
-    for (std::int64_t f : factors) {
-        NF_CHECK_ARG(!__builtin_mul_overflow(p, f, &p) && p <= limit,
-                     std::string("bundle: ") + what + " exceeds " + std::to_string(limit) + " (a corrupt manifest?)");
-    }
-    return p;
-}
+using Reader = ManifestReader;
 
 constexpr std::int64_t kMaxSide = 8192;                  // pixels per frame side
 constexpr std::int64_t kMaxFrameValues = 1LL << 26;      // floats per frame (256 MiB)
 constexpr std::int64_t kMaxCacheValues = 1LL << 32;      // floats in the K/V ring (16 GiB)
-
-// Typed access to manifest keys with "bundle: manifest key 'a.b' ..." messages.
-class Reader {
-public:
-    Reader(const Json& j, std::string path) : j_(j), path_(std::move(path)) {}
-
-    const Json& get(const std::string& key) const {
-        const Json* v = j_.find(key);
-        NF_CHECK_ARG(v != nullptr, "bundle: manifest key '" + name(key) + "' missing");
-        return *v;
-    }
-    const Json* find(const std::string& key) const { return j_.find(key); }
-
-    Reader object(const std::string& key) const {
-        const Json& v = get(key);
-        expect(v.is_object(), key, "an object");
-        return Reader(v, name(key));
-    }
-    std::int64_t integer(const std::string& key) const {
-        const Json& v = get(key);
-        expect(v.is_int(), key, "an integer");
-        return v.as_int();
-    }
-    std::int64_t positive(const std::string& key) const {
-        const std::int64_t n = integer(key);
-        NF_CHECK_ARG(n > 0, "bundle: manifest key '" + name(key) + "' must be positive (got " +
-                                std::to_string(n) + ")");
-        return n;
-    }
-    // a positive integer no larger than hi: sizes from an untrusted manifest are bounded before any product
-    std::int64_t bounded(const std::string& key, std::int64_t hi) const {
-        const std::int64_t n = positive(key);
-        NF_CHECK_ARG(n <= hi, "bundle: manifest key '" + name(key) + "' is " + std::to_string(n) + " (at most " +
-                                  std::to_string(hi) + ")");
-        return n;
-    }
-    double number(const std::string& key) const {
-        const Json& v = get(key);
-        expect(v.is_number(), key, "a number");
-        return v.as_double();
-    }
-    const std::string& string(const std::string& key) const {
-        const Json& v = get(key);
-        expect(v.is_string(), key, "a string");
-        return v.as_string();
-    }
-    const std::vector<Json>& array(const std::string& key) const {
-        const Json& v = get(key);
-        expect(v.is_array(), key, "an array");
-        return v.as_array();
-    }
-    std::string name(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
-
-private:
-    void expect(bool ok, const std::string& key, const char* what) const {
-        NF_CHECK_ARG(ok, "bundle: manifest key '" + name(key) + "' must be " + what + " (got " +
-                             Json::kind_name(get(key).kind()) + ")");
-    }
-    const Json& j_;
-    std::string path_;
-};
 
 // A graph's inputs or outputs: name, dtype, shape and role (declared, or from a legacy name).
 std::vector<TensorSpec> parse_specs(const Reader& graph, const std::string& key, std::vector<RoleSpec>* roles,
@@ -565,21 +496,7 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
         }
     }
 
-    const Json& files = root.get("files");
-    NF_CHECK_ARG(files.is_object(), "bundle: manifest key 'files' must be an object");
-    for (const auto& m : files.as_object()) {
-        NF_CHECK_ARG(!path_escapes(m.first), "bundle: file path '" + m.first + "' escapes the bundle");
-        NF_CHECK_ARG(m.second.is_object(), "bundle: manifest key 'files." + m.first + "' must be an object");
-        const Reader r(m.second, "files." + m.first);
-        FileEntry e;
-        e.path = m.first;
-        e.sha256 = r.string("sha256");
-        NF_CHECK_ARG(is_hex64(e.sha256), "bundle: files." + m.first + ".sha256 is not 64 lower-case hex digits");
-        const std::int64_t n = r.integer("bytes");
-        NF_CHECK_ARG(n >= 0, "bundle: files." + m.first + ".bytes is negative");
-        e.bytes = std::uint64_t(n);
-        b.files.push_back(std::move(e));
-    }
+    b.files = parse_file_entries(root.get("files"));
     for (const GraphInfo* g : {&b.step, &b.kv})
         if (!g->file.empty()) check_in_files(b, g->file, "graph file");
     for (const auto& g : b.step_groups) check_in_files(b, g.file, "step group graph");
@@ -626,11 +543,11 @@ void check_listed_file(const std::string& dir_real, const FileEntry& f, const st
 
 }  // namespace
 
-void Bundle::verify_files() const {
+void verify_listed_files(const std::string& dir, const std::vector<FileEntry>& files) {
     const std::string dir_real = real_path(dir);
     NF_CHECK_ARG(!dir_real.empty(), "bundle: directory '" + dir + "' cannot be resolved");
     for (const auto& f : files) {
-        const std::string p = path_of(f.path);
+        const std::string p = dir + "/" + f.path;
         check_listed_file(dir_real, f, p, "");
         std::uint64_t n = 0;
         const std::string got = sha256_file_hex(p, &n);
@@ -641,12 +558,14 @@ void Bundle::verify_files() const {
     }
 }
 
-std::vector<char> Bundle::read_verified(const std::string& relative) const {
+void Bundle::verify_files() const { verify_listed_files(dir, files); }
+
+std::vector<char> read_listed_file(const std::string& dir, const std::vector<FileEntry>& files, const std::string& relative) {
     const auto it = std::find_if(files.begin(), files.end(), [&](const FileEntry& f) { return f.path == relative; });
     NF_CHECK_ARG(it != files.end(), "bundle: file '" + relative + "' is not listed in files");
     const std::string dir_real = real_path(dir);
     NF_CHECK_ARG(!dir_real.empty(), "bundle: directory '" + dir + "' cannot be resolved");
-    const std::string p = path_of(relative);
+    const std::string p = dir + "/" + relative;
     check_listed_file(dir_real, *it, p, "; it changed after the bundle was opened");
     std::vector<char> data(std::size_t(it->bytes));
     std::ifstream in(p, std::ios::binary);
@@ -663,19 +582,44 @@ std::vector<char> Bundle::read_verified(const std::string& relative) const {
     return data;
 }
 
-Bundle Bundle::open(const std::string& dir) {
+std::vector<char> Bundle::read_verified(const std::string& relative) const { return read_listed_file(dir, files, relative); }
+
+std::string read_manifest_text(const std::string& dir, std::int64_t max_bytes) {
     const std::string manifest_path = dir + "/manifest.json";
     struct stat st{};
     NF_CHECK_ARG(::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "bundle: '" + dir + "' is not a directory");
     NF_CHECK_ARG(::lstat(manifest_path.c_str(), &st) == 0, "bundle: no manifest.json in '" + dir + "'");
     NF_CHECK_ARG(S_ISREG(st.st_mode), "bundle: manifest.json in '" + dir + "' is not a regular file");
-    NF_CHECK_ARG(st.st_size <= kMaxManifestBytes, "bundle: manifest.json is " + std::to_string(st.st_size) +
-                                                     " bytes (at most " + std::to_string(kMaxManifestBytes) + ")");
+    NF_CHECK_ARG(st.st_size <= max_bytes, "bundle: manifest.json is " + std::to_string(st.st_size) +
+                                              " bytes (at most " + std::to_string(max_bytes) + ")");
     std::ifstream in(manifest_path, std::ios::binary);
     NF_CHECK_ARG(in.good(), "bundle: no manifest.json in '" + dir + "'");
     std::ostringstream text;
     text << in.rdbuf();
-    Bundle b = parse(text.str(), dir);
+    return text.str();
+}
+
+std::vector<FileEntry> parse_file_entries(const Json& files) {
+    std::vector<FileEntry> out;
+    NF_CHECK_ARG(files.is_object(), "bundle: manifest key 'files' must be an object");
+    for (const auto& m : files.as_object()) {
+        NF_CHECK_ARG(!path_escapes(m.first), "bundle: file path '" + m.first + "' escapes the bundle");
+        NF_CHECK_ARG(m.second.is_object(), "bundle: manifest key 'files." + m.first + "' must be an object");
+        const ManifestReader r(m.second, "files." + m.first);
+        FileEntry e;
+        e.path = m.first;
+        e.sha256 = r.string("sha256");
+        NF_CHECK_ARG(is_hex64(e.sha256), "bundle: files." + m.first + ".sha256 is not 64 lower-case hex digits");
+        const std::int64_t n = r.integer("bytes");
+        NF_CHECK_ARG(n >= 0, "bundle: files." + m.first + ".bytes is negative");
+        e.bytes = std::uint64_t(n);
+        out.push_back(std::move(e));
+    }
+    return out;
+}
+
+Bundle Bundle::open(const std::string& dir) {
+    Bundle b = parse(read_manifest_text(dir, kMaxManifestBytes), dir);
     b.verify_files();
     return b;
 }

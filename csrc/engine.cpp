@@ -48,13 +48,29 @@ const char* backend_name(Backend b) {
 Engine::Engine(std::vector<TensorSpec> inputs, std::vector<TensorSpec> outputs, std::string name)
     : inputs_(std::move(inputs)), outputs_(std::move(outputs)), name_(std::move(name)) {}
 
+namespace {
+
+// A buffer's shape against a spec whose -1 dims are dynamic.
+bool fits(const Shape& got, const Shape& want) {
+    if (got.size() != want.size()) return false;
+    for (std::size_t d = 0; d < got.size(); ++d)
+        if (want[d] >= 0 && got[d] != want[d]) return false;
+    return true;
+}
+
+}  // namespace
+
 bool Engine::same_as_bound(const Bindings& b) const {
     if (bound_.size() != b.inputs.size() + b.outputs.size()) return false;
     std::size_t k = 0;
-    for (const HostTensor* t : b.inputs)
-        if (t == nullptr || bound_[k++] != t->raw()) return false;
-    for (const HostTensor* t : b.outputs)
-        if (t == nullptr || bound_[k++] != t->raw()) return false;
+    for (const HostTensor* t : b.inputs) {
+        if (t == nullptr || bound_[k] != t->raw() || bound_shapes_[k] != t->shape()) return false;
+        ++k;
+    }
+    for (const HostTensor* t : b.outputs) {
+        if (t == nullptr || bound_[k] != t->raw() || bound_shapes_[k] != t->shape()) return false;
+        ++k;
+    }
     return true;
 }
 
@@ -66,7 +82,7 @@ void Engine::run(const Bindings& b) {
             for (std::size_t i = 0; i < got.size(); ++i) {
                 NF_CHECK_ARG(got[i] != nullptr && !got[i]->empty(),
                              std::string("engine: ") + kind + " '" + want[i].name + "' has no buffer");
-                NF_CHECK_ARG(got[i]->dtype() == want[i].dtype && got[i]->shape() == want[i].shape,
+                NF_CHECK_ARG(got[i]->dtype() == want[i].dtype && fits(got[i]->shape(), want[i].shape),
                              std::string("engine: ") + kind + " '" + want[i].name + "' bound to " +
                                  dtype_name(got[i]->dtype()) + shape_str(got[i]->shape()) + " (expected " +
                                  dtype_name(want[i].dtype) + shape_str(want[i].shape) + ")");
@@ -76,8 +92,13 @@ void Engine::run(const Bindings& b) {
         check(b.outputs, outputs_, "output");
         bind(b);
         bound_.clear();
-        for (const HostTensor* t : b.inputs) bound_.push_back(t->raw());
-        for (const HostTensor* t : b.outputs) bound_.push_back(t->raw());
+        bound_shapes_.clear();
+        for (const auto* group : {&b.inputs, &b.outputs}) {
+            for (const HostTensor* t : *group) {
+                bound_.push_back(t->raw());
+                bound_shapes_.push_back(t->shape());
+            }
+        }
         ++n_binds_;
     }
     execute();

@@ -79,6 +79,7 @@ private:
     std::vector<TensorSpec> inputs_, outputs_;
     std::string name_, note_;
     std::vector<const void*> bound_;  // data pointers of the last bind: inputs then outputs
+    std::vector<Shape> bound_shapes_;  // and their shapes (a dynamic dim may change between runs)
     std::int64_t n_binds_ = 0;
 };
 
@@ -97,6 +98,11 @@ OrtLibraryInfo ort_library_info(const std::string& ort_lib = "");
 // backend was not compiled in. Aoti / AotiCuda: the bundle's AOTInductor package of the step graph for the CPU /
 // the GPU (engine_aoti.cpp).
 std::unique_ptr<Engine> make_engine(const Bundle& bundle, const EngineParams& params);
+// An ONNX Runtime engine (ort-cpu, ort-cuda or auto as params say) for a graph given as verified bytes (other bundle
+// kinds: ar_bundle.h). A spec dim of -1 in graph.inputs/outputs is dynamic: any positive size binds.
+struct GraphInfo;
+std::unique_ptr<Engine> make_ort_engine_from_bytes(const std::vector<char>& model, const GraphInfo& graph,
+                                                   const EngineParams& params);
 // An engine for the bundle's kv graph on the provider step_engine runs on, or nullptr when the bundle has
 // no kv graph (the frame loop then writes the cache with the step graph); an AOTInductor step engine gets the
 // bundle's kv package for its device, if it has one; a TensorRT step engine the bundle's kv engine of the same

@@ -77,7 +77,8 @@ void check_against_manifest(const std::vector<TensorSpec>& graph, const std::vec
         auto it = std::find_if(graph.begin(), graph.end(), [&](const TensorSpec& g) { return g.name == m.name; });
         NF_CHECK_ARG(it != graph.end(), "engine_ort: " + file + " has no " + kind + " '" + m.name + "' (the manifest lists it)");
         bool same = it->dtype == m.dtype && it->shape.size() == m.shape.size();
-        for (std::size_t d = 0; same && d < m.shape.size(); ++d) same = it->shape[d] < 0 || it->shape[d] == m.shape[d];
+        for (std::size_t d = 0; same && d < m.shape.size(); ++d)
+            same = it->shape[d] < 0 || m.shape[d] < 0 || it->shape[d] == m.shape[d];
         NF_CHECK_ARG(same, "engine_ort: " + file + " " + kind + " '" + m.name + "' is " + dtype_name(it->dtype) +
                                shape_str(it->shape) + " (manifest: " + dtype_name(m.dtype) + shape_str(m.shape) + ")");
     }
@@ -90,7 +91,7 @@ void check_against_manifest(const std::vector<TensorSpec>& graph, const std::vec
 
 class OrtEngine final : public Engine {
 public:
-    OrtEngine(const Bundle& bundle, const GraphInfo& graph, const EngineParams& params, bool cuda, std::string note)
+    OrtEngine(const std::vector<char>& model, const GraphInfo& graph, const EngineParams& params, bool cuda, std::string note)
         : Engine(graph.inputs, graph.outputs, cuda ? "ort-cuda" : "ort-cpu"),
           api_(ort_api(params.ort_lib)),
           env_(ort_env(params.threads)) {
@@ -124,9 +125,8 @@ public:
             ort_check(api_.SessionOptionsAppendExecutionProvider_CUDA_V2(opts.get(), cuda_opts.get()),
                       "engine_ort: cannot append the CUDA execution provider");
         }
-        // From memory: the bytes ORT parses are the bytes just hashed, and a graph cannot pull in files the
-        // manifest does not list (ONNX external data needs a model path, which an in-memory graph has none of).
-        const std::vector<char> model = bundle.read_verified(graph.file);
+        // From memory (read_listed_file): the bytes ORT parses are the bytes just hashed, and a graph cannot pull in
+        // files the manifest does not list (ONNX external data needs a model path, which an in-memory graph has none of).
         OrtSession* raw_session = nullptr;
         try {
             ort_check(api_.CreateSessionFromArray(env_.env.get(), model.data(), model.size(), opts.get(), &raw_session),
@@ -203,27 +203,33 @@ std::string join(const std::vector<std::string>& v) {
 
 }  // namespace
 
-std::unique_ptr<Engine> make_ort_engine(const Bundle& bundle, const GraphInfo& graph, const EngineParams& params) {
+std::unique_ptr<Engine> make_ort_engine_from_bytes(const std::vector<char>& model, const GraphInfo& graph,
+                                                   const EngineParams& params) {
     ort_api(params.ort_lib);
-    if (params.backend == Backend::OrtCpu) return std::make_unique<OrtEngine>(bundle, graph, params, false, "");
+    if (params.backend == Backend::OrtCpu) return std::make_unique<OrtEngine>(model, graph, params, false, "");
     const bool cuda_built = has_provider(kCudaProvider);
     if (params.backend == Backend::OrtCuda) {
         NF_CHECK(cuda_built, "engine_ort: " + std::string(kCudaProvider) + " not in onnxruntime " + ort_version() +
                                  " at '" + ort_lib_path() + "' (available: " + join(ort_available_providers()) +
                                  "); install onnxruntime-gpu in an environment without onnxruntime");
-        return std::make_unique<OrtEngine>(bundle, graph, params, true, "");
+        return std::make_unique<OrtEngine>(model, graph, params, true, "");
     }
     // auto
     if (!cuda_built) {
-        return std::make_unique<OrtEngine>(bundle, graph, params, false,
+        return std::make_unique<OrtEngine>(model, graph, params, false,
                                            "auto: onnxruntime " + ort_version() + " has no " + kCudaProvider);
     }
     try {
-        return std::make_unique<OrtEngine>(bundle, graph, params, true, "auto: CUDA session created");
+        return std::make_unique<OrtEngine>(model, graph, params, true, "auto: CUDA session created");
     } catch (const RuntimeError& e) {
         // No usable device: fall back to CPU and say why (the reason is kept, not dropped).
-        return std::make_unique<OrtEngine>(bundle, graph, params, false, std::string("auto: CUDA unusable (") + e.what() + ")");
+        return std::make_unique<OrtEngine>(model, graph, params, false, std::string("auto: CUDA unusable (") + e.what() + ")");
     }
+}
+
+std::unique_ptr<Engine> make_ort_engine(const Bundle& bundle, const GraphInfo& graph, const EngineParams& params) {
+    ort_api(params.ort_lib);  // a missing library is reported before the graph is read
+    return make_ort_engine_from_bytes(bundle.read_verified(graph.file), graph, params);
 }
 
 }  // namespace nf

@@ -137,22 +137,7 @@ def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise
         raise ValueError(f"export: context_noise must be a number in 0..1 (got {context_noise!r})")
     if not (isinstance(shift, (int, float)) and 1e-3 <= shift <= 1e3):
         raise ValueError(f"export: shift must be a number in 0.001..1000 (got {shift!r})")
-    def check_out():
-        if os.path.lexists(out_dir) and not force and not owned_bundle(out_dir):
-            raise ValueError(f"export: {out_dir} exists and is not a bundle nextframe wrote (or holds other files); "
-                             "refusing to replace it (choose another --out, or --force)")
-
-    check_out()
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    above = parent
-    while not os.path.lexists(above):
-        above = os.path.dirname(above)
-    if not os.path.isdir(above):
-        raise ValueError(f"export: cannot create {out_dir}: {above} is a file, not a directory")
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".bundle-", dir=parent)
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be shared
-    try:
+    def fill(tmp: str) -> dict:
         step_path, kv_path = os.path.join(tmp, STEP_FILE), os.path.join(tmp, KV_FILE)
         export_step(model, step_path)
         graphs = [(STEP_FILE, step_path)]
@@ -173,6 +158,32 @@ def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise
             manifest["aoti"] = aoti_section
         if parity is not None:
             manifest["export_check"] = {"nmse": parity, "backend": "onnxruntime-cpu"}
+        return manifest
+
+    return write_bundle_dir(out_dir, fill, force)
+
+
+def write_bundle_dir(out_dir: str, fill, force: bool = False) -> dict:
+    """Build a bundle in a temporary directory beside out_dir (fill(tmp) writes the files and returns the manifest),
+    write manifest.json, then move it to out_dir, replacing only a directory nextframe owns (owned_bundle) unless
+    force: nothing a user owns is overwritten, and a failed export leaves out_dir as it was."""
+    def check_out():
+        if os.path.lexists(out_dir) and not force and not owned_bundle(out_dir):
+            raise ValueError(f"export: {out_dir} exists and is not a bundle nextframe wrote (or holds other files); "
+                             "refusing to replace it (choose another --out, or --force)")
+
+    check_out()
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    above = parent
+    while not os.path.lexists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        raise ValueError(f"export: cannot create {out_dir}: {above} is a file, not a directory")
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".bundle-", dir=parent)
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is meant to be shared
+    try:
+        manifest = fill(tmp)
         with open(os.path.join(tmp, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=1)
         check_out()  # again: the directory may have changed during the export
