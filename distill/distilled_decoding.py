@@ -3,8 +3,9 @@
 With the head's deterministic sampler (the probability-flow ODE, models/mar_sampling.py) and a fixed token order,
 the teacher is a deterministic map F: (class, noise of all L tokens) -> image. DD trains a student to be F.
 
-- Pairs: draw noise, run the teacher (its sampler and schedule, the order fixed) and keep the image and the
-  trajectory: after AR step k, the tokens drawn so far in their places and every other slot still its own noise.
+- Pairs: draw noise, run the teacher (its sampler and schedule, the order fixed; the C++ runtime does it) and keep
+  the image. The trajectory needs no storing: after AR step k it is the final tokens at the first positions of the
+  order (a drawn token never changes) and every other slot still its own noise.
 - Student: the teacher's backbone and head (initialised from them) plus one learned embedding that marks a slot as
   holding noise. Every slot enters as its value (a token, or the noise of a token not yet drawn); the backbone gives
   each slot its z, and each noise slot becomes head.predict_x0(noise, t=1, z): one Euler step of the head's ODE,
@@ -26,7 +27,6 @@ from torch import nn
 
 from nextframe.models.mar import MarModel
 from nextframe.models.mar_config import MarConfig
-from nextframe.models.mar_sampling import generate_tokens
 
 
 class DDStudent(MarModel):
@@ -53,34 +53,30 @@ class DDStudent(MarModel):
         return torch.where(u.bool(), x0, state)
 
     def two_step(self, noise: torch.Tensor, label: torch.Tensor, order: torch.Tensor, revealed: int) -> torch.Tensor:
-        ones = torch.ones(noise.shape[:2], dtype=noise.dtype)
-        first = self(noise, ones, label)
-        keep = torch.zeros_like(ones)
-        keep[:, order[:revealed]] = 1
-        state = torch.where(keep[..., None].bool(), first, noise)
-        return self(state, 1 - keep, label)
+        first = self(noise, torch.ones(noise.shape[:2], dtype=noise.dtype), label)
+        state, unknown = trajectory_state(noise, first, order, torch.full((noise.shape[0],), revealed))
+        return self(state, unknown, label)
 
 
-@torch.no_grad()
-def teacher_pairs(teacher: MarModel, labels: torch.Tensor, noise: torch.Tensor, order: torch.Tensor,
-                  head_steps: list[int], n_ar_steps: int):
-    """(final tokens [B, L, D], trajectory states [K, B, L, D], revealed counts [K]) for a fixed order [L]."""
+def trajectory_state(noise: torch.Tensor, final: torch.Tensor, order: torch.Tensor, revealed: torch.Tensor):
+    """The teacher's trajectory point after `revealed` [B] tokens of the order [L]: a token once drawn never changes,
+    so it is the final tokens at the first `revealed` positions of the order and the noise elsewhere.
+    Returns (state [B, L, D], unknown [B, L])."""
+    n = noise.shape[1]
+    rank = torch.empty(n, dtype=torch.long)
+    rank[order] = torch.arange(n)
+    unknown = (rank[None] >= revealed[:, None]).to(noise.dtype)
+    return torch.where(unknown[..., None].bool(), noise, final), unknown
+
+
+def dd_loss(student: DDStudent, noise, labels, final, order, revealed_choices: list[int], generator=None):
+    """Mean squared token error on the slots the student must fill: half the batch from pure noise, half from a
+    trajectory point after one of the teacher's AR steps (revealed_choices; the last one, all tokens, excluded)."""
     b = noise.shape[0]
-    tokens, states = generate_tokens(teacher, labels, noise, order[None].expand(b, -1), head_steps, n_ar_steps,
-                                     keep_states=True)
-    return tokens, torch.stack([s for s, _ in states]), [n for _, n in states]
-
-
-def dd_loss(student: DDStudent, noise, labels, final, states, revealed, order, generator=None):
-    """Half the batch from pure noise, half from a random trajectory point (not the last: it is the answer)."""
-    b, n, _ = noise.shape
-    from_noise = torch.rand(b, generator=generator) < 0.5
-    k = torch.randint(0, states.shape[0] - 1, (b,), generator=generator)
-    state = torch.where(from_noise[:, None, None], noise, states[k, torch.arange(b)])
-    pos = torch.empty(n, dtype=torch.long)
-    pos[order] = torch.arange(n)  # rank of each token in the order
-    counts = torch.tensor(revealed)[k]
-    unknown = torch.where(from_noise[:, None], torch.ones(b, n), (pos[None] >= counts[:, None]).float())
+    choices = torch.tensor([0] + list(revealed_choices))
+    pick = torch.where(torch.rand(b, generator=generator) < 0.5, 0,
+                       torch.randint(1, len(choices), (b,), generator=generator))
+    state, unknown = trajectory_state(noise, final, order, choices[pick])
     pred = student(state, unknown, labels)
     w = unknown[..., None]
     return ((pred - final) ** 2 * w).sum() / (w.sum() * final.shape[-1])

@@ -17,6 +17,8 @@ from nextframe.models.mar_schedules import HeadSchedule
 
 FORMAT = "nextframe.ar_bundle"
 FORMAT_VERSION = 1
+# Bump when the exported graphs change for the same weights (the cached export of the shipped model is keyed by it)
+GRAPH_REVISION = 1
 
 
 class _Backbone(torch.nn.Module):
@@ -155,3 +157,30 @@ def export_default_schedules(t_hi: int, t_lo: int, disa_hi: int, n_ar_steps: int
     s["constant_same_budget"] = HeadSchedule("constant", c.t_hi, c.t_hi)
     return s
 
+
+
+def export_from_files(teacher_path: str, out_dir: str, student_path: str | None = None, force: bool = False) -> dict:
+    """Export model files as saved by the MAR tools: the teacher's metadata holds its sampler settings ("ar_sampler":
+    n_ar_steps, t_hi, t_lo, disa_hi, default_schedule), the student's the distillation order ("dd_order",
+    "dd_two_step_revealed")."""
+    import json
+
+    from nextframe.distill.distilled_decoding import DDStudent
+    from nextframe.training.mar_checkpoint import load_mar, read_mar_metadata
+
+    teacher = load_mar(teacher_path).float()
+    try:
+        s = json.loads(read_mar_metadata(teacher_path)["ar_sampler"])
+    except (KeyError, json.JSONDecodeError) as e:
+        raise ValueError(f"export: {teacher_path} has no readable ar_sampler metadata ({e})") from None
+    schedules = export_default_schedules(s["t_hi"], s["t_lo"], s["disa_hi"], s["n_ar_steps"], teacher.cfg.n_tokens)
+    student, order, revealed = None, None, 0
+    if student_path is not None:
+        student = load_mar(student_path, cls=DDStudent).float()
+        meta = read_mar_metadata(student_path)
+        try:
+            order, revealed = json.loads(meta["dd_order"]), int(meta["dd_two_step_revealed"])
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"export: {student_path} has no readable dd_order / dd_two_step_revealed ({e})") from None
+    return export_ar_bundle(teacher, out_dir, schedules, s["default_schedule"], s["n_ar_steps"], student=student,
+                            dd_order=order, dd_two_step_revealed=revealed, force=force)

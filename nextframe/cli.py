@@ -1,4 +1,4 @@
-"""`nextframe` command line: record, train, rollout, export, play, demo, bench, distill.
+"""`nextframe` command line: record, train, rollout, export, play, demo, bench, distill, generate.
 
 Each subcommand is a thin shell over the library; errors the user can fix (bad file, bad shape, unknown
 game or action) print as one line `nextframe: <message>` and exit with status 2.
@@ -19,6 +19,9 @@ DEFAULT_MODEL = os.path.join(DEFAULT_MODEL_DIR, "breakout.safetensors")
 # models that ship with the package, by name (--model NAME works wherever a model file does): the default, the
 # frame-stack U-Net sampled in one step, and the transformer that was the default before it, kept for comparison
 SHIPPED_MODELS = {"breakout": DEFAULT_MODEL, "breakout-dit": os.path.join(DEFAULT_MODEL_DIR, "breakout_dit.safetensors")}
+# the AR image model (MAR-style, several games) and its Distilled Decoding student: `nextframe generate`'s default
+DEFAULT_AR_MODEL = os.path.join(DEFAULT_MODEL_DIR, "games_mar.safetensors")
+DEFAULT_AR_STUDENT = os.path.join(DEFAULT_MODEL_DIR, "games_mar_dd.safetensors")
 
 
 def model_path(name_or_path: str) -> str:
@@ -237,6 +240,43 @@ def default_bundle(aoti: bool = False) -> str:
         export_bundle(_load(DEFAULT_MODEL), path, context_noise=d["context_noise"], **schedule_args(d, None),
                       aoti=("cpu",) if aoti else ())
     return path
+
+
+def default_ar_bundle() -> str:
+    """The shipped AR image model (and its student, when shipped) exported once into the per-user cache, keyed by the
+    files' sha256 and the exporter's graph revision."""
+    from nextframe.export.ar_bundle import GRAPH_REVISION, export_from_files
+    from nextframe.export.bundle import sha256_file
+
+    student = DEFAULT_AR_STUDENT if os.path.isfile(DEFAULT_AR_STUDENT) else None
+    key = sha256_file(DEFAULT_AR_MODEL)[:12] + (f"_{sha256_file(student)[:12]}" if student else "")
+    root = os.environ.get("NEXTFRAME_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "nextframe"))
+    path = os.path.join(root, f"default_ar_bundle_{key}_r{GRAPH_REVISION}")
+    if not os.path.isfile(os.path.join(path, "manifest.json")):
+        print(f"exporting the default AR image model to {path} (once)", file=sys.stderr)
+        export_from_files(DEFAULT_AR_MODEL, path, student)
+    return path
+
+
+def cmd_generate(args):
+    """Images of one game from an AR image bundle through the C++ masked-AR loop, as a PNG grid."""
+    from nextframe.runtime.image_session import ImageSession
+    from nextframe.runtime.png import grid, write_png
+
+    if os.path.lexists(args.out) and not args.force:
+        raise ValueError(f"generate: {args.out} exists; refusing to overwrite it (choose another --out, or --force)")
+    if not args.out.lower().endswith(".png"):
+        raise ValueError(f"generate: --out must name a .png file (got {args.out})")
+    bundle = args.bundle or default_ar_bundle()
+    with ImageSession(bundle, backend=args.backend, threads=args.threads, batch=min(args.batch, args.n)) as s:
+        t0 = time.perf_counter()
+        images = s.generate(args.cls, n=args.n, seed=args.seed, schedule=args.schedule, mode=args.mode)
+        wall = time.perf_counter() - t0
+        write_png(args.out, grid(images, scale=args.scale))
+        schedule = args.schedule or s.bundle.default_schedule
+        print(json.dumps({"out": args.out, "class": args.cls, "n": args.n, "mode": args.mode,
+                          "schedule": schedule if args.mode == "ar" else None, "backend": s.backend,
+                          "seconds": round(wall, 3), "images_per_s": round(args.n / wall, 2), **s.last_counters}))
 
 
 def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
@@ -526,6 +566,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "here); the default bundle is exported with the AOTInductor packages they need")
     add_bench_arguments(b)
     b.set_defaults(func=cmd_bench)
+
+    g = sub.add_parser("generate", help="images of a game from an AR image bundle (C++ masked-AR loop, DiSA or Distilled Decoding)")
+    g.add_argument("bundle", nargs="?", default=None, help="an AR image bundle (default: the shipped model, exported once)")
+    g.add_argument("--class", dest="cls", required=True, help="the game, e.g. Breakout")
+    g.add_argument("--n", type=int_in(1, 4096), default=4)
+    g.add_argument("--out", required=True, help="PNG file for the grid (never overwritten without --force)")
+    g.add_argument("--seed", type=nonneg_int, default=0)
+    g.add_argument("--schedule", default=None, help="a head schedule of the bundle (default: its default_schedule)")
+    g.add_argument("--mode", choices=("ar", "dd1", "dd2"), default="ar",
+                   help="ar: the masked-AR loop; dd1 / dd2: the Distilled Decoding student in one / two calls")
+    g.add_argument("--backend", choices=("auto", "ort-cpu", "ort-cuda"), default="auto")
+    g.add_argument("--threads", type=int_in(1, 256), default=2)
+    g.add_argument("--batch", type=int_in(1, 4096), default=8)
+    g.add_argument("--scale", type=int_in(1, 16), default=2, help="pixels per image pixel in the grid")
+    g.add_argument("--force", action="store_true", help="overwrite --out")
+    g.set_defaults(func=cmd_generate)
 
     d = sub.add_parser("demo", help="record a fresh episode and roll the default model out on it")
     d.add_argument("--out", default="runs/demo")

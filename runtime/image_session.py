@@ -65,34 +65,36 @@ class ImageSession:
         return list(self.schedules[name]["steps"])
 
     def generate(self, game, n: int = 4, seed: int = 0, schedule: str | None = None, mode: str = "ar",
-                 labels=None, noise=None, order=None) -> np.ndarray:
-        """n images of one game (or per-image `labels`) -> uint8 [n, H, W, C]. noise / order override the seed's."""
+                 labels=None, noise=None, order=None, return_tokens: bool = False):
+        """n images of one game (or per-image `labels`) -> uint8 [n, H, W, C] (and, with return_tokens, the tokens
+        float32 [n, L, D]). noise / order override the seed's."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"generate: n must be a positive integer (got {n!r})")
         if mode not in MODES:
             raise ValueError(f"generate: unknown mode '{mode}' (expected one of {', '.join(MODES)})")
         if mode != "ar" and not self.bundle.has_dd:
             raise ValueError(f"generate: bundle {self.bundle.dir} has no Distilled Decoding student (mode {mode})")
-        labs = np.full(n, self.label(game), np.int64) if labels is None else np.asarray([self.label(x) for x in labels])
+        labs = np.full(n, self.label(game), np.int64) if labels is None else np.asarray([self.label(x) for x in labels], np.int64)
         if len(labs) != n:
             raise ValueError(f"generate: {len(labs)} labels for n={n}")
         drawn_noise, drawn_order = self.draw(n, seed)
         noise = drawn_noise if noise is None else np.ascontiguousarray(noise, np.float32)
         order = drawn_order if order is None else np.ascontiguousarray(order, np.int64)
         steps = self.head_steps(schedule) if mode == "ar" else []
-        out, b = [], self.batch
+        out, toks, b = [], [], self.batch
         totals: dict = {}
         for i in range(0, n, b):
             idx = np.arange(i, i + b) % n  # the last batch is filled up with repeats, then cut
             if mode == "ar":
-                images, _ = self._gen.generate(labs[idx], noise[idx], order[idx], steps)
+                images, tokens = self._gen.generate(labs[idx], noise[idx], order[idx], steps)
             else:
-                images, _ = self._gen.generate_dd(labs[idx], noise[idx], 1 if mode == "dd1" else 2)
+                images, tokens = self._gen.generate_dd(labs[idx], noise[idx], 1 if mode == "dd1" else 2)
             out.append(images[: min(b, n - i)])
+            toks.append(tokens[: min(b, n - i)])
             for k, v in self._gen.counters.items():
                 totals[k] = totals.get(k, 0) + v
         self.last_counters = totals
-        return np.concatenate(out)
+        return (np.concatenate(out), np.concatenate(toks)) if return_tokens else np.concatenate(out)
 
     def close(self) -> None:
         self._gen = None

@@ -93,7 +93,7 @@ def train(args) -> None:
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.lerp_(pm, 1 - decay)
         step += 1
-        losses.append(float(loss))
+        losses.append(loss.item())
         if step % args.log_every == 0:
             rec = {"step": step, "loss": float(np.mean(losses)), "lr": lr, "time": time.time()}
             log.write(json.dumps(rec) + "\n")
