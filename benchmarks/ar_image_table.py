@@ -34,12 +34,12 @@ from nextframe.runtime.image_session import ImageSession
 from nextframe.runtime.png import grid, write_png
 
 
-def classifier_for(path: str, train_cache: str, train_dirs, classes) -> tuple:
+def classifier_for(path: str, train_cache: str, train_dirs, classes, steps: int) -> tuple:
     if os.path.isfile(path):
         return load_classifier(path), None
     images, labels = cached_image_set(train_cache, train_dirs, classes)
     torch.manual_seed(0)
-    model = train_classifier(images, labels, classes)
+    model = train_classifier(images, labels, classes, steps=steps)
     save_classifier(model, path)
     return model, (images, labels)
 
@@ -50,6 +50,21 @@ def subsample_per_class(images, labels, n, n_classes, seed):
     return images[idx], labels[idx]
 
 
+def markdown(result: dict) -> str:
+    """The README table of a result."""
+    lines = ["| row | head steps per AR step | head evals / image | Frechet distance | vs fixed | class accuracy | "
+             "images/s | speed-up |", "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        if "mode" not in r:
+            lines.append(f"| {r['row']} | | | {r['frechet']:.4f} | | {r['class_accuracy']:.3f} | | |")
+            continue
+        steps = ", ".join(map(str, r["head_steps"])) if r["mode"] == "ar" else f"student, {r['mode'][-1]} call(s)"
+        lines.append(f"| {r['row']} | {steps} | {r['head_evaluations_per_image']:.0f} | {r['frechet']:.4f} | "
+                     f"{r.get('frechet_vs_fixed', float('nan')):.2f}x | {r['class_accuracy']:.3f} | {r['images_per_s']:.2f} | "
+                     f"{r.get('speedup_vs_fixed', float('nan')):.2f}x |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", required=True)
@@ -57,6 +72,7 @@ def main(argv=None):
     ap.add_argument("--train-cache", required=True, help="npz cache of those frames at 64x64")
     ap.add_argument("--heldout", nargs="+", required=True, help="episode dirs never used in training (the reference)")
     ap.add_argument("--classifier", required=True, help="game classifier file (trained here when missing)")
+    ap.add_argument("--classifier-steps", type=int, default=600)
     ap.add_argument("--rows", nargs="*", default=None, help="schedules to run (default: all of the bundle's), plus dd1 / dd2")
     ap.add_argument("--n-per-class", type=int, default=100)
     ap.add_argument("--batch", type=int, default=20)
@@ -64,13 +80,14 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--grids", default=None, help="folder for one PNG grid per row")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--markdown", action="store_true", help="print the README table instead of the JSON")
     args = ap.parse_args(argv)
 
     session = ImageSession(args.bundle, backend="ort-cpu", threads=args.threads, batch=args.batch)
     classes = session.classes
     n_classes, n = len(classes), args.n_per_class
     torch.set_num_threads(args.threads)
-    clf, train = classifier_for(args.classifier, args.train_cache, args.train_data, classes)
+    clf, train = classifier_for(args.classifier, args.train_cache, args.train_data, classes, args.classifier_steps)
     if train is None:
         train = cached_image_set(args.train_cache, args.train_data, classes)
     ref_images, ref_labels = load_image_set(args.heldout, classes)
@@ -120,7 +137,7 @@ def main(argv=None):
            "classifier_accuracy_heldout_real": float((ref_pred == ref_labels).mean()),
            "n_heldout_real": int(len(ref_labels)), "rows": results}
     write_result(args.out, out)
-    print(json.dumps(out, indent=1))
+    print(markdown(out) if args.markdown else json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -80,6 +80,9 @@ class ImageSession:
         drawn_noise, drawn_order = self.draw(n, seed)
         noise = drawn_noise if noise is None else np.ascontiguousarray(noise, np.float32)
         order = drawn_order if order is None else np.ascontiguousarray(order, np.int64)
+        for name, a in (("noise", noise), ("order", order)):
+            if a.ndim < 1 or a.shape[0] != n:
+                raise ValueError(f"generate: {name} has {a.shape[0] if a.ndim else 0} rows for n={n}")
         steps = self.head_steps(schedule) if mode == "ar" else []
         out, toks, b = [], [], self.batch
         totals: dict = {}

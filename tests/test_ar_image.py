@@ -348,3 +348,33 @@ def test_export_from_files_reads_the_sampler_metadata(tmp_path):
     save_mar(teacher, str(tmp_path / "plain.safetensors"))
     with pytest.raises(ValueError, match="no readable ar_sampler"):
         export_from_files(str(tmp_path / "plain.safetensors"), str(tmp_path / "b2"))
+
+
+def test_ar_image_table_runs_on_a_tiny_bundle(tiny, tmp_path):
+    """The benchmark end to end on synthetic 'games' (a classifier trained for a few steps): every row present,
+    the fixed row's ratios exactly 1, the markdown table rendered."""
+    from nextframe.benchmarks.ar_image_table import main as table, markdown
+    from nextframe.data.episode import Episode, save_episode
+
+    _, _, _, bundle = tiny
+    for split, seed in (("train", 0), ("heldout", 1)):
+        for game, colour in (("Breakout", 0), ("Pong", 1)):
+            frames = np.zeros((41, 210, 160, 3), np.uint8)
+            rng = np.random.default_rng([seed, colour])
+            for t in range(41):
+                y, x = rng.integers(0, 150, 2)
+                frames[t, y:y + 50, x:x + 10, colour] = 200
+            (tmp_path / split).mkdir(exist_ok=True)
+            save_episode(tmp_path / split / f"{game}_{seed}.npz", Episode(frames, np.zeros(40, np.int64), game, 2))
+    out = tmp_path / "r.json"
+    table(["--bundle", bundle, "--train-data", str(tmp_path / "train"), "--train-cache", str(tmp_path / "c.npz"),
+           "--heldout", str(tmp_path / "heldout"), "--classifier", str(tmp_path / "clf.safetensors"),
+           "--classifier-steps", "5", "--rows", "fixed", "disa_linear", "dd1", "--n-per-class", "6", "--batch", "4",
+           "--out", str(out), "--grids", str(tmp_path / "grids")])
+    r = json.loads(out.read_text())
+    rows = {x["row"]: x for x in r["rows"]}
+    assert set(rows) == {"real frames (training set)", "fixed", "disa_linear", "dd1"}
+    assert rows["fixed"]["speedup_vs_fixed"] == 1.0 and rows["fixed"]["head_evaluations_ratio_vs_fixed"] == 1.0
+    assert rows["disa_linear"]["head_evaluations_per_image"] < rows["fixed"]["head_evaluations_per_image"]
+    assert rows["dd1"]["head_evaluations_per_image"] == 0 and rows["dd1"]["network_calls_per_batch"] == 1
+    assert "| disa_linear |" in markdown(r) and (tmp_path / "grids" / "dd1.png").is_file()

@@ -1,6 +1,6 @@
 """Train the MAR image model (models/mar.py) on labelled frames; resumable, with an EMA and a JSONL log.
 
-Run as `nextframe train-mar` or `python -m nextframe.training.train_mar`. The run directory holds
+Run as `python -m nextframe.training.train_mar`. The run directory holds
 model_ema.safetensors (what ships), model.safetensors + the optimizer moments (opt.safetensors) and
 log.jsonl; rerunning with the same --run continues from the last checkpoint.
 """
@@ -114,7 +114,7 @@ def checkpoint(model, ema, opt, step, raw_path, ema_path, opt_path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="nextframe train-mar", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m nextframe.training.train_mar", description=__doc__.splitlines()[0])
     ap.add_argument("--data", nargs="+", required=True, help="directories of recorded episodes")
     ap.add_argument("--cache", required=True, help="npz cache of the frames at model resolution")
     ap.add_argument("--run", required=True)
