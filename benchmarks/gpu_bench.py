@@ -12,6 +12,7 @@ for benchmarks/compare.py.
 from __future__ import annotations
 
 import argparse
+import copy
 import faulthandler
 import os
 import tempfile
@@ -167,8 +168,8 @@ def main(argv=None):
             from nextframe.runtime import Session
 
             bundle = os.path.join(tmp.name, "bundle")
-            export_bundle(model.cpu(), bundle, n_steps=steps, check=False, aoti=(args.device,))
-            model.to(dev)
+            # a CPU copy: moving the model itself would free the weights the CUDA graph above was captured on
+            export_bundle(copy.deepcopy(model).cpu(), bundle, n_steps=steps, check=False, aoti=(args.device,))
             stage("bundle exported with its AOTI package")
             backends = ["aoti-cuda"] if dev.type == "cuda" else ["aoti", "ort-cpu"]
             c = model.cfg

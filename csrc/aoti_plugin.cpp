@@ -313,8 +313,11 @@ __attribute__((visibility("default"))) void* nf_aoti_open(const char* package_pa
         auto h = std::make_unique<Handle>();
         h->device = c10::Device(std::string(device));
         if (threads > 0) at::set_num_threads(int(threads));
+        // run_single_threaded on a GPU: the multi-threaded runner queries and synchronises its own CUDA event on every
+        // run, which CUDA forbids inside the device loop's graph capture; our engines run one call at a time anyway
         h->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
-            package_path, "model", false, 1, h->device.is_cuda() ? h->device.index() : c10::DeviceIndex(-1));
+            package_path, "model", /*run_single_threaded=*/h->device.is_cuda(), 1,
+            h->device.is_cuda() ? h->device.index() : c10::DeviceIndex(-1));
         return h.release();
     });
 }

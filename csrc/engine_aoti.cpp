@@ -38,8 +38,12 @@ const AotiApi& aoti_api() {
     std::call_once(once, [] {
         const char* env = std::getenv("NEXTFRAME_AOTI_LIB");
         api.path = env != nullptr && *env != '\0' ? env : default_plugin_path();
-        // RTLD_GLOBAL: libtorch's own dlopen of the package's .so resolves its symbols through the global scope
-        void* lib = dlopen(api.path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+        // RTLD_GLOBAL: libtorch's own dlopen of the package's .so resolves its symbols through the global scope.
+        // NEXTFRAME_AOTI_RTLD=local keeps the plugin's libtorch out of it (a suspect of the crash seen on an H200:
+        // the package's inline symbols then bind to their own copies; benchmarks/device/run.sh tries both)
+        const char* rtld = std::getenv("NEXTFRAME_AOTI_RTLD");
+        const bool local = rtld != nullptr && std::string(rtld) == "local";
+        void* lib = dlopen(api.path.c_str(), RTLD_NOW | (local ? RTLD_LOCAL : RTLD_GLOBAL));
         if (lib == nullptr) {
             const char* e = dlerror();
             api.error = e != nullptr ? e : "dlopen failed";

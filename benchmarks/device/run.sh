@@ -48,6 +48,12 @@ export PYTHONFAULTHANDLER=1 PYTHONUNBUFFERED=1
 # the Python-side rows (eager, CUDA graph, AOTI package from Python) on their own first: kept if the core's rows crash
 timeout "$(left 150)" $PY benchmarks/gpu_bench.py --model default --device cuda --frames 500 --no-core \
     --out "$OUT/gpu_${GPU}_default_python.json" || echo "default (Python rows): failed or timed out (see above)"
+# the core's rows on the tiny U-Net first, with the plugin's libtorch global (the default) and then local: which one
+# crashes says whether symbol interposition is the segfault seen on the first H200 run (README, "Status")
+for rtld in global local; do
+    NEXTFRAME_AOTI_RTLD=$rtld timeout "$(left 90)" $PY benchmarks/gpu_bench.py --model tiny_unet --device cuda --frames 100 \
+        --out "$OUT/gpu_${GPU}_tiny_unet_rtld_${rtld}.json" || echo "tiny_unet, RTLD $rtld: failed or timed out (see above)"
+done
 timeout "$(left 240)" $PY benchmarks/gpu_bench.py --model default --device cuda --frames 500 --out "$OUT/gpu_${GPU}_default.json" \
     || echo "default: failed or timed out (see above)"
 echo "default done at ${SECONDS} s"
