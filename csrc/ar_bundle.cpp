@@ -82,12 +82,7 @@ const HeadSchedule& ArBundle::schedule(const std::string& name) const {
 ArBundle ArBundle::parse(const std::string& manifest_text, const std::string& dir) {
     ArBundle b;
     b.dir = dir;
-    try {
-        b.manifest = Json::parse(manifest_text);
-    } catch (const InvalidArgument& e) {
-        throw InvalidArgument(std::string("bundle: manifest.json is not valid JSON (") + e.what() + ")");
-    }
-    NF_CHECK_ARG(b.manifest.is_object(), "bundle: manifest.json must hold an object");
+    b.manifest = parse_manifest_json(manifest_text);
     const ManifestReader root(b.manifest, "");
     const std::string& format = root.string("format");
     NF_CHECK_ARG(format == "nextframe.ar_bundle",

@@ -342,15 +342,21 @@ std::int64_t Bundle::history_depth() const {
     return depth;
 }
 
-Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
-    Bundle b;
-    b.dir = dir;
+Json parse_manifest_json(const std::string& manifest_text) {
+    Json j;
     try {
-        b.manifest = Json::parse(manifest_text);
+        j = Json::parse(manifest_text);
     } catch (const InvalidArgument& e) {
         throw InvalidArgument(std::string("bundle: manifest.json is not valid JSON (") + e.what() + ")");
     }
-    NF_CHECK_ARG(b.manifest.is_object(), "bundle: manifest.json must hold an object");
+    NF_CHECK_ARG(j.is_object(), "bundle: manifest.json must hold an object");
+    return j;
+}
+
+Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
+    Bundle b;
+    b.dir = dir;
+    b.manifest = parse_manifest_json(manifest_text);
     const Reader root(b.manifest, "");
 
     const std::string& format = root.string("format");

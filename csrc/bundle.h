@@ -147,6 +147,8 @@ bool path_escapes(const std::string& relative);
 // The pieces every bundle kind shares (this one and ar_bundle.h): dir/manifest.json as text (a regular file of at
 // most max_bytes), the "files" section, and the size + sha256 checks of the files it lists.
 std::string read_manifest_text(const std::string& dir, std::int64_t max_bytes);
+// The manifest's JSON, which must be an object ("bundle: manifest.json is not valid JSON (...)" otherwise).
+Json parse_manifest_json(const std::string& manifest_text);
 std::vector<FileEntry> parse_file_entries(const Json& files);
 void verify_listed_files(const std::string& dir, const std::vector<FileEntry>& files);
 // A listed file's bytes, checked against its size and sha256 in memory (what a backend loads is what was hashed).
