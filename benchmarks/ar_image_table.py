@@ -74,6 +74,7 @@ def main(argv=None):
     ap.add_argument("--classifier", required=True, help="game classifier file (trained here when missing)")
     ap.add_argument("--classifier-steps", type=int, default=600)
     ap.add_argument("--rows", nargs="*", default=None, help="schedules to run (default: all of the bundle's), plus dd1 / dd2")
+    ap.add_argument("--base", default="fixed", help="the row the ratios are taken against (the fixed-step teacher)")
     ap.add_argument("--n-per-class", type=int, default=100)
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
@@ -124,7 +125,7 @@ def main(argv=None):
             os.makedirs(args.grids, exist_ok=True)
             pick = np.concatenate([np.flatnonzero(labels == c)[:4] for c in range(n_classes)])
             write_png(os.path.join(args.grids, f"{row}.png"), grid(images[pick], columns=4, scale=1))
-    base = next((r for r in results if r["row"] == "fixed"), None)
+    base = next((r for r in results if r["row"] == args.base), None)
     if base is not None:
         for r in results[1:]:
             r["speedup_vs_fixed"] = r["images_per_s"] / base["images_per_s"]

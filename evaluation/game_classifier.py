@@ -29,12 +29,22 @@ class GameClassifier(nn.Module):
         self.net = nn.Sequential(*layers)
         self.fc = nn.Linear(FEATURES, len(classes))
 
+    def stages(self, images_u8: torch.Tensor) -> list[torch.Tensor]:
+        """The output of each conv stage (64 -> 32 -> 16 -> 8 -> 4 px)."""
+        h, out = images_u8.float() / 127.5 - 1.0, []
+        for i in range(0, len(self.net), 3):
+            h = self.net[i + 2](self.net[i + 1](self.net[i](h)))
+            out.append(h)
+        return out
+
     def features(self, images_u8: torch.Tensor) -> torch.Tensor:
-        """uint8 [B, 3, H, W] -> [B, FEATURES] (mean over positions)."""
-        return self.net(images_u8.float() / 127.5 - 1.0).mean((2, 3))
+        """uint8 [B, 3, H, W] -> [B, 32 + 64 + 96 + FEATURES]: every stage's mean over positions. The last stage alone
+        (what the classifier reads) knows the game and little else, so two samples of one game sit together there
+        however blurred; the early stages see edges and texture, which is where a blurred or broken frame differs."""
+        return torch.cat([h.mean((2, 3)) for h in self.stages(images_u8)], dim=1)
 
     def forward(self, images_u8: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(images_u8))
+        return self.fc(self.stages(images_u8)[-1].mean((2, 3)))
 
 
 def train_classifier(images: np.ndarray, labels: np.ndarray, classes, steps: int = 600, batch: int = 128,
@@ -62,9 +72,9 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, classes, steps: int
 def features_and_predictions(model: GameClassifier, images: np.ndarray, batch: int = 256):
     feats, preds = [], []
     for i in range(0, len(images), batch):
-        f = model.features(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])))
-        feats.append(f.numpy().astype(np.float64))
-        preds.append(model.fc(f).argmax(1).numpy())
+        hs = model.stages(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])))
+        feats.append(torch.cat([h.mean((2, 3)) for h in hs], dim=1).numpy().astype(np.float64))
+        preds.append(model.fc(hs[-1].mean((2, 3))).argmax(1).numpy())
     return np.concatenate(feats), np.concatenate(preds)
 
 
