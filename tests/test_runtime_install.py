@@ -100,3 +100,27 @@ def test_training_commands_name_the_missing_extra(tmp_path):
         line = r.stderr.strip()
         assert line.startswith("nextframe: this command needs ") and f"pip install 'nextframe[{extra}]'" in line
         assert "\n" not in line and "Traceback" not in r.stderr
+
+
+def test_generate_runs_without_the_training_stack(tmp_path):
+    """An AR image bundle (exported here, with torch) generates through the C++ loop in a process without it."""
+    import torch
+
+    from nextframe.export.ar_bundle import export_ar_bundle
+    from nextframe.models.mar import MarModel
+    from nextframe.models.mar_config import MarConfig
+    from nextframe.models.mar_schedules import HeadSchedule
+
+    torch.manual_seed(0)
+    cfg = MarConfig(dim=16, depth=1, heads=2, head_width=32, head_depth=1, classes=("Breakout", "Pong"))
+    bundle = str(tmp_path / "ar")
+    export_ar_bundle(MarModel(cfg), bundle, {"fixed": HeadSchedule("constant", 2, 2)}, "fixed", 4)
+    out = str(tmp_path / "g.png")
+    r = _run(f"""
+from nextframe.cli import main
+rc = main(["generate", {bundle!r}, "--class", "Pong", "--n", "2", "--out", {out!r}])
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+print("rc", rc, loaded)
+""")
+    assert r.returncode == 0 and "rc 0 []" in r.stdout, (r.stdout, r.stderr)
+    assert os.path.getsize(out) > 100
