@@ -17,7 +17,8 @@ from nextframe.models.mar_schedules import HeadSchedule
 from nextframe.training.mar_checkpoint import load_mar
 
 
-def sweep_schedules(fixed=(50, 25, 10, 5, 3), disa=((50, 2), (25, 2), (20, 2), (12, 2))) -> dict[str, HeadSchedule]:
+def sweep_schedules(fixed=(50, 25, 20, 10, 5, 3),
+                    disa=((50, 2), (25, 2), (20, 2), (12, 2), (20, 5), (30, 4), (25, 6))) -> dict[str, HeadSchedule]:
     s = {f"fixed_{t}": HeadSchedule("constant", t, t) for t in fixed}
     for hi, lo in disa:
         for kind in ("linear", "cosine", "two_stage"):
@@ -30,6 +31,7 @@ def main(argv=None):
     ap.add_argument("--model", required=True)
     ap.add_argument("--n-ar-steps", type=int, default=8)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--rows", nargs="*", default=None, help="a subset of the sweep's schedules (default: all)")
     ap.add_argument("rest", nargs=argparse.REMAINDER, help="after --: ar_image_table arguments (data, classifier, counts)")
     args = ap.parse_args(argv)
     schedules = sweep_schedules()
@@ -37,7 +39,8 @@ def main(argv=None):
         bundle = os.path.join(tmp, "bundle")
         export_ar_bundle(load_mar(args.model).float(), bundle, schedules, "fixed_50", args.n_ar_steps)
         rest = [a for a in args.rest if a != "--"]
-        table(["--bundle", bundle, "--rows", *schedules, "--base", "fixed_50", "--out", args.out, "--markdown", *rest])
+        rows = args.rows or list(schedules)
+        table(["--bundle", bundle, "--rows", *rows, "--base", "fixed_50", "--out", args.out, "--markdown", *rest])
 
 
 if __name__ == "__main__":
