@@ -20,11 +20,15 @@ CLASSIFIER = os.path.join(DEFAULT_MODEL_DIR, "game_classifier.safetensors")
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
+    before = os.environ.get("NEXTFRAME_CACHE")
     os.environ["NEXTFRAME_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     try:
         yield default_ar_bundle()
     finally:
-        os.environ.pop("NEXTFRAME_CACHE")
+        if before is None:
+            os.environ.pop("NEXTFRAME_CACHE", None)
+        else:
+            os.environ["NEXTFRAME_CACHE"] = before
 
 
 def test_shipped_files_are_small_and_documented():
@@ -34,13 +38,12 @@ def test_shipped_files_are_small_and_documented():
 
 
 def test_generate_needs_no_bundle_argument(bundle, tmp_path, capsys):
-    os.environ["NEXTFRAME_CACHE"] = os.path.dirname(bundle)
-    try:
-        out = tmp_path / "grid.png"
-        assert main(["generate", "--class", "Breakout", "--n", "4", "--out", str(out)]) == 0
-    finally:
-        os.environ.pop("NEXTFRAME_CACHE")
-    summary = json.loads(capsys.readouterr().out)
+    """(The bundle fixture keeps NEXTFRAME_CACHE at its cache for the module, so this finds the export made there.)"""
+    out = tmp_path / "grid.png"
+    assert main(["generate", "--class", "Breakout", "--n", "4", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "exporting" not in captured.err
+    summary = json.loads(captured.out)
     assert summary["n"] == 4 and out.read_bytes()[:4] == b"\x89PNG"
 
 
