@@ -30,6 +30,7 @@ ArGenerator::ArGenerator(const ArBundle& bundle, const EngineParams& params, std
         dd_state_ = HostTensor(DType::F32, {B, L, D});
         dd_tokens_ = HostTensor(DType::F32, {B, L, D});
     }
+    order_seen_.assign(std::size_t(L), 0);
     counts_ = ar_tokens_per_step(b.n_ar_steps, L);
     for (std::int64_t n : counts_)
         head_io_.push_back(HeadIo{HostTensor(DType::F32, {B * n, D}), HostTensor(DType::F32, {B * n}),
@@ -54,14 +55,13 @@ void ArGenerator::generate(const std::int64_t* labels, const float* noise, const
                                                            " head step counts for " + std::to_string(K) + " AR steps");
     for (std::int64_t t : head_steps)
         NF_CHECK_ARG(t >= 1 && t <= 10000, "ar loop: head step counts must be in 1..10000 (got " + std::to_string(t) + ")");
-    std::vector<bool> seen;
     for (std::int64_t i = 0; i < B; ++i) {
-        seen.assign(std::size_t(L), false);
+        std::fill(order_seen_.begin(), order_seen_.end(), 0);
         for (std::int64_t j = 0; j < L; ++j) {
             const std::int64_t p = order[i * L + j];
-            NF_CHECK_ARG(p >= 0 && p < L && !seen[std::size_t(p)],
+            NF_CHECK_ARG(p >= 0 && p < L && !order_seen_[std::size_t(p)],
                          "ar loop: order row " + std::to_string(i) + " is not a permutation of 0.." + std::to_string(L - 1));
-            seen[std::size_t(p)] = true;
+            order_seen_[std::size_t(p)] = 1;
         }
     }
     counters_ = ArCounters{};
@@ -117,7 +117,8 @@ void ArGenerator::generate_dd(const std::int64_t* labels, const float* noise, st
                               std::uint8_t* images_out) {
     const auto& b = bundle_;
     NF_CHECK_ARG(dd_ != nullptr, "ar loop: bundle '" + b.dir + "' has no Distilled Decoding student (graphs.dd)");
-    NF_CHECK_ARG(n_calls == 1 || n_calls == 2, "ar loop: Distilled Decoding takes 1 or 2 calls (got " + std::to_string(n_calls) + ")");
+    NF_CHECK_ARG(n_calls == 1 || n_calls == 2,
+                 "ar loop: Distilled Decoding takes 1 or 2 calls (got " + std::to_string(n_calls) + ")");
     NF_CHECK_ARG(noise != nullptr && images_out != nullptr, "ar loop: missing noise or output");
     check_labels(labels);
     const std::int64_t B = batch_, L = b.n_tokens, D = b.token_dim;

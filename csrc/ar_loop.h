@@ -55,6 +55,7 @@ private:
     std::vector<std::int64_t> counts_;                     // tokens revealed per AR step
     struct HeadIo { HostTensor x, t, z, v; };
     std::vector<HeadIo> head_io_;                          // one per AR step (sized for its count)
+    std::vector<char> order_seen_;                         // scratch of the order check, [L]
     ArCounters counters_;
 };
 

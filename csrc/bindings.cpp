@@ -72,9 +72,10 @@ struct PyDecoder {
     std::mutex mu;
 };
 
+// what names the caller and the array, e.g. "native_decoder: frame".
 void check_shape(const py::array& a, const nf::Shape& want, const std::string& what) {
     NF_CHECK_ARG(nf::Shape(a.shape(), a.shape() + a.ndim()) == want,
-                 "native_decoder: " + what + " shape " + shape_of(a) + " (expected " + nf::shape_str(want) + ")");
+                 what + " shape " + shape_of(a) + " (expected " + nf::shape_str(want) + ")");
 }
 
 // A native frame filled by fn(decoder, out) with the GIL released and the decoder locked.
@@ -138,12 +139,6 @@ py::dict engine_run(PyEngine& self, const py::dict& feeds) {
 void raise_pending_signals() {
     py::gil_scoped_acquire gil;
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-}
-
-// An AR generator call's arrays, checked against the generator's batch and the bundle's sizes.
-void check_ar_array(const py::array& a, const nf::Shape& want, const char* what) {
-    NF_CHECK_ARG(nf::Shape(a.shape(), a.shape() + a.ndim()) == want,
-                 std::string("ar loop: ") + what + " shape " + shape_of(a) + " (expected " + nf::shape_str(want) + ")");
 }
 
 py::tuple ar_outputs(nf::ArGenerator& g, const std::function<void(float*, std::uint8_t*)>& fn) {
@@ -375,8 +370,9 @@ PYBIND11_MODULE(_core, m) {
         .def("set_reference",
              [](PyDecoder& self, const ByteArray& native, const ByteArray& lowres) {
                  const auto& d = self.decoder;
-                 check_shape(native, {d.native_height(), d.native_width(), d.channels()}, "reference native frame");
-                 check_shape(lowres, {d.channels(), d.height(), d.width()}, "reference lowres frame");
+                 check_shape(native, {d.native_height(), d.native_width(), d.channels()},
+                             "native_decoder: reference native frame");
+                 check_shape(lowres, {d.channels(), d.height(), d.width()}, "native_decoder: reference lowres frame");
                  const std::uint8_t* n = native.data();
                  const std::uint8_t* l = lowres.data();
                  py::gil_scoped_release release;
@@ -388,7 +384,7 @@ PYBIND11_MODULE(_core, m) {
         .def("decode",
              [](PyDecoder& self, const ByteArray& lowres) {
                  const auto& d = self.decoder;
-                 check_shape(lowres, {d.channels(), d.height(), d.width()}, "frame");
+                 check_shape(lowres, {d.channels(), d.height(), d.width()}, "native_decoder: frame");
                  const std::uint8_t* in = lowres.data();
                  return decode_native(self, [in](nf::DetailTransferDecoder& dec, std::uint8_t* o) { dec.decode(in, o); });
              },
@@ -632,9 +628,9 @@ PYBIND11_MODULE(_core, m) {
              [](nf::ArGenerator& g, const IntArray& labels, const FloatArray& noise, const IntArray& order,
                 const std::vector<std::int64_t>& head_steps) {
                  const auto& b = g.bundle();
-                 check_ar_array(labels, {g.batch()}, "labels");
-                 check_ar_array(noise, {g.batch(), b.n_tokens, b.token_dim}, "noise");
-                 check_ar_array(order, {g.batch(), b.n_tokens}, "order");
+                 check_shape(labels, {g.batch()}, "ar loop: labels");
+                 check_shape(noise, {g.batch(), b.n_tokens, b.token_dim}, "ar loop: noise");
+                 check_shape(order, {g.batch(), b.n_tokens}, "ar loop: order");
                  return ar_outputs(g, [&](float* t, std::uint8_t* im) {
                      g.generate(labels.data(), noise.data(), order.data(), head_steps, t, im);
                  });
@@ -645,9 +641,11 @@ PYBIND11_MODULE(_core, m) {
         .def("generate_dd",
              [](nf::ArGenerator& g, const IntArray& labels, const FloatArray& noise, std::int64_t n_calls) {
                  const auto& b = g.bundle();
-                 check_ar_array(labels, {g.batch()}, "labels");
-                 check_ar_array(noise, {g.batch(), b.n_tokens, b.token_dim}, "noise");
-                 return ar_outputs(g, [&](float* t, std::uint8_t* im) { g.generate_dd(labels.data(), noise.data(), n_calls, t, im); });
+                 check_shape(labels, {g.batch()}, "ar loop: labels");
+                 check_shape(noise, {g.batch(), b.n_tokens, b.token_dim}, "ar loop: noise");
+                 return ar_outputs(g, [&](float* t, std::uint8_t* im) {
+                     g.generate_dd(labels.data(), noise.data(), n_calls, t, im);
+                 });
              },
              py::arg("labels"), py::arg("noise"), py::arg("n_calls") = 1,
              "The Distilled Decoding student: 1 or 2 calls from noise float32 [B, L, D] -> (images, tokens).");

@@ -63,13 +63,11 @@ bool fits(const Shape& got, const Shape& want) {
 bool Engine::same_as_bound(const Bindings& b) const {
     if (bound_.size() != b.inputs.size() + b.outputs.size()) return false;
     std::size_t k = 0;
-    for (const HostTensor* t : b.inputs) {
-        if (t == nullptr || bound_[k] != t->raw() || bound_shapes_[k] != t->shape()) return false;
-        ++k;
-    }
-    for (const HostTensor* t : b.outputs) {
-        if (t == nullptr || bound_[k] != t->raw() || bound_shapes_[k] != t->shape()) return false;
-        ++k;
+    for (const auto* group : {&b.inputs, &b.outputs}) {
+        for (const HostTensor* t : *group) {
+            if (t == nullptr || bound_[k] != t->raw() || bound_shapes_[k] != t->shape()) return false;
+            ++k;
+        }
     }
     return true;
 }

@@ -3,7 +3,8 @@ then the student, resumable. Run as `python -m nextframe.distill.train_dd`.
 
 Stage 1 (pairs.npz in the run dir, made once): n pairs per class of (label, noise, final tokens) from the teacher's
 bundle with the fixed order and the chosen schedule. Stage 2: the student from the teacher's weights, trained on
-them for --seconds; student.safetensors (EMA) carries dd_order and dd_two_step_revealed in its metadata.
+them for --seconds; student.safetensors (EMA) carries dd_order and dd_two_step_revealed in its metadata, and
+state.safetensors (training/checkpoint.py's training state) lets a rerun with the same --run continue.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import torch
 
 from nextframe.distill.distilled_decoding import DDStudent, dd_loss
 from nextframe.models.mar_schedules import tokens_per_step
-from nextframe.training.mar_checkpoint import load_mar, read_mar_metadata, save_mar
+from nextframe.training.checkpoint import load_training_state, save_training_state
+from nextframe.training.mar_checkpoint import load_mar, save_mar
 
 
 def make_pairs(bundle_dir: str, path: str, n_per_class: int, schedule: str, order: np.ndarray, seed: int,
@@ -50,48 +52,48 @@ def train(args) -> None:
         order = f["order"]
     revealed = list(np.cumsum(tokens_per_step(args.n_ar_steps, n))[:-1])
     two_step = int(revealed[args.n_ar_steps // 2 - 1])
-    student_path, raw_path = os.path.join(args.run, "student.safetensors"), os.path.join(args.run, "student_raw.safetensors")
-    if os.path.isfile(raw_path):
-        student, ema = load_mar(raw_path, cls=DDStudent), load_mar(student_path, cls=DDStudent)
-        step = int(read_mar_metadata(raw_path).get("step", 0))
-    else:
-        student, step = DDStudent.from_teacher(teacher), 0
-        ema = copy.deepcopy(student)
-    student.train()
+    student_path, state_path = os.path.join(args.run, "student.safetensors"), os.path.join(args.run, "state.safetensors")
+    student = DDStudent.from_teacher(teacher)
+    ema = copy.deepcopy(student)
     opt = torch.optim.AdamW(student.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    step = load_training_state(state_path, student, ema, opt)[0] if os.path.isfile(state_path) else 0
+    student.train()
     gen = torch.Generator().manual_seed(args.seed * 7919 + step)
     order_t = torch.from_numpy(order)
     meta = {"dd_order": json.dumps([int(i) for i in order]), "dd_two_step_revealed": two_step}
-    log = open(os.path.join(args.run, "log.jsonl"), "a")
-    n_val = min(256, len(labels) // 10)
-    t_end, t_save, losses = time.time() + args.seconds, time.time(), []
-    print(f"train-dd: {len(labels)} pairs ({n_val} held out), from step {step}", flush=True)
-    while time.time() < t_end:
-        idx = torch.randint(n_val, len(labels), (args.batch,), generator=gen)
-        loss = dd_loss(student, noise[idx], labels[idx], final[idx], order_t, revealed, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        opt.step()
-        with torch.no_grad():
-            for pe, pm in zip(ema.parameters(), student.parameters()):
-                pe.lerp_(pm, 1 - min(args.ema, (1 + step) / (10 + step)))
-        step += 1
-        losses.append(loss.item())
-        if step % 50 == 0:
+    with open(os.path.join(args.run, "log.jsonl"), "a") as log:
+        n_val = min(256, len(labels) // 10)
+        t_end, t_save, losses = time.time() + args.seconds, time.time(), []
+        print(f"train-dd: {len(labels)} pairs ({n_val} held out), from step {step}", flush=True)
+        while time.time() < t_end:
+            idx = torch.randint(n_val, len(labels), (args.batch,), generator=gen)
+            loss = dd_loss(student, noise[idx], labels[idx], final[idx], order_t, revealed, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+            opt.step()
             with torch.no_grad():
-                ones = torch.ones(n_val, n)
-                val1 = float(((ema(noise[:n_val], ones, labels[:n_val]) - final[:n_val]) ** 2).mean())
-            rec = {"step": step, "loss": float(np.mean(losses)), "val_one_step_mse": val1, "time": time.time()}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            print(rec, flush=True)
-            losses = []
-        if time.time() - t_save > 240:
-            save_mar(student, raw_path, {"step": step, **meta})
-            save_mar(ema, student_path, {"step": step, **meta})
-            t_save = time.time()
-    save_mar(student, raw_path, {"step": step, **meta})
+                for pe, pm in zip(ema.parameters(), student.parameters()):
+                    pe.lerp_(pm, 1 - min(args.ema, (1 + step) / (10 + step)))
+            step += 1
+            losses.append(loss.item())
+            if step % 50 == 0:
+                with torch.no_grad():
+                    ones = torch.ones(n_val, n)
+                    val1 = float(((ema(noise[:n_val], ones, labels[:n_val]) - final[:n_val]) ** 2).mean())
+                rec = {"step": step, "loss": float(np.mean(losses)), "val_one_step_mse": val1, "time": time.time()}
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                print(rec, flush=True)
+                losses = []
+            if time.time() - t_save > 240:
+                checkpoint(student, ema, opt, step, state_path, student_path, meta)
+                t_save = time.time()
+    checkpoint(student, ema, opt, step, state_path, student_path, meta)
+
+
+def checkpoint(student, ema, opt, step, state_path, student_path, meta):
+    save_training_state(state_path, student, ema, opt, step, {})
     save_mar(ema, student_path, {"step": step, **meta})
 
 

@@ -37,11 +37,13 @@ class GameClassifier(nn.Module):
             out.append(h)
         return out
 
-    def features(self, images_u8: torch.Tensor) -> torch.Tensor:
-        """uint8 [B, 3, H, W] -> [B, 32 + 64 + 96 + FEATURES]: every stage's mean over positions. The last stage alone
-        (what the classifier reads) knows the game and little else, so two samples of one game sit together there
-        however blurred; the early stages see edges and texture, which is where a blurred or broken frame differs."""
-        return torch.cat([h.mean((2, 3)) for h in self.stages(images_u8)], dim=1)
+    def features_and_logits(self, images_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 [B, 3, H, W] -> (features [B, 32 + 64 + 96 + FEATURES], logits [B, classes]) from one pass. The features
+        are every stage's mean over positions: the last stage alone (what the classifier reads) knows the game and
+        little else, so two samples of one game sit together there however blurred; the early stages see edges and
+        texture, which is where a blurred or broken frame differs."""
+        pooled = [h.mean((2, 3)) for h in self.stages(images_u8)]
+        return torch.cat(pooled, dim=1), self.fc(pooled[-1])
 
     def forward(self, images_u8: torch.Tensor) -> torch.Tensor:
         return self.fc(self.stages(images_u8)[-1].mean((2, 3)))
@@ -72,9 +74,9 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, classes, steps: int
 def features_and_predictions(model: GameClassifier, images: np.ndarray, batch: int = 256):
     feats, preds = [], []
     for i in range(0, len(images), batch):
-        hs = model.stages(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])))
-        feats.append(torch.cat([h.mean((2, 3)) for h in hs], dim=1).numpy().astype(np.float64))
-        preds.append(model.fc(hs[-1].mean((2, 3))).argmax(1).numpy())
+        f, logits = model.features_and_logits(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])))
+        feats.append(f.numpy().astype(np.float64))
+        preds.append(logits.argmax(1).numpy())
     return np.concatenate(feats), np.concatenate(preds)
 
 

@@ -21,24 +21,6 @@ FORMAT_VERSION = 1
 GRAPH_REVISION = 1
 
 
-class _Backbone(torch.nn.Module):
-    def __init__(self, model: MarModel):
-        super().__init__()
-        self.m = model.backbone
-
-    def forward(self, tokens, unknown, label):
-        return self.m(tokens, unknown, label)
-
-
-class _Head(torch.nn.Module):
-    def __init__(self, model: MarModel):
-        super().__init__()
-        self.m = model.head
-
-    def forward(self, x, t, z):
-        return self.m(x, t, z)
-
-
 def _io(model: MarModel) -> dict:
     L, D, C = model.cfg.n_tokens, model.cfg.token_dim, model.cfg.dim
     f, i = "float32", "int64"
@@ -56,7 +38,7 @@ def _example(specs, n: int, n_classes: int, seed: int) -> dict:
         shape = [n if d == -1 else d for d in shape]
         if dtype == "int64":
             out[name] = torch.randint(0, n_classes, shape, generator=g)
-        elif name in ("unknown",):
+        elif name == "unknown":
             out[name] = (torch.rand(shape, generator=g) < 0.6).float()
         elif name == "t":
             out[name] = torch.rand(shape, generator=g) * 0.9 + 0.1
@@ -110,7 +92,7 @@ def export_ar_bundle(model: MarModel, out_dir: str, schedules: dict[str, HeadSch
 
     def fill(tmp: str) -> dict:
         graphs, files, parity = {}, {}, {}
-        modules = {"backbone": _Backbone(model), "head": _Head(model)}
+        modules = {"backbone": model.backbone, "head": model.head}
         if student is not None:
             modules["dd"] = student.eval()
         for name, module in modules.items():

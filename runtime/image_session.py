@@ -77,9 +77,11 @@ class ImageSession:
         labs = np.full(n, self.label(game), np.int64) if labels is None else np.asarray([self.label(x) for x in labels], np.int64)
         if len(labs) != n:
             raise ValueError(f"generate: {len(labs)} labels for n={n}")
-        drawn_noise, drawn_order = self.draw(n, seed)
-        noise = drawn_noise if noise is None else np.ascontiguousarray(noise, np.float32)
-        order = drawn_order if order is None else np.ascontiguousarray(order, np.int64)
+        if noise is None or order is None:  # the seed's draws, only where the caller gave none
+            drawn_noise, drawn_order = self.draw(n, seed)
+            noise = drawn_noise if noise is None else noise
+            order = drawn_order if order is None else order
+        noise, order = np.ascontiguousarray(noise, np.float32), np.ascontiguousarray(order, np.int64)
         for name, a in (("noise", noise), ("order", order)):
             if a.ndim < 1 or a.shape[0] != n:
                 raise ValueError(f"generate: {name} has {a.shape[0] if a.ndim else 0} rows for n={n}")

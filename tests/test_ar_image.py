@@ -378,3 +378,30 @@ def test_ar_image_table_runs_on_a_tiny_bundle(tiny, tmp_path):
     assert rows["disa_linear"]["head_evaluations_per_image"] < rows["fixed"]["head_evaluations_per_image"]
     assert rows["dd1"]["head_evaluations_per_image"] == 0 and rows["dd1"]["network_calls_per_batch"] == 1
     assert "| disa_linear |" in markdown(r) and (tmp_path / "grids" / "dd1.png").is_file()
+
+
+def test_train_mar_resumes_from_its_training_state(tmp_path):
+    """Two steps, then two more in a second run of the same --run: the second continues (step 4, optimizer moments
+    restored) from the state file, and the shipped EMA file is written with its step."""
+    from nextframe.training.checkpoint import load_training_state
+    from nextframe.training.mar_checkpoint import read_mar_metadata
+    from nextframe.training.train_mar import main as train_mar
+
+    rng = np.random.default_rng(0)
+    classes = ("Breakout", "Pong")
+    np.savez(tmp_path / "cache.npz", images=rng.integers(0, 256, (16, 3, 64, 64), dtype=np.uint8),
+             labels=np.array([0, 1] * 8), classes=np.array(classes))
+    args = ["--data", str(tmp_path), "--cache", str(tmp_path / "cache.npz"), "--run", str(tmp_path / "run"),
+            "--classes", ",".join(classes), "--dim", "16", "--depth", "1", "--heads", "2", "--head-width", "32",
+            "--head-depth", "1", "--batch", "4", "--log-every", "1"]
+    train_mar(args + ["--steps", "2"])
+    train_mar(args + ["--steps", "4"])
+    state = str(tmp_path / "run" / "state.safetensors")
+    model = MarModel(MarConfig.from_json(read_mar_metadata(state)["config"]))
+    ema = MarModel(model.cfg)
+    opt = torch.optim.AdamW(model.parameters())
+    step, _ = load_training_state(state, model, ema, opt)
+    assert step == 4 and all(float(s["step"]) == 4 for s in opt.state.values())
+    assert read_mar_metadata(str(tmp_path / "run" / "model_ema.safetensors"))["step"] == "4"
+    logged = [json.loads(x)["step"] for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4]

@@ -74,8 +74,8 @@ EVALS = [("teacher", 1), ("teacher", 2), ("teacher", 4), ("teacher", 8), ("teach
 def _finetune_config() -> tuple[dict, dict]:
     """Mode finetune: phase 8's recipe (turn-weighted bounces, own-context rollouts, event rows) continued from the
     shipped default's weights (--init: another model file of the same config) on freshly recorded episodes, at a
-    GPU's batch: 8x phase 8's batch at 1.5x its learning rate, cosine-annealed over the time budget. Eager (no torch.compile: a compile failure on the device's torch would
-    cost the whole run)."""
+    GPU's batch: 8x phase 8's batch at 1.5x its learning rate, cosine-annealed over the time budget. Eager (no
+    torch.compile: a compile failure on the device's torch would cost the whole run)."""
     with open(os.path.join(ROOT, "configs", "breakout_unet_phase8.json")) as f:
         c = json.load(f)
     train = {k: v for k, v in c["train"].items() if k not in ("data", "out_dir", "device", "cache_dir", "comment")}
@@ -286,8 +286,8 @@ def job_eval(args) -> None:
 
 
 def job_eval_finetune(args) -> None:
-    """Mode finetune: the shipped default, the weights continued (where others) and the fine-tuned models, each at the shipped two-step sampler
-    under FT_EVAL_SEEDS noise seeds (midplay.mean_over_seeds), on the same clips."""
+    """Mode finetune: the shipped default, the weights continued (where others) and the fine-tuned models, each at the
+    shipped two-step sampler under FT_EVAL_SEEDS noise seeds (midplay.mean_over_seeds), on the same clips."""
     link_package()
     from nextframe.evaluation import midplay
     from nextframe.training.checkpoint import load_model

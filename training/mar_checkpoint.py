@@ -1,30 +1,23 @@
-"""MAR model files as safetensors (never pickle): the weights, and the config in the metadata. A training
-checkpoint is a model file of the EMA weights plus one of the raw weights and a small state (step, optimizer)."""
+"""MAR model files as safetensors (never pickle): the weights, and the config in the metadata. Training state (raw
+and EMA weights, optimizer moments, step) goes through training/checkpoint.py's save_training_state like every
+other trainer's."""
 from __future__ import annotations
 
 import json
 import os
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from nextframe.atomic import write_atomic
 from nextframe.models.mar import MarModel
 from nextframe.models.mar_config import MarConfig
+from nextframe.training.checkpoint import _atomic_save
 
 FORMAT = "nextframe.mar.v1"
 
 
 def save_mar(model: MarModel, path: str, extra_metadata: dict | None = None) -> None:
     meta = {"format": FORMAT, "config": model.cfg.to_json(), **{k: str(v) for k, v in (extra_metadata or {}).items()}}
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-
-    def write(tmp: str) -> None:
-        save_file(tensors, tmp, metadata=meta)
-        os.chmod(tmp, 0o644)
-
-    write_atomic(path, write)
+    _atomic_save(model.state_dict(), path, meta)
 
 
 def read_mar_metadata(path: str) -> dict:

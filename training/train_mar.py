@@ -1,8 +1,9 @@
 """Train the MAR image model (models/mar.py) on labelled frames; resumable, with an EMA and a JSONL log.
 
 Run as `python -m nextframe.training.train_mar`. The run directory holds
-model_ema.safetensors (what ships), model.safetensors + the optimizer moments (opt.safetensors) and
-log.jsonl; rerunning with the same --run continues from the last checkpoint.
+model_ema.safetensors (what ships), state.safetensors (weights, EMA, optimizer moments and step:
+training/checkpoint.py's training state) and log.jsonl; rerunning with the same --run continues from the last
+checkpoint.
 """
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ import time
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from nextframe.data.image_set import cached_image_set
 from nextframe.models.mar import MarModel
 from nextframe.models.mar_config import MarConfig
-from nextframe.training.mar_checkpoint import load_mar, read_mar_metadata, save_mar
+from nextframe.training.checkpoint import load_training_state, save_training_state
+from nextframe.training.mar_checkpoint import read_mar_metadata, save_mar
 
 
 def token_stats(images: np.ndarray) -> tuple[float, float]:
@@ -27,90 +28,66 @@ def token_stats(images: np.ndarray) -> tuple[float, float]:
     return float(x.mean()), float(x.std())
 
 
-def save_optimizer(opt: torch.optim.Optimizer, path: str) -> None:
-    tensors = {}
-    for i, (p, st) in enumerate((p, opt.state[p]) for g in opt.param_groups for p in g["params"]):
-        if st:
-            tensors[f"{i}.exp_avg"] = st["exp_avg"].contiguous()
-            tensors[f"{i}.exp_avg_sq"] = st["exp_avg_sq"].contiguous()
-            tensors[f"{i}.step"] = torch.as_tensor(st["step"]).reshape(1).float()
-    save_file(tensors, path + ".tmp")
-    os.replace(path + ".tmp", path)
-
-
-def load_optimizer(opt: torch.optim.Optimizer, path: str) -> None:
-    tensors = load_file(path)
-    for i, p in enumerate(p for g in opt.param_groups for p in g["params"]):
-        if f"{i}.exp_avg" in tensors:
-            opt.state[p] = {"exp_avg": tensors[f"{i}.exp_avg"], "exp_avg_sq": tensors[f"{i}.exp_avg_sq"],
-                            "step": tensors[f"{i}.step"].reshape(())}
-
-
 def train(args) -> None:
     torch.manual_seed(args.seed)
     os.makedirs(args.run, exist_ok=True)
-    raw_path, ema_path, opt_path = (os.path.join(args.run, n) for n in ("model.safetensors", "model_ema.safetensors", "opt.safetensors"))
+    state_path, ema_path = os.path.join(args.run, "state.safetensors"), os.path.join(args.run, "model_ema.safetensors")
     classes = tuple(args.classes.split(","))
     images, labels = cached_image_set(args.cache, args.data, classes, every=args.every)
-    if os.path.isfile(raw_path):
-        model, ema = load_mar(raw_path), load_mar(ema_path)
-        step = int(read_mar_metadata(raw_path).get("step", 0))
-        cfg = model.cfg
+    if os.path.isfile(state_path):
+        cfg = MarConfig.from_json(read_mar_metadata(state_path)["config"])
     else:
         mean, std = token_stats(images)
         cfg = MarConfig(dim=args.dim, depth=args.depth, heads=args.heads, head_width=args.head_width,
                         head_depth=args.head_depth, classes=classes, token_mean=mean, token_std=std)
-        model = MarModel(cfg)
-        ema = copy.deepcopy(model)
-        step = 0
-    model.train()
+    model = MarModel(cfg)
+    ema = copy.deepcopy(model)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.02)
-    if step and os.path.isfile(opt_path):
-        load_optimizer(opt, opt_path)
+    step = load_training_state(state_path, model, ema, opt)[0] if os.path.isfile(state_path) else 0
+    model.train()
     n_params = sum(p.numel() for p in model.parameters())
     print(f"train-mar: {len(images)} frames, {len(classes)} classes, {n_params / 1e6:.2f}M params, from step {step}", flush=True)
     rng = np.random.default_rng([args.seed, step])
     gen = torch.Generator().manual_seed(args.seed * 100003 + step)
-    log = open(os.path.join(args.run, "log.jsonl"), "a")
-    t_end = time.time() + args.seconds
-    t_save = time.time()
-    losses = []
-    while step < args.steps and time.time() < t_end:
-        idx = rng.integers(0, len(images), args.batch)
-        x = torch.from_numpy(images[idx])
-        tokens = model.to_tokens(x)
-        y = torch.from_numpy(labels[idx])
-        lr = args.lr * min(1.0, (step + 1) / args.warmup)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        loss = model.loss(tokens, y, gen, noise_draws=args.noise_draws)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        with torch.no_grad():
-            decay = min(args.ema, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.lerp_(pm, 1 - decay)
-        step += 1
-        losses.append(loss.item())
-        if step % args.log_every == 0:
-            rec = {"step": step, "loss": float(np.mean(losses)), "lr": lr, "time": time.time()}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            print(rec, flush=True)
-            losses = []
-        if time.time() - t_save > args.save_every_s:
-            checkpoint(model, ema, opt, step, raw_path, ema_path, opt_path)
-            t_save = time.time()
-    checkpoint(model, ema, opt, step, raw_path, ema_path, opt_path)
+    with open(os.path.join(args.run, "log.jsonl"), "a") as log:
+        t_end = time.time() + args.seconds
+        t_save = time.time()
+        losses = []
+        while step < args.steps and time.time() < t_end:
+            idx = rng.integers(0, len(images), args.batch)
+            x = torch.from_numpy(images[idx])
+            tokens = model.to_tokens(x)
+            y = torch.from_numpy(labels[idx])
+            lr = args.lr * min(1.0, (step + 1) / args.warmup)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            loss = model.loss(tokens, y, gen, noise_draws=args.noise_draws)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            with torch.no_grad():
+                decay = min(args.ema, (1 + step) / (10 + step))
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.lerp_(pm, 1 - decay)
+            step += 1
+            losses.append(loss.item())
+            if step % args.log_every == 0:
+                rec = {"step": step, "loss": float(np.mean(losses)), "lr": lr, "time": time.time()}
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                print(rec, flush=True)
+                losses = []
+            if time.time() - t_save > args.save_every_s:
+                checkpoint(model, ema, opt, step, state_path, ema_path)
+                t_save = time.time()
+    checkpoint(model, ema, opt, step, state_path, ema_path)
     print(f"train-mar: stopped at step {step}", flush=True)
 
 
-def checkpoint(model, ema, opt, step, raw_path, ema_path, opt_path):
-    save_mar(model, raw_path, {"step": step})
+def checkpoint(model, ema, opt, step, state_path, ema_path):
+    save_training_state(state_path, model, ema, opt, step, {})
     save_mar(ema, ema_path, {"step": step})
-    save_optimizer(opt, opt_path)
 
 
 def main(argv=None):
