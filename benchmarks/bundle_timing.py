@@ -21,6 +21,10 @@ def describe(bundle_dir: str) -> dict:
     return {"precision": q["precision"], "method": q["method"]} if q else {"precision": "fp32"}
 
 
+# bench backend -> device of the ONNX Runtime device loop (runtime/device_session.py, backend "ort")
+ORT_DEVICE_BACKENDS = {"ort-device": "cpu", "ort-cuda-device": "cuda"}
+
+
 def time_bundles(bundles: dict[str, str | tuple[str, str]], frames: np.ndarray, lead_actions: np.ndarray,
                  n_frames: int, threads: int = 2, seed: int = 0, backend: str = "ort-cpu", loops: dict | None = None) -> dict:
     """{name: {fps, latency_p50/p90/p99_ms, n_frames, n_steps, backend}}; bundles: name -> bundle dir, or -> (bundle
@@ -37,7 +41,12 @@ def time_bundles(bundles: dict[str, str | tuple[str, str]], frames: np.ndarray, 
     try:
         bundles = {name: (v, backend) if isinstance(v, str) else tuple(v) for name, v in bundles.items()}
         for name, (path, be) in bundles.items():
-            sessions[name] = Session(path, backend=be, threads=threads, seed=seed, n_warmup_frames=5)
+            if be in ORT_DEVICE_BACKENDS:  # the device-resident loop over the bundle's frame graph
+                from nextframe.runtime.device_session import DeviceSession
+
+                sessions[name] = DeviceSession(path, device=ORT_DEVICE_BACKENDS[be], backend="ort", threads=threads, seed=seed)
+            else:
+                sessions[name] = Session(path, backend=be, threads=threads, seed=seed, n_warmup_frames=5)
         rng = np.random.default_rng(seed)
         steps = {}
         for name, s in sessions.items():

@@ -21,6 +21,7 @@
 #include "interrupt.h"
 #include "kv_cache.h"
 #include "native_decoder.h"
+#include "ort_device_loop.h"
 #include "schedule.h"
 #include "sha256.h"
 #include "utf8.h"
@@ -185,6 +186,36 @@ void checked_reset(Loop& l, const FloatArray& frames, const IntArray& actions, c
     l.reset(f, n, a);
 }
 
+// What DeviceLoop and OrtDeviceLoop share: reset, step (fetch or keep on the device), frame and their shape.
+template <typename Loop>
+void bind_device_loop_common(py::class_<Loop>& c, const char* who) {
+    c.def("reset", [who](Loop& l, const FloatArray& frames, const IntArray& actions) {
+                 checked_reset(l, frames, actions, who);
+             },
+             py::arg("frames"), py::arg("actions"),
+             "frames float32 [n, C, H, W] in [-1, 1]; actions int64 [n] in 0..no_action.")
+        .def("step",
+             [](Loop& l, std::int64_t action, bool fetch) -> py::object {
+                 if (!fetch) {
+                     py::gil_scoped_release release;
+                     l.step(action, nullptr);
+                     return py::none();
+                 }
+                 return filled_frame(l.frame_numel(), [&](float* p) { l.step(action, p); });
+             },
+             py::arg("action"), py::arg("fetch") = true,
+             "The next frame for action, float32 flat [C*H*W] in [-1, 1]; fetch=False keeps it on the device (None).")
+        .def("frame",
+             [](Loop& l) { return filled_frame(l.frame_numel(), [&](float* p) { l.frame(p); }); },
+             "The last generated frame (a copy from the device).")
+        .def_property_readonly("frame_numel", &Loop::frame_numel)
+        .def_property_readonly("n_actions", &Loop::n_actions)
+        .def_property_readonly("no_action", &Loop::no_action)
+        .def_property_readonly("context_depth", &Loop::context_depth)
+        .def_property_readonly("device", &Loop::device)
+        .def_property_readonly("cuda_graph", &Loop::cuda_graph);
+}
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "nextframe C++ core (nf_core) bindings.";
     nf::set_interrupt_hook(&raise_pending_signals);
@@ -297,6 +328,7 @@ PYBIND11_MODULE(_core, m) {
         .def_property_readonly("step_outputs", [](const nf::Bundle& b) { return spec_list(b.step.outputs); })
         .def_property_readonly("step_graph_path", &nf::Bundle::step_graph_path)
         .def_property_readonly("has_kv_graph", &nf::Bundle::has_kv_graph)
+        .def_property_readonly("has_frame_graph", &nf::Bundle::has_frame_graph)
         .def_property_readonly("uses_cache", &nf::Bundle::uses_cache,
                                "The step graph reads a K/V ring (transformer bundles); frame-stack bundles do not.")
         .def_property_readonly("history_depth", &nf::Bundle::history_depth,
@@ -525,10 +557,11 @@ PYBIND11_MODULE(_core, m) {
              "Graph runs since construction: [step graph, step_groups[0], ...].")
         .def_property_readonly("backend_note", [](const nf::FrameLoop& l) { return l.engine().note(); });
 
-    py::class_<nf::DeviceLoop>(m, "DeviceLoop",
+    py::class_<nf::DeviceLoop> device_loop(m, "DeviceLoop",
                                "The next-frame loop of a frame-stack bundle kept on its AOTInductor package's device "
                                "(csrc/device_loop.h): state and graph inputs in device memory, one noise frame in and "
-                               "(when asked) one frame out per step, the steady-state step a CUDA graph on CUDA.")
+                               "(when asked) one frame out per step, the steady-state step a CUDA graph on CUDA.");
+    device_loop
         .def(py::init([](const nf::Bundle& b, const std::string& device, std::int64_t device_id, std::int64_t threads,
                          std::uint64_t seed, bool cuda_graph) {
                  nf::DeviceLoopParams p;
@@ -540,34 +573,33 @@ PYBIND11_MODULE(_core, m) {
                  return std::make_unique<nf::DeviceLoop>(b, p);
              }),
              py::arg("bundle"), py::arg("device") = "cuda", py::arg("device_id") = 0, py::arg("threads") = 2,
-             py::arg("seed") = 0, py::arg("cuda_graph") = true, py::call_guard<py::gil_scoped_release>())
-        .def("reset", [](nf::DeviceLoop& l, const FloatArray& frames, const IntArray& actions) {
-                 checked_reset(l, frames, actions, "device_loop");
-             },
-             py::arg("frames"), py::arg("actions"),
-             "frames float32 [n, C, H, W] in [-1, 1]; actions int64 [n] in 0..no_action.")
-        .def("step",
-             [](nf::DeviceLoop& l, std::int64_t action, bool fetch) -> py::object {
-                 if (!fetch) {
-                     py::gil_scoped_release release;
-                     l.step(action, nullptr);
-                     return py::none();
-                 }
-                 return filled_frame(l.frame_numel(), [&](float* p) { l.step(action, p); });
-             },
-             py::arg("action"), py::arg("fetch") = true,
-             "The next frame for action, float32 flat [C*H*W] in [-1, 1]; fetch=False keeps it on the device (None).")
-        .def("frame",
-             [](nf::DeviceLoop& l) { return filled_frame(l.frame_numel(), [&](float* p) { l.frame(p); }); },
-             "The last generated frame (a copy from the device).")
-        .def_property_readonly("frame_numel", &nf::DeviceLoop::frame_numel)
-        .def_property_readonly("n_actions", &nf::DeviceLoop::n_actions)
-        .def_property_readonly("no_action", &nf::DeviceLoop::no_action)
-        .def_property_readonly("context_depth", &nf::DeviceLoop::context_depth)
-        .def_property_readonly("device", &nf::DeviceLoop::device)
-        .def_property_readonly("cuda_graph", &nf::DeviceLoop::cuda_graph)
-        .def_property_readonly("graph_replays", &nf::DeviceLoop::graph_replays)
+             py::arg("seed") = 0, py::arg("cuda_graph") = true, py::call_guard<py::gil_scoped_release>());
+    bind_device_loop_common(device_loop, "device_loop");
+    device_loop.def_property_readonly("graph_replays", &nf::DeviceLoop::graph_replays)
         .def_property_readonly("package", &nf::DeviceLoop::package);
+
+    py::class_<nf::OrtDeviceLoop> ort_device_loop(
+        m, "OrtDeviceLoop",
+        "The next-frame loop of a frame-stack bundle kept in ONNX Runtime's device memory through its frame graph "
+        "(csrc/ort_device_loop.h): state in two device buffers swapped per frame, one noise frame in and (when asked) one "
+        "frame out per step, each binding's run a CUDA graph with the CUDA provider.");
+    ort_device_loop
+        .def(py::init([](const nf::Bundle& b, const std::string& device, std::int64_t device_id, std::int64_t threads,
+                         std::uint64_t seed, bool cuda_graph, const std::string& ort_lib) {
+                 nf::OrtDeviceLoopParams p;
+                 p.device = device;
+                 p.device_id = device_id;
+                 p.threads = threads;
+                 p.seed = seed;
+                 p.cuda_graph = cuda_graph;
+                 p.ort_lib = ort_lib;
+                 return std::make_unique<nf::OrtDeviceLoop>(b, p);
+             }),
+             py::arg("bundle"), py::arg("device") = "cuda", py::arg("device_id") = 0, py::arg("threads") = 2,
+             py::arg("seed") = 0, py::arg("cuda_graph") = true, py::arg("ort_lib") = "",
+             py::call_guard<py::gil_scoped_release>());
+    bind_device_loop_common(ort_device_loop, "ort_device_loop");
+    ort_device_loop.def_property_readonly("steps", &nf::OrtDeviceLoop::steps);
     m.def("ar_tokens_per_step", &nf::ar_tokens_per_step, py::arg("n_ar_steps"), py::arg("n_tokens"),
           "Tokens revealed at each AR step (MaskGIT cosine mask schedule; ar_schedule.h).");
     m.def("ar_head_steps",

@@ -98,6 +98,8 @@ void check_graph_io(const Bundle& b, const GraphInfo& g, const std::string& grap
     for (std::size_t i = 0; i < g.inputs.size(); ++i) {
         const TensorSpec& s = g.inputs[i];
         const RoleSpec& r = g.input_roles[i];
+        NF_CHECK_ARG(!is_frame_graph_role(r.role), where + "input '" + s.name + "' has role " + role_name(r.role) +
+                                                       ", which only the frame graph reads");
         for (const auto& p : seen)
             NF_CHECK_ARG(!(p.first == r.role && p.second == r.back), where + "input '" + s.name + "': role " +
                                                                        role_name(r.role) + " listed twice");
@@ -138,6 +140,8 @@ void check_graph_io(const Bundle& b, const GraphInfo& g, const std::string& grap
     for (std::size_t i = 0; i < g.outputs.size(); ++i) {
         const TensorSpec& s = g.outputs[i];
         const Role role = g.output_roles[i].role;
+        NF_CHECK_ARG(!is_frame_graph_role(role), where + "output '" + s.name + "' has role " + role_name(role) +
+                                                     ", which only the frame graph writes");
         for (Role o : outs) NF_CHECK_ARG(o != role, where + "output '" + s.name + "': role " + role_name(role) + " listed twice");
         outs.push_back(role);
         if (role == Role::Prediction) {
@@ -185,6 +189,52 @@ void check_kv_io(const Bundle& b) {
                      "bundle: kv graph output '" + o.name + "' is not the step graph's k_new or v_new");
     }
     NF_CHECK_ARG(b.kv.outputs[0].name != b.kv.outputs[1].name, "bundle: kv graph output '" + b.kv.outputs[0].name + "' listed twice");
+}
+
+// The frame graph (graph_roles.h): a frame-stack bundle's whole step, so its io is fixed: each role once, in any
+// order, shaped by the frame section and the step graph's context size; push_noise exactly where the sampler noises
+// its context; its schedule the sampler's (the graph bakes it in).
+void check_frame_graph_io(const Bundle& b) {
+    const GraphInfo& g = b.frame_graph;
+    const std::string where = "bundle: frame graph ";
+    NF_CHECK_ARG(!b.uses_cache() && b.step.has_input_role(Role::ContextFrames),
+                 where + "serves frame-stack bundles (a step graph reading context_frames, no K/V cache)");
+    std::int64_t k = 0;
+    for (std::size_t i = 0; i < b.step.inputs.size(); ++i)
+        if (b.step.input_roles[i].role == Role::ContextFrames) k = b.step.inputs[i].shape[1];
+    const auto& f = b.frame;
+    const Shape frame = {1, f.channels, f.height, f.width}, context = {1, k, f.channels, f.height, f.width};
+    struct Want {
+        Role role;
+        DType dtype;
+        Shape shape;
+    };
+    std::vector<Want> inputs = {{Role::ContextFrames, DType::F32, context}, {Role::ContextActions, DType::I64, {1, k}},
+                                {Role::Action, DType::I64, {1}}, {Role::FrameNoise, DType::F32, frame}};
+    if (b.sampler.context_noise > 0.0) inputs.push_back({Role::PushNoise, DType::F32, frame});
+    const std::vector<Want> outputs = {{Role::Frame, DType::F32, frame}, {Role::NextContextFrames, DType::F32, context},
+                                       {Role::NextContextActions, DType::I64, {1, k}}, {Role::NonFinite, DType::I64, {1}}};
+    auto check = [&](const std::vector<TensorSpec>& specs, const std::vector<RoleSpec>& roles, const std::vector<Want>& want,
+                     const char* kind) {
+        NF_CHECK_ARG(specs.size() == want.size(), where + "has " + std::to_string(specs.size()) + " " + kind +
+                                                      "s (expected " + std::to_string(want.size()) + ")");
+        for (const Want& w : want) {
+            std::size_t n = 0;
+            for (std::size_t i = 0; i < specs.size(); ++i) {
+                if (roles[i].role != w.role) continue;
+                ++n;
+                NF_CHECK_ARG(specs[i].dtype == w.dtype && specs[i].shape == w.shape,
+                             where + kind + " '" + specs[i].name + "' is " + dtype_name(specs[i].dtype) +
+                                 shape_str(specs[i].shape) + " (expected " + dtype_name(w.dtype) + shape_str(w.shape) + ")");
+            }
+            NF_CHECK_ARG(n == 1, where + "needs one " + kind + " of role " + role_name(w.role) + " (has " +
+                                     std::to_string(n) + ")");
+        }
+    };
+    check(g.inputs, g.input_roles, inputs, "input");
+    check(g.outputs, g.output_roles, outputs, "output");
+    NF_CHECK_ARG(b.frame_graph_times == b.sampler.times,
+                 where + "bakes in a schedule other than sampler.times (re-export the bundle)");
 }
 
 bool is_hex64(const std::string& s) {
@@ -471,6 +521,19 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
         b.kv.outputs = parse_specs(kv, "outputs", &b.kv.output_roles, "kv");
     }
 
+    if (graphs.find("frame") != nullptr) {
+        const Reader fg = graphs.object("frame");
+        b.frame_graph.file = fg.string("file");
+        NF_CHECK_ARG(!b.frame_graph.file.empty(), "bundle: manifest key 'graphs.frame.file' is empty");
+        b.frame_graph.opset = fg.positive("opset");
+        b.frame_graph.inputs = parse_specs(fg, "inputs", &b.frame_graph.input_roles, "frame");
+        b.frame_graph.outputs = parse_specs(fg, "outputs", &b.frame_graph.output_roles, "frame");
+        for (const auto& t : fg.array("times")) {
+            NF_CHECK_ARG(t.is_number(), "bundle: manifest key 'graphs.frame.times' must hold numbers");
+            b.frame_graph_times.push_back(t.as_double());
+        }
+    }
+
     if (const Json* q = root.find("quantization"); q != nullptr) {
         // written by `nextframe quantize`; a precision this core does not know could mean graphs it would
         // run wrongly, so it is refused rather than ignored
@@ -503,7 +566,7 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
     }
 
     b.files = parse_file_entries(root.get("files"));
-    for (const GraphInfo* g : {&b.step, &b.kv})
+    for (const GraphInfo* g : {&b.step, &b.kv, &b.frame_graph})
         if (!g->file.empty()) check_in_files(b, g->file, "graph file");
     for (const auto& g : b.step_groups) check_in_files(b, g.file, "step group graph");
     if (const Json* trt = root.find("tensorrt"); trt != nullptr) parse_tensorrt(b, *trt);
@@ -514,6 +577,7 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
         check_kv_io(b);
         check_graph_io(b, b.kv, "kv", true);
     }
+    if (b.has_frame_graph()) check_frame_graph_io(b);
     if (const Json* aoti = root.find("aoti"); aoti != nullptr) parse_aoti(b, *aoti);
     return b;
 }

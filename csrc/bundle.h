@@ -132,6 +132,11 @@ struct Bundle {
     SamplerInfo sampler;
     GraphInfo step;
     GraphInfo kv;  // file empty when the manifest has no "graphs.kv"
+    // The optional frame graph ("graphs.frame", export/frame_graph.py): the whole next-frame step of a frame-stack
+    // bundle at frame_graph_times (== sampler.times), for device-resident loops (ort_device_loop.h).
+    GraphInfo frame_graph;  // file empty when the manifest has none
+    std::vector<double> frame_graph_times;
+    bool has_frame_graph() const { return !frame_graph.file.empty(); }
     std::vector<StepGroup> step_groups;  // empty when the manifest has no "step_groups"
     // The step graph with another file: what an engine for a step group loads.
     GraphInfo step_group_graph(std::size_t i) const;

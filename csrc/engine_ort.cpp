@@ -89,6 +89,64 @@ void check_against_manifest(const std::vector<TensorSpec>& graph, const std::vec
     }
 }
 
+}  // namespace
+
+OrtSessionPtr make_ort_session(const OrtApi& api, const OrtSharedEnv& env, const std::vector<char>& model,
+                               const std::string& file, const EngineParams& params, bool cuda,
+                               const std::vector<std::pair<std::string, std::string>>& cuda_options) {
+    OrtSessionOptions* raw_opts = nullptr;
+    ort_check(api.CreateSessionOptions(&raw_opts), "engine_ort: CreateSessionOptions failed");
+    OrtSessionOptionsPtr opts(raw_opts);
+    if (params.threads == env.global_intra_threads) {
+        ort_check(api.DisablePerSessionThreads(opts.get()), "engine_ort: DisablePerSessionThreads failed");
+    } else {
+        ort_check(api.SetIntraOpNumThreads(opts.get(), int(params.threads)), "engine_ort: SetIntraOpNumThreads failed");
+        ort_check(api.SetInterOpNumThreads(opts.get(), 1), "engine_ort: SetInterOpNumThreads failed");
+        // A session of its own pool sits beside the step/kv sessions' pools of the same Session: spinning
+        // workers of the idle pool would take the cores the running one needs (measured: a 2-thread Session
+        // opened after a 1-thread one ran 12.7 ms per frame against 9.1 ms on the shared pool).
+        ort_check(api.AddSessionConfigEntry(opts.get(), "session.intra_op.allow_spinning", "0"),
+                  "engine_ort: AddSessionConfigEntry failed");
+    }
+    ort_check(api.SetSessionExecutionMode(opts.get(), ORT_SEQUENTIAL), "engine_ort: SetSessionExecutionMode failed");
+    ort_check(api.SetSessionGraphOptimizationLevel(opts.get(), ORT_ENABLE_ALL),
+              "engine_ort: SetSessionGraphOptimizationLevel failed");
+    if (cuda) {
+        OrtCUDAProviderOptionsV2* raw_cuda = nullptr;
+        ort_check(api.CreateCUDAProviderOptions(&raw_cuda), "engine_ort: CUDA provider options failed");
+        OrtCudaOptionsPtr cuda_opts(raw_cuda);
+        const std::string device = std::to_string(params.device_id);
+        std::vector<const char*> keys = {"device_id"}, values = {device.c_str()};
+        for (const auto& kv : cuda_options) {
+            keys.push_back(kv.first.c_str());
+            values.push_back(kv.second.c_str());
+        }
+        ort_check(api.UpdateCUDAProviderOptions(cuda_opts.get(), keys.data(), values.data(), keys.size()),
+                  "engine_ort: CUDA provider options failed");
+        ort_check(api.SessionOptionsAppendExecutionProvider_CUDA_V2(opts.get(), cuda_opts.get()),
+                  "engine_ort: cannot append the CUDA execution provider");
+    }
+    // From memory (read_listed_file): the bytes ORT parses are the bytes just hashed, and a graph cannot pull in
+    // files the manifest does not list (ONNX external data needs a model path, which an in-memory graph has none of).
+    OrtSession* raw_session = nullptr;
+    try {
+        ort_check(api.CreateSessionFromArray(env.env.get(), model.data(), model.size(), opts.get(), &raw_session),
+                  "engine_ort: cannot load graph '" + file + "'");
+    } catch (const RuntimeError& e) {
+        const std::string msg = e.what();
+        if (msg.find("xternal") == std::string::npos) throw;
+        throw RuntimeError(msg + " (bundle graphs must be self-contained: ONNX external data is not loaded)");
+    }
+    return OrtSessionPtr(raw_session);
+}
+
+void check_ort_io(const OrtApi& api, OrtSession* session, const GraphInfo& graph) {
+    check_against_manifest(session_specs(api, session, true), graph.inputs, graph.file, "input");
+    check_against_manifest(session_specs(api, session, false), graph.outputs, graph.file, "output");
+}
+
+namespace {
+
 class OrtEngine final : public Engine {
 public:
     OrtEngine(const std::vector<char>& model, const GraphInfo& graph, const EngineParams& params, bool cuda, std::string note)
@@ -96,50 +154,9 @@ public:
           api_(ort_api(params.ort_lib)),
           env_(ort_env(params.threads)) {
         set_note(std::move(note));
-        OrtSessionOptions* raw_opts = nullptr;
-        ort_check(api_.CreateSessionOptions(&raw_opts), "engine_ort: CreateSessionOptions failed");
-        OrtSessionOptionsPtr opts(raw_opts);
-        if (params.threads == env_.global_intra_threads) {
-            ort_check(api_.DisablePerSessionThreads(opts.get()), "engine_ort: DisablePerSessionThreads failed");
-        } else {
-            ort_check(api_.SetIntraOpNumThreads(opts.get(), int(params.threads)), "engine_ort: SetIntraOpNumThreads failed");
-            ort_check(api_.SetInterOpNumThreads(opts.get(), 1), "engine_ort: SetInterOpNumThreads failed");
-            // A session of its own pool sits beside the step/kv sessions' pools of the same Session: spinning
-            // workers of the idle pool would take the cores the running one needs (measured: a 2-thread Session
-            // opened after a 1-thread one ran 12.7 ms per frame against 9.1 ms on the shared pool).
-            ort_check(api_.AddSessionConfigEntry(opts.get(), "session.intra_op.allow_spinning", "0"),
-                      "engine_ort: AddSessionConfigEntry failed");
-        }
-        ort_check(api_.SetSessionExecutionMode(opts.get(), ORT_SEQUENTIAL), "engine_ort: SetSessionExecutionMode failed");
-        ort_check(api_.SetSessionGraphOptimizationLevel(opts.get(), ORT_ENABLE_ALL),
-                  "engine_ort: SetSessionGraphOptimizationLevel failed");
-        if (cuda) {
-            OrtCUDAProviderOptionsV2* raw_cuda = nullptr;
-            ort_check(api_.CreateCUDAProviderOptions(&raw_cuda), "engine_ort: CUDA provider options failed");
-            OrtCudaOptionsPtr cuda_opts(raw_cuda);
-            const std::string device = std::to_string(params.device_id);
-            const char* keys[] = {"device_id"};
-            const char* values[] = {device.c_str()};
-            ort_check(api_.UpdateCUDAProviderOptions(cuda_opts.get(), keys, values, 1),
-                      "engine_ort: CUDA provider options failed");
-            ort_check(api_.SessionOptionsAppendExecutionProvider_CUDA_V2(opts.get(), cuda_opts.get()),
-                      "engine_ort: cannot append the CUDA execution provider");
-        }
-        // From memory (read_listed_file): the bytes ORT parses are the bytes just hashed, and a graph cannot pull in
-        // files the manifest does not list (ONNX external data needs a model path, which an in-memory graph has none of).
-        OrtSession* raw_session = nullptr;
-        try {
-            ort_check(api_.CreateSessionFromArray(env_.env.get(), model.data(), model.size(), opts.get(), &raw_session),
-                      "engine_ort: cannot load graph '" + graph.file + "'");
-        } catch (const RuntimeError& e) {
-            const std::string msg = e.what();
-            if (msg.find("xternal") == std::string::npos) throw;
-            throw RuntimeError(msg + " (bundle graphs must be self-contained: ONNX external data is not loaded)");
-        }
-        session_.reset(raw_session);
+        session_ = make_ort_session(api_, env_, model, graph.file, params, cuda);
 
-        check_against_manifest(session_specs(api_, session_.get(), true), inputs(), graph.file, "input");
-        check_against_manifest(session_specs(api_, session_.get(), false), outputs(), graph.file, "output");
+        check_ort_io(api_, session_.get(), graph);
 
         OrtMemoryInfo* raw_mem = nullptr;
         ort_check(api_.CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &raw_mem),

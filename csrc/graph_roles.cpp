@@ -20,6 +20,9 @@ constexpr Named kRoles[] = {
     {"cache_k", Role::CacheK, true},                 {"cache_v", Role::CacheV, true},
     {"cache_ages", Role::CacheAges, true},           {"prediction", Role::Prediction, false},
     {"k_new", Role::KNew, false},                    {"v_new", Role::VNew, false},
+    {"frame_noise", Role::FrameNoise, true},         {"push_noise", Role::PushNoise, true},
+    {"frame", Role::Frame, false},                   {"next_context_frames", Role::NextContextFrames, false},
+    {"next_context_actions", Role::NextContextActions, false}, {"non_finite", Role::NonFinite, false},
 };
 
 }  // namespace
@@ -47,6 +50,11 @@ bool is_context_role(Role role) {
 }
 
 bool is_cache_role(Role role) { return role == Role::CacheK || role == Role::CacheV || role == Role::CacheAges; }
+
+bool is_frame_graph_role(Role role) {
+    return role == Role::FrameNoise || role == Role::PushNoise || role == Role::Frame || role == Role::NextContextFrames ||
+           role == Role::NextContextActions || role == Role::NonFinite;
+}
 
 bool legacy_role(const std::string& name, bool input, RoleSpec* out) {
     struct Legacy {

@@ -12,6 +12,13 @@
 //          context_noise_level [1]     the level the cached frames were noised to
 //          cache_k, cache_v, cache_ages  the K/V ring (kv_cache.h)
 // Outputs: prediction (named "denoised" or "velocity" as the sampler kind says), k_new, v_new.
+//
+// The frame graph (export/frame_graph.py: a frame-stack bundle's whole next-frame step, for device-resident loops)
+// reads context_frames, context_actions and action as above, plus
+//          frame_noise [1,C,H,W]       the noise the frame starts from (t = 1)
+//          push_noise [1,C,H,W]        the context noise of the finished frame (only where context_noise > 0)
+// and writes frame [1,C,H,W] (clamped, snapped), next_context_frames, next_context_actions (the context moved on
+// by one frame) and non_finite [1] i64 (values that were NaN or infinite before the clamp).
 #pragma once
 
 #include <cstdint>
@@ -34,6 +41,12 @@ enum class Role {
     Prediction,
     KNew,
     VNew,
+    FrameNoise,
+    PushNoise,
+    Frame,
+    NextContextFrames,
+    NextContextActions,
+    NonFinite,
 };
 
 struct RoleSpec {
@@ -48,6 +61,7 @@ const char* role_name(Role role);
 Role parse_role(const std::string& name, bool input);
 bool is_context_role(Role role);  // the roles read from the frame history
 bool is_cache_role(Role role);
+bool is_frame_graph_role(Role role);  // frame_noise .. non_finite: the frame graph's own roles
 // The role of a graph io named before roles were declared (x, t, action, prev, prev2, prev_action, cache_k,
 // cache_v, ages; denoised, velocity, k_new, v_new). false when the name is not one of them.
 bool legacy_role(const std::string& name, bool input, RoleSpec* out);

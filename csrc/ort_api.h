@@ -17,6 +17,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace nf {
@@ -45,6 +46,9 @@ struct OrtDeleter {
     void operator()(OrtStatus* p) const { Ort::GetApi().ReleaseStatus(p); }
     void operator()(OrtCUDAProviderOptionsV2* p) const { Ort::GetApi().ReleaseCUDAProviderOptions(p); }
     void operator()(OrtThreadingOptions* p) const { Ort::GetApi().ReleaseThreadingOptions(p); }
+    void operator()(OrtIoBinding* p) const { Ort::GetApi().ReleaseIoBinding(p); }
+    void operator()(OrtAllocator* p) const { Ort::GetApi().ReleaseAllocator(p); }
+    void operator()(OrtRunOptions* p) const { Ort::GetApi().ReleaseRunOptions(p); }
 };
 
 using OrtEnvPtr = std::unique_ptr<OrtEnv, OrtDeleter>;
@@ -55,6 +59,9 @@ using OrtMemoryInfoPtr = std::unique_ptr<OrtMemoryInfo, OrtDeleter>;
 using OrtTypeInfoPtr = std::unique_ptr<OrtTypeInfo, OrtDeleter>;
 using OrtStatusPtr = std::unique_ptr<OrtStatus, OrtDeleter>;
 using OrtCudaOptionsPtr = std::unique_ptr<OrtCUDAProviderOptionsV2, OrtDeleter>;
+using OrtIoBindingPtr = std::unique_ptr<OrtIoBinding, OrtDeleter>;
+using OrtAllocatorPtr = std::unique_ptr<OrtAllocator, OrtDeleter>;
+using OrtRunOptionsPtr = std::unique_ptr<OrtRunOptions, OrtDeleter>;
 
 // The process-wide environment (created on first use, shared by every session, released with the last one),
 // with a global intra-op thread pool of the size the first session of its lifetime asked for. Sessions that
@@ -64,5 +71,17 @@ struct OrtSharedEnv {
     std::int64_t global_intra_threads = 0;
 };
 OrtSharedEnv ort_env(std::int64_t intra_threads);
+
+// A session on a graph's bytes as every engine makes one (engine_ort.cpp): intra-op threads from params (the shared
+// pool where the sizes agree), inter-op 1, sequential, ORT_ENABLE_ALL; cuda: the CUDA provider on params.device_id,
+// with cuda_options added (e.g. {"enable_cuda_graph", "1"}). file names the graph in errors.
+struct EngineParams;
+struct GraphInfo;
+OrtSessionPtr make_ort_session(const OrtApi& api, const OrtSharedEnv& env, const std::vector<char>& model,
+                               const std::string& file, const EngineParams& params, bool cuda,
+                               const std::vector<std::pair<std::string, std::string>>& cuda_options = {});
+// The session's inputs and outputs against the manifest's specs of graph (nf::InvalidArgument naming the first
+// difference).
+void check_ort_io(const OrtApi& api, OrtSession* session, const GraphInfo& graph);
 
 }  // namespace nf

@@ -120,9 +120,11 @@ def owned_bundle(path: str) -> bool:
 
 def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise: float = 0.0,
                   shift: float = 1.0, check: bool = True, times: list[float] | None = None,
-                  force: bool = False, aoti: tuple[str, ...] = ()) -> dict:
+                  force: bool = False, aoti: tuple[str, ...] = (), frame_graph: bool = False) -> dict:
     """Export, gate on ORT-vs-PyTorch parity, then move the finished bundle to out_dir (replacing it).
     aoti: devices ("cpu", "cuda") to compile AOTInductor packages of the graphs for as well (export/aoti.py).
+    frame_graph: a frame-stack model's whole next-frame step as one more graph, for device-resident loops
+    (export/frame_graph.py).
     n_steps defaults to 4; times (optional) fixes the schedule written to the manifest, e.g. [1.0, 0.0] for a
     one-step distilled student (the sampler kind stays flow_euler_x0: the runtime replays the times)."""
     if times is not None:
@@ -137,6 +139,9 @@ def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise
         raise ValueError(f"export: context_noise must be a number in 0..1 (got {context_noise!r})")
     if not (isinstance(shift, (int, float)) and 1e-3 <= shift <= 1e3):
         raise ValueError(f"export: shift must be a number in 0.001..1000 (got {shift!r})")
+    if frame_graph and not is_frame_stack(model):
+        raise ValueError("export: --frame-graph serves frame-stack models (this one keeps a K/V cache)")
+
     def fill(tmp: str) -> dict:
         step_path, kv_path = os.path.join(tmp, STEP_FILE), os.path.join(tmp, KV_FILE)
         export_step(model, step_path)
@@ -154,10 +159,21 @@ def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise
 
             aoti_section = add_packages(model, tmp, tuple(aoti), files)
         manifest = build_manifest(model, n_steps, context_noise, shift, files, times)
+        if frame_graph:
+            from nextframe.export.frame_graph import FRAME_FILE, check_frame_parity, export_frame_graph
+
+            path = os.path.join(tmp, FRAME_FILE)
+            sched = manifest["sampler"]["times"]
+            entry = export_frame_graph(model, path, sched, context_noise)
+            files[FRAME_FILE] = {"sha256": sha256_file(path), "bytes": os.path.getsize(path)}
+            manifest["graphs"]["frame"] = {"file": FRAME_FILE, **entry}
+            if check:
+                manifest["export_check"] = {**manifest.get("export_check", {}),
+                                            "frame_graph": check_frame_parity(model, path, sched, context_noise)}
         if aoti_section is not None:
             manifest["aoti"] = aoti_section
         if parity is not None:
-            manifest["export_check"] = {"nmse": parity, "backend": "onnxruntime-cpu"}
+            manifest["export_check"] = {"nmse": parity, "backend": "onnxruntime-cpu", **manifest.get("export_check", {})}
         return manifest
 
     return write_bundle_dir(out_dir, fill, force)

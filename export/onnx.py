@@ -158,6 +158,12 @@ def export_kv(model: NextFrameDiT, path: str) -> None:
 
 
 def _export(module: torch.nn.Module, model: NextFrameDiT, path: str, outputs: tuple[str, ...]) -> None:
+    quiet_export(module, example_step_inputs(model), path, list(step_input_names(model)), list(outputs))
+    _restore_unused_inputs(model, path)
+
+
+def quiet_export(module: torch.nn.Module, inputs: tuple, path: str, input_names: list[str], output_names: list[str]) -> None:
+    """torch.onnx.export, TorchScript exporter, fixed shapes, at OPSET."""
     with warnings.catch_warnings():
         # torch 2.13 flags the TorchScript exporter as legacy; it is the one that gives plain, fixed-shape
         # graphs ORT and TensorRT both take without onnxscript
@@ -166,9 +172,8 @@ def _export(module: torch.nn.Module, model: NextFrameDiT, path: str, outputs: tu
         warnings.simplefilter("ignore", category=UserWarning)
         # group_norm's batch-size check reads a shape as a bool while tracing (fixed shapes: harmless)
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(module, example_step_inputs(model), path, input_names=list(step_input_names(model)),
-                          output_names=list(outputs), opset_version=OPSET, dynamo=False, do_constant_folding=True)
-    _restore_unused_inputs(model, path)
+        torch.onnx.export(module, inputs, path, input_names=input_names, output_names=output_names,
+                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
 
 
 def _restore_unused_inputs(model: NextFrameDiT, path: str) -> None:

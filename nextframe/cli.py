@@ -155,7 +155,7 @@ def cmd_export(args):
     d = sampler_defaults(args.model)
     manifest = export_bundle(_load(args.model), args.out, **schedule_args(d, args.steps),
                              context_noise=d["context_noise"] if args.context_noise is None else args.context_noise,
-                             force=args.force, aoti=tuple(args.aoti))
+                             force=args.force, aoti=tuple(args.aoti), frame_graph=args.frame_graph)
     result = {"bundle": args.out, "files": manifest["files"], "export_check": manifest.get("export_check")}
     if args.trt:
         from nextframe.export.tensorrt import build_trt_engines
@@ -220,10 +220,10 @@ def cmd_quantize(args):
     print(json.dumps({"bundle": args.out, "quantization": m["quantization"]}))
 
 
-def default_bundle(aoti: bool = False) -> str:
+def default_bundle(aoti: bool = False, frame_graph: bool = False) -> str:
     """The shipped model exported once into a per-user cache, keyed by the model file's sha256 and the exporter's
     graph revision (a newer exporter's graphs replace an older cache); aoti: a copy with the AOTInductor package
-    for this CPU (and the torch that compiled it) as well."""
+    for this CPU (and the torch that compiled it) as well; frame_graph: a copy with the frame graph."""
     from nextframe.export.bundle import export_bundle, sha256_file
     from nextframe.export.onnx import GRAPH_REVISION
 
@@ -232,13 +232,15 @@ def default_bundle(aoti: bool = False) -> str:
         import torch
 
         key += f"_aoti-cpu-torch{torch.__version__}"
+    if frame_graph:
+        key += "_frame"
     root = os.environ.get("NEXTFRAME_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "nextframe"))
     path = os.path.join(root, f"default_bundle_{key}")
     if not os.path.isfile(os.path.join(path, "manifest.json")):
         d = sampler_defaults(DEFAULT_MODEL)
         print(f"exporting the default model to {path} (once)", file=sys.stderr)
         export_bundle(_load(DEFAULT_MODEL), path, context_noise=d["context_noise"], **schedule_args(d, None),
-                      aoti=("cpu",) if aoti else ())
+                      aoti=("cpu",) if aoti else (), frame_graph=frame_graph)
     return path
 
 
@@ -290,7 +292,8 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", default=None, help="also write the JSON here")
 
 
-BENCH_BACKENDS = ("ort-cpu", "ort-cuda", "trt", "aoti", "aoti-cuda", "torch")  # torch: the eager PyTorch loop
+# torch: the eager PyTorch loop; ort-device / ort-cuda-device: ONNX Runtime's device-resident loop over the frame graph
+BENCH_BACKENDS = ("ort-cpu", "ort-cuda", "trt", "aoti", "aoti-cuda", "ort-device", "ort-cuda-device", "torch")
 
 
 def bench_context(args, bundle):
@@ -353,6 +356,9 @@ def runnable_backends(bundle) -> dict[str, str]:
         cuda = False
         out["ort-cpu"] = str(e)
     out["ort-cuda"] = "" if cuda else "the loaded ONNX Runtime has no CUDA provider (onnxruntime-gpu)"
+    frame_graph = "" if bundle.has_frame_graph else "the bundle has no frame graph (nextframe export --frame-graph)"
+    out["ort-device"] = out["ort-cpu"] or frame_graph
+    out["ort-cuda-device"] = out["ort-cuda"] or frame_graph
     out["trt"] = ("" if _core.has_tensorrt() and manifest.get("tensorrt") else
                   "not built with TensorRT" if not _core.has_tensorrt() else "the bundle has no TensorRT engine")
     packages = {p["device"] for p in manifest.get("aoti", {}).get("packages", [])}
@@ -377,7 +383,8 @@ def cmd_bench_backends(args):
     if len(args.bundle or []) > 1:
         raise ValueError("bench: --backend times one bundle on several backends (got several bundles)")
     wanted = BENCH_BACKENDS if args.backend == ("all",) else args.backend
-    path = args.bundle[0] if args.bundle else default_bundle(aoti=any(b.startswith("aoti") for b in wanted))
+    path = args.bundle[0] if args.bundle else default_bundle(aoti=any(b.startswith("aoti") for b in wanted),
+                                                             frame_graph=any(b.endswith("-device") for b in wanted))
     bundle = _core.Bundle.open(path)
     can = runnable_backends(bundle)
     skipped = {b: can[b] for b in wanted if can[b]}
@@ -539,6 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--aoti", action="append", choices=("cpu", "cuda"), default=[],
                    help="also compile AOTInductor packages of the graphs for this device (repeatable), for backend "
                         "aoti / aoti-cuda")
+    e.add_argument("--frame-graph", action="store_true",
+                   help="also export the whole next-frame step as one graph (frame-stack models), for the device-resident "
+                        "ONNX Runtime loop (bench backends ort-device / ort-cuda-device)")
     e.set_defaults(func=cmd_export)
 
     pl = sub.add_parser("play", help="play the generated game in a window (C++ runtime; needs the [play] extra)")
@@ -562,8 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "is timed in the C++ runtime alone (no PyTorch loops: works on the runtime-only install)")
     b.add_argument("--backend", default=None, type=bench_backends,
                    help="C++ runtime backends to time side by side, comma-separated (ort-cpu, ort-cuda, trt, aoti, "
-                        "aoti-cuda; torch: the eager PyTorch loop of --model beside them) or all (every one that can run "
-                        "here); the default bundle is exported with the AOTInductor packages they need")
+                        "aoti-cuda; ort-device, ort-cuda-device: ONNX Runtime's device-resident loop over the frame graph; "
+                        "torch: the eager PyTorch loop of --model beside them) or all (every one that can run here); the "
+                        "default bundle is exported with the AOTInductor packages or frame graph they need")
     add_bench_arguments(b)
     b.set_defaults(func=cmd_bench)
 
