@@ -21,8 +21,8 @@ def describe(bundle_dir: str) -> dict:
     return {"precision": q["precision"], "method": q["method"]} if q else {"precision": "fp32"}
 
 
-# bench backend -> device of the ONNX Runtime device loop (runtime/device_session.py, backend "ort")
-ORT_DEVICE_BACKENDS = {"ort-device": "cpu", "ort-cuda-device": "cuda"}
+# bench backend -> (device, DeviceSession backend) of the device-resident loops over the frame graph
+DEVICE_BACKENDS = {"ort-device": ("cpu", "ort"), "ort-cuda-device": ("cuda", "ort"), "trt-device": ("cuda", "trt")}
 
 
 def time_bundles(bundles: dict[str, str | tuple[str, str]], frames: np.ndarray, lead_actions: np.ndarray,
@@ -41,10 +41,11 @@ def time_bundles(bundles: dict[str, str | tuple[str, str]], frames: np.ndarray, 
     try:
         bundles = {name: (v, backend) if isinstance(v, str) else tuple(v) for name, v in bundles.items()}
         for name, (path, be) in bundles.items():
-            if be in ORT_DEVICE_BACKENDS:  # the device-resident loop over the bundle's frame graph
+            if be in DEVICE_BACKENDS:  # a device-resident loop over the bundle's frame graph
                 from nextframe.runtime.device_session import DeviceSession
 
-                sessions[name] = DeviceSession(path, device=ORT_DEVICE_BACKENDS[be], backend="ort", threads=threads, seed=seed)
+                device, kind = DEVICE_BACKENDS[be]
+                sessions[name] = DeviceSession(path, device=device, backend=kind, threads=threads, seed=seed)
             else:
                 sessions[name] = Session(path, backend=be, threads=threads, seed=seed, n_warmup_frames=5)
         rng = np.random.default_rng(seed)

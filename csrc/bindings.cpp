@@ -22,6 +22,7 @@
 #include "kv_cache.h"
 #include "native_decoder.h"
 #include "ort_device_loop.h"
+#include "trt_device_loop.h"
 #include "schedule.h"
 #include "sha256.h"
 #include "utf8.h"
@@ -600,6 +601,27 @@ PYBIND11_MODULE(_core, m) {
              py::call_guard<py::gil_scoped_release>());
     bind_device_loop_common(ort_device_loop, "ort_device_loop");
     ort_device_loop.def_property_readonly("steps", &nf::OrtDeviceLoop::steps);
+
+    py::class_<nf::TrtDeviceLoop> trt_device_loop(
+        m, "TrtDeviceLoop",
+        "OrtDeviceLoop's twin on TensorRT (csrc/trt_device_loop.h): the bundle's frame-graph engine, state in two device "
+        "buffers swapped per frame through two execution contexts, each context's run a CUDA graph. Unverified (no GPU "
+        "where it was written); a core built without TensorRT says so when constructed.");
+    trt_device_loop
+        .def(py::init([](const nf::Bundle& b, std::int64_t device_id, std::uint64_t seed, bool cuda_graph,
+                         const std::string& precision) {
+                 nf::TrtDeviceLoopParams p;
+                 p.device_id = device_id;
+                 p.seed = seed;
+                 p.cuda_graph = cuda_graph;
+                 p.precision = precision;
+                 return std::make_unique<nf::TrtDeviceLoop>(b, p);
+             }),
+             py::arg("bundle"), py::arg("device_id") = 0, py::arg("seed") = 0, py::arg("cuda_graph") = true,
+             py::arg("precision") = "", py::call_guard<py::gil_scoped_release>());
+    bind_device_loop_common(trt_device_loop, "trt_device_loop");
+    trt_device_loop.def_property_readonly("steps", &nf::TrtDeviceLoop::steps)
+        .def_property_readonly("engine_file", &nf::TrtDeviceLoop::engine_file);
     m.def("ar_tokens_per_step", &nf::ar_tokens_per_step, py::arg("n_ar_steps"), py::arg("n_tokens"),
           "Tokens revealed at each AR step (MaskGIT cosine mask schedule; ar_schedule.h).");
     m.def("ar_head_steps",

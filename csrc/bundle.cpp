@@ -275,8 +275,9 @@ void parse_tensorrt(Bundle& b, const Json& section) {
         const Reader r(items[i], where);
         TrtEngineEntry e;
         if (r.find("graph") != nullptr) e.graph = r.string("graph");
-        NF_CHECK_ARG(e.graph == "step" || (e.graph == "kv" && b.has_kv_graph()),
-                     "bundle: " + where + ".graph '" + e.graph + "' (expected step" + (b.has_kv_graph() ? " or kv)" : ")"));
+        NF_CHECK_ARG(e.graph == "step" || (e.graph == "kv" && b.has_kv_graph()) || (e.graph == "frame" && b.has_frame_graph()),
+                     "bundle: " + where + ".graph '" + e.graph + "' (expected step" + (b.has_kv_graph() ? " or kv" : "") +
+                         (b.has_frame_graph() ? " or frame" : "") + ")");
         e.file = r.string("file");
         const FileEntry& listed = check_in_files(b, e.file, "tensorrt engine file");
         e.precision = r.string("precision");

@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "cuda_runtime.h"
+#include "frame_history.h"
 #include "frame_loop.h"
 #include "ort_api.h"
 
@@ -197,20 +198,8 @@ void OrtDeviceLoop::reset(const float* frames, std::int64_t n_frames, const std:
         ctx_noise.resize(std::size_t(n_frames * numel_));
         noise_.fill(ctx_noise.data(), n_frames * numel_);
     }
-    // the last K pushed frames oldest first; the first frame stands in for missing ones, led by no action
-    // (frame_history.h), pushed as the core pushes: (1 - cn) frame + cn e
-    const float cn = context_noise_, keep = 1.0f - cn;
-    for (std::int64_t j = 0; j < k_; ++j) {
-        const std::int64_t src = std::max<std::int64_t>(n_frames - k_ + j, 0);
-        const float* fr = frames + src * numel_;
-        float* dst = m.ctx_host.data() + j * numel_;
-        for (std::int64_t i = 0; i < numel_; ++i) {
-            const float a = keep * fr[i];
-            const float b = ctx_noise.empty() ? 0.0f : cn * ctx_noise[std::size_t(src * numel_ + i)];
-            dst[i] = a + b;
-        }
-        m.acts_host[std::size_t(j)] = n_frames - k_ + j >= 0 ? actions[src] : no_action_;
-    }
+    stack_context(frames, n_frames, actions, k_, numel_, no_action_, context_noise_,
+                  ctx_noise.empty() ? nullptr : ctx_noise.data(), m.ctx_host.data(), m.acts_host.data());
     m.upload(m.ctx[m.parity], m.ctx_host.data());
     m.upload(m.acts[m.parity], m.acts_host.data());
     has_context_ = true;

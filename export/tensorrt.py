@@ -325,12 +325,12 @@ def _write_manifest(bundle_dir: str, manifest: dict) -> None:
 
 
 # The graphs a bundle may have engines of, in build order (the manifest's "graphs" keys).
-TRT_GRAPHS = ("step", "kv")
+TRT_GRAPHS = ("step", "kv", "frame")
 
 
 def build_trt_engines(bundle_dir: str, precision: str | Sequence[str] = "fp16", workspace_gb: float = 4.0,
                       cache_dir: str | None = None, device: int = 0) -> list[dict]:
-    """Build (or reuse) a TensorRT engine of each of the bundle's graphs (step, and kv where the bundle has one)
+    """Build (or reuse) a TensorRT engine of each of the bundle's graphs (step, and kv or frame where the bundle has one)
     per precision for CUDA device `device`, record each in manifest.json and return their manifest entries
     (graph by graph, precision by precision), each with "cached": True when reused.
     ValueError for what the caller can fix (precision, bundle); RuntimeError for the environment (no

@@ -292,8 +292,9 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", default=None, help="also write the JSON here")
 
 
-# torch: the eager PyTorch loop; ort-device / ort-cuda-device: ONNX Runtime's device-resident loop over the frame graph
-BENCH_BACKENDS = ("ort-cpu", "ort-cuda", "trt", "aoti", "aoti-cuda", "ort-device", "ort-cuda-device", "torch")
+# torch: the eager PyTorch loop; ort-device / ort-cuda-device / trt-device: the device-resident loops over the frame graph
+BENCH_BACKENDS = ("ort-cpu", "ort-cuda", "trt", "aoti", "aoti-cuda", "ort-device", "ort-cuda-device", "trt-device",
+                  "torch")
 
 
 def bench_context(args, bundle):
@@ -359,6 +360,9 @@ def runnable_backends(bundle) -> dict[str, str]:
     frame_graph = "" if bundle.has_frame_graph else "the bundle has no frame graph (nextframe export --frame-graph)"
     out["ort-device"] = out["ort-cpu"] or frame_graph
     out["ort-cuda-device"] = out["ort-cuda"] or frame_graph
+    frame_engine = any(e.get("graph") == "frame" for e in manifest.get("tensorrt", {}).get("engines", []))
+    out["trt-device"] = ("not built with TensorRT" if not _core.has_tensorrt() else frame_graph or
+                         ("" if frame_engine else "the bundle has no TensorRT engine of the frame graph"))
     out["trt"] = ("" if _core.has_tensorrt() and manifest.get("tensorrt") else
                   "not built with TensorRT" if not _core.has_tensorrt() else "the bundle has no TensorRT engine")
     packages = {p["device"] for p in manifest.get("aoti", {}).get("packages", [])}
@@ -572,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "is timed in the C++ runtime alone (no PyTorch loops: works on the runtime-only install)")
     b.add_argument("--backend", default=None, type=bench_backends,
                    help="C++ runtime backends to time side by side, comma-separated (ort-cpu, ort-cuda, trt, aoti, "
-                        "aoti-cuda; ort-device, ort-cuda-device: ONNX Runtime's device-resident loop over the frame graph; "
+                        "aoti-cuda; ort-device, ort-cuda-device, trt-device: the device-resident loops over the frame graph; "
                         "torch: the eager PyTorch loop of --model beside them) or all (every one that can run here); the "
                         "default bundle is exported with the AOTInductor packages or frame graph they need")
     add_bench_arguments(b)

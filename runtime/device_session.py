@@ -10,6 +10,10 @@ backend "ort" (nextframe._core.OrtDeviceLoop, csrc/ort_device_loop.h): a frame-s
 buffers swapped per frame, each binding's run a CUDA graph on CUDA. Frames equal Session(backend="ort-cpu")'s to the
 graph kernels' rounding.
 
+backend "trt" (nextframe._core.TrtDeviceLoop, csrc/trt_device_loop.h): the same frame graph built into a TensorRT
+plan (`nextframe export --frame-graph --trt`), two execution contexts with fixed addresses, each one's run a CUDA
+graph; CUDA only, unverified (no GPU where it was written).
+
 Either way the host sends one frame of noise and the action per step and gets the frame back only when it asks
 (step() / step_raw() fetch it, advance() does not). What it does not do (fed noise, speculation, DiSA, other step
 counts, reading the ring's slots) is Session's.
@@ -20,7 +24,7 @@ from nextframe import _core
 from nextframe.runtime.session import Session, _int, find_ort_lib, to_uint8
 
 DEVICES = ("cuda", "cpu")
-BACKENDS = ("aoti", "ort")
+BACKENDS = ("aoti", "ort", "trt")
 
 
 class DeviceSession(Session):
@@ -37,7 +41,11 @@ class DeviceSession(Session):
         device_id = _int("device_id", device_id, 0)
         self.bundle = _core.Bundle.open(str(bundle_dir))
         self._backend = backend
-        if backend == "ort":
+        if backend == "trt":
+            if device != "cuda":
+                raise ValueError("device session: backend trt runs on cuda only")
+            self._loop = _core.TrtDeviceLoop(self.bundle, device_id=device_id, seed=seed, cuda_graph=bool(cuda_graph))
+        elif backend == "ort":
             self._loop = _core.OrtDeviceLoop(self.bundle, device=device, device_id=device_id, threads=threads, seed=seed,
                                              cuda_graph=bool(cuda_graph), ort_lib=find_ort_lib())
         else:
@@ -50,11 +58,13 @@ class DeviceSession(Session):
 
     @property
     def backend(self) -> str:
-        kind = "ort-device-loop" if self._backend == "ort" else "device-loop"
+        kind = {"ort": "ort-device-loop", "trt": "trt-device-loop"}.get(self._backend, "device-loop")
         return f"{kind} ({self.loop.device}{', CUDA graph' if self.loop.cuda_graph else ''})"
 
     @property
     def backend_note(self) -> str:
+        if self._backend == "trt":
+            return f"TensorRT engine {self.loop.engine_file}"
         return "frame graph" if self._backend == "ort" else f"AOTInductor package {self.loop.package}"
 
     def advance(self, action) -> None:
@@ -77,6 +87,6 @@ class DeviceSession(Session):
         raise ValueError("device session: the ring's bookkeeping stays in the device loop (Session exposes it)")
 
     def stats(self) -> dict:
-        if self._backend == "ort":
+        if self._backend in ("ort", "trt"):
             return {"backend": self.backend, "cuda_graph": self.loop.cuda_graph, "steps": self.loop.steps}
         return {"backend": self.backend, "cuda_graph": self.loop.cuda_graph, "graph_replays": self.loop.graph_replays}

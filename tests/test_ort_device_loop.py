@@ -107,7 +107,9 @@ def test_device_session_gives_the_sessions_frames(bundles):
     for w, g in zip(want, got):
         np.testing.assert_array_equal(g, w)
     assert d.backend == "ort-device-loop (cpu)" and d.stats()["steps"] == 3
-    with pytest.raises(ValueError, match="unknown backend 'trt'"):
+    with pytest.raises(ValueError, match="unknown backend 'tensorflow'"):
+        DeviceSession(bundles["palette"], device="cpu", backend="tensorflow")
+    with pytest.raises(ValueError, match="backend trt runs on cuda only"):
         DeviceSession(bundles["palette"], device="cpu", backend="trt")
 
 

@@ -385,6 +385,24 @@ def test_build_frame_stack_bundle_has_a_step_engine_only(tmp_path, fake_trt, une
         _core.Bundle.open(str(b))
 
 
+def test_build_frame_graph_bundle_has_a_frame_engine(tmp_path, fake_trt):
+    """A bundle exported with --frame-graph gets an engine of its frame graph beside the step graph's (the device loop's,
+    csrc/trt_device_loop.h), built from the frame graph's IO; a core without TensorRT says the loop was not built."""
+    from nextframe.export.bundle import export_bundle
+
+    b = tmp_path / "frame"
+    export_bundle(randomized_unet(tiny_unet_config()), str(b), n_steps=2, frame_graph=True)
+    step16, frame16 = nf_trt.build_trt_engines(str(b), precision="fp16")
+    assert (step16["graph"], frame16["graph"]) == ("step", "frame") and fake_trt.builds == 2
+    assert frame16["file"].startswith("engines/frame_fp16_sm89_")
+    m = read_manifest(b)
+    assert set(_plan(b, frame16)["outputs"]) == {o["name"] for o in m["graphs"]["frame"]["outputs"]}
+    assert [e["graph"] for e in _core.Bundle.open(str(b)).tensorrt_engines] == ["step", "frame"]
+    if not _core.has_tensorrt():
+        with pytest.raises(RuntimeError, match="^trt_device_loop: not built \\(TensorRT was not found at build time"):
+            _core.TrtDeviceLoop(_core.Bundle.open(str(b)))
+
+
 def test_build_bf16_parses_a_bf16_copy(tmp_path, fake_trt):
     b = copy_bundle(tmp_path / "b")
     bf16, _ = nf_trt.build_trt_engines(str(b), precision="bf16")

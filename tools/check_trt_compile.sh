@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Compile-check the TensorRT backend (csrc/engine_trt.cpp, and engine.cpp with it switched on) against TensorRT
+# Compile-check the TensorRT backend (csrc/engine_trt.cpp, trt_support.cpp, the device loop trt_device_loop.cpp, and
+# engine.cpp with it switched on) against TensorRT
 # headers, with -Wall -Wextra -Werror, without a GPU or TensorRT's libraries: the check run here for TensorRT
 # 10.0, 10.16 and 11.1 (the include/ folders of NVIDIA/TensorRT at those tags) and CUDA 13.0.
 #
@@ -16,6 +17,6 @@ for inc in "$@"; do
             "$inc/NvInferVersion.h" | head -3 | paste -sd.)
   # -isystem: TensorRT's own headers use deprecated declarations; our code must not
   g++ -std=c++17 -Wall -Wextra -Werror -fsyntax-only -DNF_HAVE_TENSORRT -Icsrc -isystem "$inc" -isystem "$cuda" \
-      csrc/engine_trt.cpp csrc/engine.cpp
-  echo "engine_trt.cpp compiles against TensorRT ${version:-?} ($inc)"
+      csrc/engine_trt.cpp csrc/trt_support.cpp csrc/trt_device_loop.cpp csrc/engine.cpp
+  echo "engine_trt.cpp, trt_support.cpp, trt_device_loop.cpp compile against TensorRT ${version:-?} ($inc)"
 done
