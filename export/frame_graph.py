@@ -43,7 +43,9 @@ class FrameStep(torch.nn.Module):
         for t, t_next in zip(self.times[:-1], self.times[1:]):
             denoised = self.model(x, torch.full((1,), t), action, ctx_frames, ctx_actions, ctx_t)
             x = euler_update(x, denoised, t, t_next)
-        non_finite = (~torch.isfinite(x)).sum().reshape(1).to(torch.int64)
+        # x - x is 0 exactly where x is finite (NaN for NaN and both infinities): plain arithmetic every GPU provider
+        # runs (IsNaN / IsInf nodes may fall back to the CPU, which rules out a CUDA graph of the whole run)
+        non_finite = ((x - x) != 0).to(torch.int64).sum().reshape(1)
         x = x.clamp(-1.0, 1.0)
         if self.palette is not None:
             x = snap_torch(x, self.palette)
