@@ -73,6 +73,17 @@ std::vector<TensorSpec> parse_specs(const Reader& graph, const std::string& key,
     return specs;
 }
 
+// graphs.<name>: file (not empty), opset, inputs and outputs with their roles. Returns its reader.
+Reader parse_graph(const Reader& graphs, const std::string& name, GraphInfo* g) {
+    const Reader r = graphs.object(name);
+    g->file = r.string("file");
+    NF_CHECK_ARG(!g->file.empty(), "bundle: manifest key 'graphs." + name + ".file' is empty");
+    g->opset = r.positive("opset");
+    g->inputs = parse_specs(r, "inputs", &g->input_roles, name);
+    g->outputs = parse_specs(r, "outputs", &g->output_roles, name);
+    return r;
+}
+
 // Each io of a graph against what its role implies: dtype, and shape from the frame section, the kv_cache
 // section or the context size. Each role at most once (context_frame / context_action once per `back`);
 // noisy_frame, noise_level, action and the prediction are required, and the cache roles come all together,
@@ -508,27 +519,10 @@ Bundle Bundle::parse(const std::string& manifest_text, const std::string& dir) {
     }
 
     const Reader graphs = root.object("graphs");
-    const Reader step = graphs.object("step");
-    b.step.file = step.string("file");
-    b.step.opset = step.positive("opset");
-    b.step.inputs = parse_specs(step, "inputs", &b.step.input_roles, "step");
-    b.step.outputs = parse_specs(step, "outputs", &b.step.output_roles, "step");
-    if (graphs.find("kv") != nullptr) {
-        const Reader kv = graphs.object("kv");
-        b.kv.file = kv.string("file");
-        NF_CHECK_ARG(!b.kv.file.empty(), "bundle: manifest key 'graphs.kv.file' is empty");
-        b.kv.opset = kv.positive("opset");
-        b.kv.inputs = parse_specs(kv, "inputs", &b.kv.input_roles, "kv");
-        b.kv.outputs = parse_specs(kv, "outputs", &b.kv.output_roles, "kv");
-    }
-
+    parse_graph(graphs, "step", &b.step);
+    if (graphs.find("kv") != nullptr) parse_graph(graphs, "kv", &b.kv);
     if (graphs.find("frame") != nullptr) {
-        const Reader fg = graphs.object("frame");
-        b.frame_graph.file = fg.string("file");
-        NF_CHECK_ARG(!b.frame_graph.file.empty(), "bundle: manifest key 'graphs.frame.file' is empty");
-        b.frame_graph.opset = fg.positive("opset");
-        b.frame_graph.inputs = parse_specs(fg, "inputs", &b.frame_graph.input_roles, "frame");
-        b.frame_graph.outputs = parse_specs(fg, "outputs", &b.frame_graph.output_roles, "frame");
+        const Reader fg = parse_graph(graphs, "frame", &b.frame_graph);
         for (const auto& t : fg.array("times")) {
             NF_CHECK_ARG(t.is_number(), "bundle: manifest key 'graphs.frame.times' must hold numbers");
             b.frame_graph_times.push_back(t.as_double());
