@@ -21,6 +21,7 @@ from nextframe.distill.distilled_decoding import DDStudent, dd_loss
 from nextframe.models.mar_schedules import tokens_per_step
 from nextframe.training.checkpoint import load_training_state, save_training_state
 from nextframe.training.mar_checkpoint import load_mar, save_mar
+from nextframe.training.ema import ema_update, warmup_decay
 
 
 def make_pairs(bundle_dir: str, path: str, n_per_class: int, schedule: str, order: np.ndarray, seed: int,
@@ -72,9 +73,7 @@ def train(args) -> None:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
             opt.step()
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), student.parameters()):
-                    pe.lerp_(pm, 1 - min(args.ema, (1 + step) / (10 + step)))
+            ema_update(ema, student, warmup_decay(args.ema, step))
             step += 1
             losses.append(loss.item())
             if step % 50 == 0:

@@ -29,6 +29,7 @@ from nextframe.models.flow import flow_schedule
 from nextframe.training.checkpoint import load_model, model_metadata, save_model
 from nextframe.training.rollout_pool import RolloutPool
 from nextframe.training.trainer import chained_own_predictions
+from nextframe.training.ema import ema_update
 
 STATE_FILE = "distill_state.safetensors"
 STUDENT_FILE = "student.safetensors"
@@ -99,11 +100,6 @@ class DistillTrainer:
             for g in opt.param_groups:
                 g["lr"] = self.base_lr[name] * scale
 
-    @torch.no_grad()
-    def _lerp(self, dst: torch.nn.Module, src: torch.nn.Module, decay: float) -> None:
-        for pd, ps in zip(dst.parameters(), src.parameters()):
-            pd.lerp_(ps, 1.0 - decay)
-
     def _update(self, name: str, loss: torch.Tensor, params, also: tuple[str, ...] = ()) -> None:
         """One optimizer step of `name` (gradient clipped over params), and of the optimizers in `also` that
         share its loss (clip-free: sCM's loss-weight function)."""
@@ -157,8 +153,8 @@ class DistillTrainer:
         cfg = self.cfg
         loss = consistency_loss(self.student, self.teacher, self.target, w, self.grid, cfg.motion_weight, gen)
         self._update("student", loss, self.student.parameters())
-        self._lerp(self.target, self.student, cfg.cd_target_decay)
-        self._lerp(self.ema, self.student, cfg.ema_decay)
+        ema_update(self.target, self.student, cfg.cd_target_decay)
+        ema_update(self.ema, self.student, cfg.ema_decay)
         return {"loss": loss.item()}
 
     def _continuous_cd_step(self, w: Window, gen: torch.Generator) -> dict:
@@ -167,7 +163,7 @@ class DistillTrainer:
             self.student, self.teacher, self.time_weight, w, warmup_ratio(self.step, cfg.scm_warmup_steps),
             cfg.scm_tangent_c, cfg.time_logit_mean, cfg.time_logit_std, cfg.motion_weight, gen)
         self._update("student", loss, self.student.parameters(), also=("time_weight",))
-        self._lerp(self.ema, self.student, cfg.ema_decay)
+        ema_update(self.ema, self.student, cfg.ema_decay)
         return {"loss": loss.item(), **stats}
 
     def _fdistill_step(self, w: Window, gen: torch.Generator) -> dict:
@@ -188,7 +184,7 @@ class DistillTrainer:
         if (self.step + 1) % cfg.gen_every == 0:
             loss_g, stats = generator_loss(self.student, self.teacher, self.fake, self.disc, w, cfg, gen)
             self._update("student", loss_g, self.student.parameters())
-            self._lerp(self.ema, self.student, cfg.ema_decay)
+            ema_update(self.ema, self.student, cfg.ema_decay)
             out.update(loss=loss_g.item(), **stats)
         return out
 

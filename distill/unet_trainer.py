@@ -26,6 +26,7 @@ from nextframe.models.flow import flow_schedule
 from nextframe.models.registry import is_frame_stack
 from nextframe.training.checkpoint import load_model, model_metadata, save_model
 from nextframe.training.unet_trainer import context_batch
+from nextframe.training.ema import ema_update
 
 STATE_FILE = "distill_state.safetensors"
 STUDENT_FILE = "student.safetensors"
@@ -95,11 +96,6 @@ class UNetDistillTrainer:
         over_time = self.cfg.time_budget_s > 0 and self.elapsed_s >= self.cfg.time_budget_s
         return self.step >= end or over_time
 
-    @torch.no_grad()
-    def _lerp(self, dst, src, decay):
-        for pd, ps in zip(dst.parameters(), src.parameters()):
-            pd.lerp_(ps, 1.0 - decay)
-
     def train(self, max_steps: int | None = None) -> int:
         from tqdm import tqdm
 
@@ -136,9 +132,9 @@ class UNetDistillTrainer:
             torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
             opt.step()
             self.step += 1
-            self._lerp(self.ema, self.student, cfg.ema_decay)
+            ema_update(self.ema, self.student, cfg.ema_decay)
             if cfg.method == "cd":
-                self._lerp(self.target, self.student, cfg.cd_target_decay)
+                ema_update(self.target, self.student, cfg.cd_target_decay)
             now = time.perf_counter()
             self.elapsed_s += now - last
             last = now

@@ -21,6 +21,7 @@ from nextframe.models.mar import MarModel
 from nextframe.models.mar_config import MarConfig
 from nextframe.training.checkpoint import load_training_state, save_training_state
 from nextframe.training.mar_checkpoint import read_mar_metadata, save_mar
+from nextframe.training.ema import ema_update, warmup_decay
 
 
 def token_stats(images: np.ndarray) -> tuple[float, float]:
@@ -66,10 +67,7 @@ def train(args) -> None:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            with torch.no_grad():
-                decay = min(args.ema, (1 + step) / (10 + step))
-                for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.lerp_(pm, 1 - decay)
+            ema_update(ema, model, warmup_decay(args.ema, step))
             step += 1
             losses.append(loss.item())
             if step % args.log_every == 0:

@@ -27,6 +27,7 @@ from nextframe.training.checkpoint import load_training_state, save_model, save_
 from nextframe.training.config import TrainConfig
 from nextframe.training.plot import write_loss_svg
 from nextframe.training.rollout_pool import RolloutPool
+from nextframe.training.ema import ema_update
 
 
 def moved_mask(x0: torch.Tensor) -> torch.Tensor:
@@ -202,11 +203,8 @@ class Trainer:
         with open(self.log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
-    @torch.no_grad()
     def _update_ema(self):
-        d = self.cfg.ema_decay if self.step > self.cfg.warmup_steps else 0.0
-        for pe, p in zip(self.ema.parameters(), self.model.parameters()):
-            pe.lerp_(p, 1.0 - d)
+        ema_update(self.ema, self.model, self.cfg.ema_decay if self.step > self.cfg.warmup_steps else 0.0)
 
     def save(self):
         save_training_state(self.ckpt_path, self.model, self.ema, self.opt, self.step, {})

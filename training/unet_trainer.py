@@ -31,6 +31,7 @@ from nextframe.models.unet_config import UNetConfig
 from nextframe.training.checkpoint import load_training_state, save_model, save_training_state
 from nextframe.training.config import TrainConfig
 from nextframe.training.plot import write_loss_svg
+from nextframe.training.ema import ema_update, warmup_decay
 
 T_MIN = 2e-3  # below this c_out ~ 0 and the unit-variance target is ill-conditioned
 
@@ -197,11 +198,8 @@ class UNetTrainer:
         with open(self.log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
-    @torch.no_grad()
     def _update_ema(self):
-        d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
-        for pe, p in zip(self.ema.parameters(), self.model.parameters()):
-            pe.lerp_(p, 1.0 - d)
+        ema_update(self.ema, self.model, warmup_decay(self.cfg.ema_decay, self.step))
 
     def save(self):
         save_training_state(self.ckpt_path, self.model, self.ema, self.opt, self.step,
