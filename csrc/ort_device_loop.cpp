@@ -42,6 +42,7 @@ struct OrtDeviceLoop::Impl {
     OrtMemoryInfoPtr memory;
     OrtAllocatorPtr allocator;  // CUDA: the session's allocator for device memory
     const CudaRuntime* cuda = nullptr;
+    int device_id = 0;
     DeviceTensor ctx[2], acts[2], action, noise, push_noise, frame, bad;
     OrtIoBindingPtr io[2];
     OrtRunOptionsPtr run[2];
@@ -73,6 +74,8 @@ struct OrtDeviceLoop::Impl {
         if (cuda == nullptr) {
             std::memcpy(dst.data, src, dst.bytes);
         } else {
+            // the caller may step from another thread, whose current device is its own
+            cuda->check(cuda->set_device(device_id), "ort_device_loop: cudaSetDevice failed");
             cuda->check(cuda->memcpy(dst.data, src, dst.bytes, CudaRuntime::kHostToDevice), "ort_device_loop: upload failed");
         }
     }
@@ -81,6 +84,7 @@ struct OrtDeviceLoop::Impl {
         if (cuda == nullptr) {
             std::memcpy(dst, src.data, src.bytes);
         } else {
+            cuda->check(cuda->set_device(device_id), "ort_device_loop: cudaSetDevice failed");
             cuda->check(cuda->memcpy(dst, src.data, src.bytes, CudaRuntime::kDeviceToHost), "ort_device_loop: download failed");
         }
     }
@@ -129,6 +133,7 @@ OrtDeviceLoop::OrtDeviceLoop(const Bundle& bundle, const OrtDeviceLoopParams& pa
     OrtMemoryInfo* raw_mem = nullptr;
     if (cuda) {
         m.cuda = &cuda_runtime();
+        m.device_id = int(params.device_id);
         m.cuda->check(m.cuda->set_device(int(params.device_id)), "ort_device_loop: cannot use CUDA device " +
                                                                       std::to_string(params.device_id));
         ort_check(api.CreateMemoryInfo("Cuda", OrtDeviceAllocator, int(params.device_id), OrtMemTypeDefault, &raw_mem),
