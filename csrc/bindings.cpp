@@ -187,7 +187,7 @@ void checked_reset(Loop& l, const FloatArray& frames, const IntArray& actions, c
     l.reset(f, n, a);
 }
 
-// What DeviceLoop and OrtDeviceLoop share: reset, step (fetch or keep on the device), frame and their shape.
+// What DeviceLoop, OrtDeviceLoop and TrtDeviceLoop share: reset, step (fetch or keep on the device), frame and their shape.
 template <typename Loop>
 void bind_device_loop_common(py::class_<Loop>& c, const char* who) {
     c.def("reset", [who](Loop& l, const FloatArray& frames, const IntArray& actions) {

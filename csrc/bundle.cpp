@@ -210,9 +210,7 @@ void check_frame_graph_io(const Bundle& b) {
     const std::string where = "bundle: frame graph ";
     NF_CHECK_ARG(!b.uses_cache() && b.step.has_input_role(Role::ContextFrames),
                  where + "serves frame-stack bundles (a step graph reading context_frames, no K/V cache)");
-    std::int64_t k = 0;
-    for (std::size_t i = 0; i < b.step.inputs.size(); ++i)
-        if (b.step.input_roles[i].role == Role::ContextFrames) k = b.step.inputs[i].shape[1];
+    const std::int64_t k = b.step.spec_with_role(Role::ContextFrames, true).shape[1];
     const auto& f = b.frame;
     const Shape frame = {1, f.channels, f.height, f.width}, context = {1, k, f.channels, f.height, f.width};
     struct Want {
@@ -386,6 +384,14 @@ GraphInfo Bundle::step_group_graph(std::size_t i) const {
     GraphInfo g = step;
     g.file = step_groups[i].file;
     return g;
+}
+
+const TensorSpec& GraphInfo::spec_with_role(Role role, bool input) const {
+    const auto& specs = input ? inputs : outputs;
+    const auto& roles = input ? input_roles : output_roles;
+    for (std::size_t i = 0; i < specs.size(); ++i)
+        if (roles[i].role == role) return specs[i];
+    throw InvalidArgument("bundle: " + file + " has no " + (input ? "input" : "output") + " of role " + role_name(role));
 }
 
 bool GraphInfo::has_input_role(Role role) const {

@@ -53,6 +53,8 @@ struct GraphInfo {
     const RoleSpec* role_of_input(const std::string& name) const;
     const RoleSpec* role_of_output(const std::string& name) const;
     bool has_input_role(Role role) const;
+    // The input (or output) of that role; nf::InvalidArgument "<graph file> has no <kind> of role <role>" when none.
+    const TensorSpec& spec_with_role(Role role, bool input) const;
 };
 
 // A graph serving part of the noise-level range, from the manifest's optional "step_groups" (quantized

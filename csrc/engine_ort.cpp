@@ -23,10 +23,6 @@ DType from_ort(ONNXTensorElementDataType t, const std::string& what) {
                           " (expected float32 or int64)");
 }
 
-ONNXTensorElementDataType to_ort(DType d) {
-    return d == DType::F32 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
-}
-
 struct AllocatedName {
     char* p = nullptr;
     OrtAllocator* alloc = nullptr;
@@ -170,7 +166,7 @@ private:
     OrtValuePtr wrap(HostTensor& t) {
         OrtValue* v = nullptr;
         ort_check(api_.CreateTensorWithDataAsOrtValue(memory_.get(), t.raw(), t.nbytes(), t.shape().data(),
-                                                      t.shape().size(), to_ort(t.dtype()), &v),
+                                                      t.shape().size(), ort_element_type(t.dtype()), &v),
                   "engine_ort: CreateTensorWithDataAsOrtValue failed");
         return OrtValuePtr(v);
     }
@@ -220,15 +216,19 @@ std::string join(const std::vector<std::string>& v) {
 
 }  // namespace
 
+void require_ort_cuda_provider(const std::string& who) {
+    NF_CHECK(has_provider(kCudaProvider), who + ": " + std::string(kCudaProvider) + " not in onnxruntime " + ort_version() +
+                                              " at '" + ort_lib_path() + "' (available: " + join(ort_available_providers()) +
+                                              "); install onnxruntime-gpu in an environment without onnxruntime");
+}
+
 std::unique_ptr<Engine> make_ort_engine_from_bytes(const std::vector<char>& model, const GraphInfo& graph,
                                                    const EngineParams& params) {
     ort_api(params.ort_lib);
     if (params.backend == Backend::OrtCpu) return std::make_unique<OrtEngine>(model, graph, params, false, "");
     const bool cuda_built = has_provider(kCudaProvider);
     if (params.backend == Backend::OrtCuda) {
-        NF_CHECK(cuda_built, "engine_ort: " + std::string(kCudaProvider) + " not in onnxruntime " + ort_version() +
-                                 " at '" + ort_lib_path() + "' (available: " + join(ort_available_providers()) +
-                                 "); install onnxruntime-gpu in an environment without onnxruntime");
+        require_ort_cuda_provider("engine_ort");
         return std::make_unique<OrtEngine>(model, graph, params, true, "");
     }
     // auto

@@ -51,7 +51,7 @@ public:
         : Engine(graph.inputs, graph.outputs, "trt"),
           precision_(entry.precision),
           device_(int(params.device_id)),
-          use_graph_(cuda_graph_enabled(params)) {
+          use_graph_(cuda_graph_enabled(params.trt_cuda_graph)) {
         cuda_check(cudaSetDevice(device_), "cudaSetDevice(" + std::to_string(device_) + ")");
         const std::vector<char> plan = bundle.read_verified(entry.file);  // the bytes that were hashed
         runtime_.reset(nvinfer1::createInferRuntime(logger_));

@@ -20,6 +20,8 @@
 #include <utility>
 #include <vector>
 
+#include "tensor.h"
+
 namespace nf {
 
 // Loads on the first call (later calls ignore lib_path and return the same table). Throws
@@ -28,6 +30,11 @@ const OrtApi& ort_api(const std::string& lib_path = "");
 // Path of the loaded library and its version string; empty before the first successful ort_api().
 std::string ort_lib_path();
 std::string ort_version();
+
+// The ONNX element type of a core dtype (float32, int64: the only two the core binds).
+inline ONNXTensorElementDataType ort_element_type(DType d) {
+    return d == DType::F32 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+}
 
 // Throws nf::RuntimeError "<what>: <ORT message>" (one line) when status is not null; releases it.
 void ort_check(OrtStatus* status, const std::string& what);
@@ -80,6 +87,9 @@ struct GraphInfo;
 OrtSessionPtr make_ort_session(const OrtApi& api, const OrtSharedEnv& env, const std::vector<char>& model,
                                const std::string& file, const EngineParams& params, bool cuda,
                                const std::vector<std::pair<std::string, std::string>>& cuda_options = {});
+// nf::RuntimeError "<who>: CUDAExecutionProvider not in onnxruntime ..." (with what the library has and how to get the
+// provider) unless the loaded library has the CUDA provider.
+void require_ort_cuda_provider(const std::string& who);
 // The session's inputs and outputs against the manifest's specs of graph (nf::InvalidArgument naming the first
 // difference).
 void check_ort_io(const OrtApi& api, OrtSession* session, const GraphInfo& graph);

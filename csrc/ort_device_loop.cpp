@@ -11,22 +11,6 @@
 
 namespace nf {
 
-namespace {
-
-constexpr const char* kCudaProvider = "CUDAExecutionProvider";
-
-ONNXTensorElementDataType ort_type(DType d) {
-    return d == DType::F32 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
-}
-
-const TensorSpec& spec_of(const std::vector<TensorSpec>& specs, const std::vector<RoleSpec>& roles, Role role) {
-    for (std::size_t i = 0; i < specs.size(); ++i)
-        if (roles[i].role == role) return specs[i];
-    throw InvalidArgument(std::string("ort_device_loop: the frame graph has no ") + role_name(role));  // checked by Bundle
-}
-
-}  // namespace
-
 // One tensor the loop binds: device memory from ONNX Runtime's CUDA allocator, or host memory on the CPU provider.
 struct DeviceTensor {
     OrtValuePtr value;
@@ -58,10 +42,10 @@ struct OrtDeviceLoop::Impl {
         if (cuda == nullptr) {
             t.host = HostTensor(spec.dtype, spec.shape);
             ort_check(api.CreateTensorWithDataAsOrtValue(memory.get(), t.host.raw(), t.host.nbytes(), spec.shape.data(),
-                                                         spec.shape.size(), ort_type(spec.dtype), &v),
+                                                         spec.shape.size(), ort_element_type(spec.dtype), &v),
                       "ort_device_loop: CreateTensorWithDataAsOrtValue failed");
         } else {
-            ort_check(api.CreateTensorAsOrtValue(allocator.get(), spec.shape.data(), spec.shape.size(), ort_type(spec.dtype), &v),
+            ort_check(api.CreateTensorAsOrtValue(allocator.get(), spec.shape.data(), spec.shape.size(), ort_element_type(spec.dtype), &v),
                       "ort_device_loop: cannot allocate '" + spec.name + "' on the device");
         }
         t.value.reset(v);
@@ -103,19 +87,14 @@ OrtDeviceLoop::OrtDeviceLoop(const Bundle& bundle, const OrtDeviceLoopParams& pa
     NF_CHECK_ARG(params.threads >= 1, "ort_device_loop: threads must be at least 1");
     const bool cuda = params.device == "cuda";
     const OrtApi& api = ort_api(params.ort_lib);
-    if (cuda) {
-        bool has_cuda = false;
-        for (const auto& p : ort_available_providers()) has_cuda = has_cuda || p == kCudaProvider;
-        NF_CHECK(has_cuda, "ort_device_loop: " + std::string(kCudaProvider) + " not in onnxruntime " + ort_version() +
-                               " at '" + ort_lib_path() + "'; install onnxruntime-gpu in an environment without onnxruntime");
-    }
+    if (cuda) require_ort_cuda_provider("ort_device_loop");
     const GraphInfo& g = bundle.frame_graph;
     const FrameInfo& f = bundle.frame;
     numel_ = f.channels * f.height * f.width;
     n_actions_ = bundle.n_actions;
     no_action_ = bundle.no_action;
     context_noise_ = float(bundle.sampler.context_noise);
-    k_ = spec_of(g.inputs, g.input_roles, Role::ContextFrames).shape[1];
+    k_ = g.spec_with_role(Role::ContextFrames, true).shape[1];
     cuda_graph_ = cuda && params.cuda_graph;
     device_ = cuda ? "cuda:" + std::to_string(params.device_id) : "cpu";
 
@@ -149,8 +128,8 @@ OrtDeviceLoop::OrtDeviceLoop(const Bundle& bundle, const OrtDeviceLoopParams& pa
         m.memory.reset(raw_mem);
     }
 
-    const auto& in = [&](Role r) -> const TensorSpec& { return spec_of(g.inputs, g.input_roles, r); };
-    const auto& out = [&](Role r) -> const TensorSpec& { return spec_of(g.outputs, g.output_roles, r); };
+    const auto& in = [&](Role r) -> const TensorSpec& { return g.spec_with_role(r, true); };
+    const auto& out = [&](Role r) -> const TensorSpec& { return g.spec_with_role(r, false); };
     for (int p = 0; p < 2; ++p) {
         m.ctx[p] = m.make(in(Role::ContextFrames));
         m.acts[p] = m.make(in(Role::ContextActions));

@@ -58,14 +58,6 @@ struct Buffer {
     DevicePtr device;
 };
 
-const TensorSpec& spec_of(const GraphInfo& g, Role role, bool input) {
-    const auto& specs = input ? g.inputs : g.outputs;
-    const auto& roles = input ? g.input_roles : g.output_roles;
-    for (std::size_t i = 0; i < specs.size(); ++i)
-        if (roles[i].role == role) return specs[i];
-    throw InvalidArgument(std::string("trt_device_loop: the frame graph has no ") + role_name(role));  // checked by Bundle
-}
-
 // int64 values as the engine's int type (int32 narrowed with a range check) into dst.
 void stage_ints(void* dst, const std::int64_t* src, std::int64_t n, nvinfer1::DataType t, const std::string& name) {
     if (t == nvinfer1::DataType::kINT64) {
@@ -219,23 +211,23 @@ TrtDeviceLoop::TrtDeviceLoop(const Bundle& bundle, const TrtDeviceLoopParams& pa
     m.no_action = bundle.no_action;
     m.context_noise = float(bundle.sampler.context_noise);
     m.push = m.context_noise > 0.0f;
-    m.k = spec_of(g, Role::ContextFrames, true).shape[1];
+    m.k = g.spec_with_role(Role::ContextFrames, true).shape[1];
     for (int p = 0; p < 2; ++p) {
-        m.frames[p] = m.make(spec_of(g, Role::ContextFrames, true), true);
-        m.acts[p] = m.make(spec_of(g, Role::ContextActions, true), true);
+        m.frames[p] = m.make(g.spec_with_role(Role::ContextFrames, true), true);
+        m.acts[p] = m.make(g.spec_with_role(Role::ContextActions, true), true);
     }
-    m.action = m.make(spec_of(g, Role::Action, true), true);
-    m.noise = m.make(spec_of(g, Role::FrameNoise, true), true);
-    if (m.push) m.push_noise = m.make(spec_of(g, Role::PushNoise, true), true);
-    m.frame = m.make(spec_of(g, Role::Frame, false), false);
-    m.bad = m.make(spec_of(g, Role::NonFinite, false), false);
+    m.action = m.make(g.spec_with_role(Role::Action, true), true);
+    m.noise = m.make(g.spec_with_role(Role::FrameNoise, true), true);
+    if (m.push) m.push_noise = m.make(g.spec_with_role(Role::PushNoise, true), true);
+    m.frame = m.make(g.spec_with_role(Role::Frame, false), false);
+    m.bad = m.make(g.spec_with_role(Role::NonFinite, false), false);
     const std::int32_t n_io = m.engine->getNbIOTensors();
     NF_CHECK_ARG(n_io == std::int32_t(g.inputs.size() + g.outputs.size()),
                  "trt_device_loop: " + m.file + " has " + std::to_string(n_io) + " io tensors (the manifest lists " +
                      std::to_string(g.inputs.size() + g.outputs.size()) + ")");
     // the next context is written into the other pair: same shapes (Bundle checks) and the same engine types
-    const TensorSpec& next_frames = spec_of(g, Role::NextContextFrames, false);
-    const TensorSpec& next_acts = spec_of(g, Role::NextContextActions, false);
+    const TensorSpec& next_frames = g.spec_with_role(Role::NextContextFrames, false);
+    const TensorSpec& next_acts = g.spec_with_role(Role::NextContextActions, false);
     NF_CHECK_ARG(m.check(next_frames, false) == m.frames[0].type && m.check(next_acts, false) == m.acts[0].type,
                  "trt_device_loop: " + m.file + " writes its next context in other types than it reads it");
     const std::string next_frames_name = next_frames.name, next_acts_name = next_acts.name;
@@ -262,9 +254,7 @@ TrtDeviceLoop::TrtDeviceLoop(const Bundle& bundle, const TrtDeviceLoopParams& pa
     if (m.push) m.push_pin = Impl::pinned(m.push_noise.bytes);
     m.action_pin = Impl::pinned(m.action.bytes);
     m.bad_pin = Impl::pinned(m.bad.bytes);
-    EngineParams ep;
-    ep.trt_cuda_graph = params.cuda_graph;
-    m.use_graph = cuda_graph_enabled(ep);
+    m.use_graph = cuda_graph_enabled(params.cuda_graph);
     m.ctx_host.resize(std::size_t(m.k * m.numel));
     m.acts_host.resize(std::size_t(m.k));
     m.acts_staged.resize(m.acts[0].bytes);

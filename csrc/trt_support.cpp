@@ -121,10 +121,10 @@ nvinfer1::Dims dims_of(const Shape& s) {
     return d;
 }
 
-bool cuda_graph_enabled(const EngineParams& params) {
+bool cuda_graph_enabled(bool asked) {
     const char* env = std::getenv("NEXTFRAME_TRT_CUDA_GRAPH");
     if (env != nullptr && std::string(env) == "0") return false;
-    return params.trt_cuda_graph;
+    return asked;
 }
 
 }  // namespace trt

@@ -14,7 +14,6 @@
 #include <type_traits>
 
 #include "bundle.h"
-#include "engine.h"
 #include "tensor.h"
 
 namespace nf {
@@ -89,8 +88,8 @@ bool compatible(DType host, nvinfer1::DataType dev);
 std::size_t trt_type_size(nvinfer1::DataType t);
 Shape shape_of(const nvinfer1::Dims& d);
 nvinfer1::Dims dims_of(const Shape& s);
-// params.trt_cuda_graph, unless $NEXTFRAME_TRT_CUDA_GRAPH=0.
-bool cuda_graph_enabled(const EngineParams& params);
+// asked (EngineParams::trt_cuda_graph, TrtDeviceLoopParams::cuda_graph), unless $NEXTFRAME_TRT_CUDA_GRAPH=0.
+bool cuda_graph_enabled(bool asked);
 
 }  // namespace trt
 }  // namespace nf

@@ -159,6 +159,7 @@ def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise
 
             aoti_section = add_packages(model, tmp, tuple(aoti), files)
         manifest = build_manifest(model, n_steps, context_noise, shift, files, times)
+        checks = {} if parity is None else {"nmse": parity, "backend": "onnxruntime-cpu"}
         if frame_graph:
             from nextframe.export.frame_graph import FRAME_FILE, check_frame_parity, export_frame_graph
 
@@ -168,12 +169,11 @@ def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise
             files[FRAME_FILE] = {"sha256": sha256_file(path), "bytes": os.path.getsize(path)}
             manifest["graphs"]["frame"] = {"file": FRAME_FILE, **entry}
             if check:
-                manifest["export_check"] = {**manifest.get("export_check", {}),
-                                            "frame_graph": check_frame_parity(model, path, sched, context_noise)}
+                checks["frame_graph"] = check_frame_parity(model, path, sched, context_noise)
         if aoti_section is not None:
             manifest["aoti"] = aoti_section
-        if parity is not None:
-            manifest["export_check"] = {"nmse": parity, "backend": "onnxruntime-cpu", **manifest.get("export_check", {})}
+        if checks:
+            manifest["export_check"] = checks
         return manifest
 
     return write_bundle_dir(out_dir, fill, force)

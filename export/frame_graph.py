@@ -29,11 +29,13 @@ FRAME_ROLES = {"ctx_frames": "context_frames", "ctx_actions": "context_actions",
 
 class FrameStep(torch.nn.Module):
     """(ctx_frames [1,K,C,H,W], ctx_actions [1,K], action [1], noise [1,C,H,W][, push_noise [1,C,H,W]]) ->
-    (frame, next_ctx_frames, next_ctx_actions, non_finite [1] int64). push_noise only where context_noise > 0."""
+    (frame, next_ctx_frames, next_ctx_actions, non_finite [1] int64). push_noise only where context_noise > 0; frames
+    snapped to the model's palette where it has one (as the bundle's manifest)."""
 
-    def __init__(self, model, times: list[float], context_noise: float, palette=None):
+    def __init__(self, model, times: list[float], context_noise: float):
         super().__init__()
         self.model, self.times, self.context_noise = model.eval(), [float(t) for t in times], float(context_noise)
+        palette = getattr(model, "palette", None)
         self.palette = None if palette is None else np.asarray(palette)
 
     def forward(self, ctx_frames, ctx_actions, action, noise, push_noise=None):
@@ -81,7 +83,7 @@ def export_frame_graph(model, path: str, times: list[float], context_noise: floa
     """Writes the frame graph to path; returns its manifest entry's io ({"inputs", "outputs", "times"})."""
     from nextframe.export.onnx import OPSET, quiet_export
 
-    module = FrameStep(model, times, context_noise, getattr(model, "palette", None))
+    module = FrameStep(model, times, context_noise)
     inputs, outputs = frame_io_specs(model, context_noise)
     quiet_export(module, example_inputs(model, context_noise), path, [s["name"] for s in inputs],
                  [s["name"] for s in outputs])
@@ -93,7 +95,7 @@ def check_frame_parity(model, path: str, times: list[float], context_noise: floa
     frame (both snapped: a pixel that lands on another colour shows as a large difference) and equality of the rest."""
     import onnxruntime as ort
 
-    module = FrameStep(model, times, context_noise, getattr(model, "palette", None))
+    module = FrameStep(model, times, context_noise)
     ins = example_inputs(model, context_noise, seed=1)
     with torch.no_grad():
         want = [t.numpy() for t in module(*ins)]

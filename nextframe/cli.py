@@ -552,7 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "aoti / aoti-cuda")
     e.add_argument("--frame-graph", action="store_true",
                    help="also export the whole next-frame step as one graph (frame-stack models), for the device-resident "
-                        "ONNX Runtime loop (bench backends ort-device / ort-cuda-device)")
+                        "loops (bench backends ort-device / ort-cuda-device, and trt-device with --trt)")
     e.set_defaults(func=cmd_export)
 
     pl = sub.add_parser("play", help="play the generated game in a window (C++ runtime; needs the [play] extra)")

@@ -31,7 +31,8 @@ class DeviceSession(Session):
     def __init__(self, bundle_dir: str, device: str = "cuda", seed: int = 0, threads: int = 2, cuda_graph: bool = True,
                  device_id: int = 0, backend: str = "aoti"):
         """device: cuda | cpu (cpu runs the same code on the CPU: what the tests check). cuda_graph: capture the
-        steady-state step. threads: ATen's (aoti) or ONNX Runtime's (ort) CPU threads. backend: aoti | ort."""
+        steady-state step. threads: ATen's (aoti) or ONNX Runtime's (ort) CPU threads. backend: aoti | ort | trt (cuda
+        only)."""
         if device not in DEVICES:
             raise ValueError(f"device session: unknown device '{device}' (expected {', '.join(DEVICES)})")
         if backend not in BACKENDS:
