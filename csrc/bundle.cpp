@@ -56,10 +56,10 @@ std::vector<TensorSpec> parse_specs(const Reader& graph, const std::string& key,
                 throw InvalidArgument("bundle: " + graph_name + " graph " + (input ? "input" : "output") + " '" + s.name +
                                       "': " + e.what());
             }
-            if (role.role == Role::ContextFrame || role.role == Role::ContextAction) {
+            if (has_back(role.role)) {
                 role.back = r.integer("back");
                 NF_CHECK_ARG(role.back >= 1 && role.back <= kMaxContext,
-                             "bundle: " + graph_name + " graph input '" + s.name + "' back " + std::to_string(role.back) +
+                             "bundle: " + graph_name + " graph " + (input ? "input" : "output") + " '" + s.name + "' back " + std::to_string(role.back) +
                                  " out of range (expected 1.." + std::to_string(kMaxContext) + ")");
             }
         } else {
@@ -202,42 +202,54 @@ void check_kv_io(const Bundle& b) {
     NF_CHECK_ARG(b.kv.outputs[0].name != b.kv.outputs[1].name, "bundle: kv graph output '" + b.kv.outputs[0].name + "' listed twice");
 }
 
-// The frame graph (graph_roles.h): a frame-stack bundle's whole step, so its io is fixed: each role once, in any
-// order, shaped by the frame section and the step graph's context size; push_noise exactly where the sampler noises
-// its context; its schedule the sampler's (the graph bakes it in).
+// The frame graph (graph_roles.h): a bundle's whole step, so its io follows from the step graph's: each of the step
+// graph's context and cache inputs once (same role, back, dtype and shape), action, frame_noise, push_noise exactly
+// where the sampler noises its context; out the frame, each context input one frame on, k_new and v_new where there
+// is a ring, non_finite; in any order. Its schedule is the sampler's (the graph bakes it in).
 void check_frame_graph_io(const Bundle& b) {
     const GraphInfo& g = b.frame_graph;
     const std::string where = "bundle: frame graph ";
-    NF_CHECK_ARG(!b.uses_cache() && b.step.has_input_role(Role::ContextFrames),
-                 where + "serves frame-stack bundles (a step graph reading context_frames, no K/V cache)");
-    const std::int64_t k = b.step.spec_with_role(Role::ContextFrames, true).shape[1];
     const auto& f = b.frame;
-    const Shape frame = {1, f.channels, f.height, f.width}, context = {1, k, f.channels, f.height, f.width};
+    const Shape frame = {1, f.channels, f.height, f.width};
     struct Want {
         Role role;
+        std::int64_t back;
         DType dtype;
         Shape shape;
     };
-    std::vector<Want> inputs = {{Role::ContextFrames, DType::F32, context}, {Role::ContextActions, DType::I64, {1, k}},
-                                {Role::Action, DType::I64, {1}}, {Role::FrameNoise, DType::F32, frame}};
-    if (b.sampler.context_noise > 0.0) inputs.push_back({Role::PushNoise, DType::F32, frame});
-    const std::vector<Want> outputs = {{Role::Frame, DType::F32, frame}, {Role::NextContextFrames, DType::F32, context},
-                                       {Role::NextContextActions, DType::I64, {1, k}}, {Role::NonFinite, DType::I64, {1}}};
+    std::vector<Want> inputs, outputs = {{Role::Frame, 0, DType::F32, frame}};
+    bool context = false;
+    for (std::size_t i = 0; i < b.step.inputs.size(); ++i) {
+        const RoleSpec& r = b.step.input_roles[i];
+        const TensorSpec& s = b.step.inputs[i];
+        if (is_cache_role(r.role)) inputs.push_back({r.role, 0, s.dtype, s.shape});
+        if (!is_context_role(r.role)) continue;
+        context = true;
+        inputs.push_back({r.role, r.back, s.dtype, s.shape});
+        outputs.push_back({next_context_role(r.role), r.back, s.dtype, s.shape});
+    }
+    NF_CHECK_ARG(context, where + "needs a step graph that reads its context (context_frame or context_frames)");
+    inputs.push_back({Role::Action, 0, DType::I64, {1}});
+    inputs.push_back({Role::FrameNoise, 0, DType::F32, frame});
+    if (b.sampler.context_noise > 0.0) inputs.push_back({Role::PushNoise, 0, DType::F32, frame});
+    if (b.uses_cache())
+        for (Role r : {Role::KNew, Role::VNew}) outputs.push_back({r, 0, DType::F32, b.kv_cache.frame_kv_shape()});
+    outputs.push_back({Role::NonFinite, 0, DType::I64, {1}});
     auto check = [&](const std::vector<TensorSpec>& specs, const std::vector<RoleSpec>& roles, const std::vector<Want>& want,
                      const char* kind) {
         NF_CHECK_ARG(specs.size() == want.size(), where + "has " + std::to_string(specs.size()) + " " + kind +
                                                       "s (expected " + std::to_string(want.size()) + ")");
         for (const Want& w : want) {
+            const std::string what = std::string(role_name(w.role)) + (w.back ? " back " + std::to_string(w.back) : "");
             std::size_t n = 0;
             for (std::size_t i = 0; i < specs.size(); ++i) {
-                if (roles[i].role != w.role) continue;
+                if (roles[i].role != w.role || roles[i].back != w.back) continue;
                 ++n;
                 NF_CHECK_ARG(specs[i].dtype == w.dtype && specs[i].shape == w.shape,
                              where + kind + " '" + specs[i].name + "' is " + dtype_name(specs[i].dtype) +
                                  shape_str(specs[i].shape) + " (expected " + dtype_name(w.dtype) + shape_str(w.shape) + ")");
             }
-            NF_CHECK_ARG(n == 1, where + "needs one " + kind + " of role " + role_name(w.role) + " (has " +
-                                     std::to_string(n) + ")");
+            NF_CHECK_ARG(n == 1, where + "needs one " + kind + " of role " + what + " (has " + std::to_string(n) + ")");
         }
     };
     check(g.inputs, g.input_roles, inputs, "input");

@@ -54,10 +54,15 @@ const CudaRuntime& cuda_runtime() {
     NF_CHECK(failure.empty(), failure);
     rt.set_device = reinterpret_cast<int (*)(int)>(dlsym(handle, "cudaSetDevice"));
     rt.memcpy = reinterpret_cast<int (*)(void*, const void*, std::size_t, int)>(dlsym(handle, "cudaMemcpy"));
+    rt.memcpy_2d = reinterpret_cast<int (*)(void*, std::size_t, const void*, std::size_t, std::size_t, std::size_t, int)>(
+        dlsym(handle, "cudaMemcpy2D"));
+    rt.synchronize = reinterpret_cast<int (*)()>(dlsym(handle, "cudaDeviceSynchronize"));
     rt.error_string = reinterpret_cast<const char* (*)(int)>(dlsym(handle, "cudaGetErrorString"));
-    if (rt.set_device == nullptr || rt.memcpy == nullptr || rt.error_string == nullptr) {
+    if (rt.set_device == nullptr || rt.memcpy == nullptr || rt.memcpy_2d == nullptr || rt.synchronize == nullptr ||
+        rt.error_string == nullptr) {
         rt.memcpy = nullptr;
-        failure = "cuda_runtime: " + rt.path + " lacks cudaSetDevice, cudaMemcpy or cudaGetErrorString";
+        failure = "cuda_runtime: " + rt.path +
+                  " lacks one of cudaSetDevice, cudaMemcpy, cudaMemcpy2D, cudaDeviceSynchronize, cudaGetErrorString";
         throw RuntimeError(failure);
     }
     return rt;

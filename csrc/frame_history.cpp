@@ -64,6 +64,26 @@ std::int64_t FrameHistory::action_back(std::int64_t k) const {
     return actions_[std::size_t(slot)];
 }
 
+void read_context(const FrameHistory& h, Role role, std::int64_t n, void* out) {
+    const std::int64_t numel = h.frame_numel();
+    auto copy_frame = [&](float* dst, std::int64_t back) {
+        const float* src = h.frame_back(back);
+        if (src) std::memcpy(dst, src, sizeof(float) * std::size_t(numel));
+        else std::memset(dst, 0, sizeof(float) * std::size_t(numel));
+    };
+    switch (role) {
+        case Role::ContextFrame: copy_frame(static_cast<float*>(out), n); break;
+        case Role::ContextFrames:
+            for (std::int64_t j = 0; j < n; ++j) copy_frame(static_cast<float*>(out) + j * numel, n - j);
+            break;
+        case Role::ContextAction: static_cast<std::int64_t*>(out)[0] = h.action_back(n); break;
+        case Role::ContextActions:
+            for (std::int64_t j = 0; j < n; ++j) static_cast<std::int64_t*>(out)[j] = h.action_back(n - j);
+            break;
+        default: throw InvalidArgument(std::string("frame_history: ") + role_name(role) + " is not a context role");
+    }
+}
+
 void stack_context(const float* frames, std::int64_t n, const std::int64_t* actions, std::int64_t k, std::int64_t numel,
                    std::int64_t no_action, float cn, const float* ctx_noise, float* out, std::int64_t* out_actions) {
     const float keep = 1.0f - cn;

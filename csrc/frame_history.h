@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "graph_roles.h"
 #include "tensor.h"
 
 namespace nf {
@@ -22,6 +23,7 @@ public:
     FrameHistory(std::int64_t depth, std::int64_t frame_numel, std::int64_t no_action, std::int64_t spare = 1);
 
     std::int64_t depth() const { return depth_; }
+    std::int64_t frame_numel() const { return numel_; }
     std::int64_t pos() const { return pos_; }  // frames pushed since clear()
     std::int64_t n_rewindable() const { return n_undo_; }
     std::vector<std::int64_t> slot_pos() const;  // frame pos held by each slot, -1 = empty
@@ -47,6 +49,11 @@ private:
     std::int64_t n_undo_ = 0;
     std::int64_t spare_;
 };
+
+// What a graph input of a context role reads from h now: context_frame / context_action n frames back, context_frames
+// / context_actions the last n, oldest first (slot j holds the frame n - j back); zeros for frames before the first
+// push. out: float32 (frames) or int64 (actions) values; n must be within h.depth().
+void read_context(const FrameHistory& h, Role role, std::int64_t n, void* out);
 
 // The last k of n pushed frames as a frame-stack graph reads them (context_frames, oldest first) into out [k, numel],
 // and the actions that led to them into out_actions [k]: where n < k the first frame stands in, led by no_action (the

@@ -163,25 +163,8 @@ Bindings FrameLoop::bind_io(const Engine& engine, const GraphInfo& graph, const 
 }
 
 void FrameLoop::refresh_context() {
-    const std::size_t frame_bytes = sizeof(float) * std::size_t(numel_);
-    auto copy_frame = [&](float* dst, std::int64_t back) {
-        const float* src = history_.frame_back(back);
-        if (src) std::memcpy(dst, src, frame_bytes);
-        else std::memset(dst, 0, frame_bytes);
-    };
-    for (auto& c : context_inputs_) {
-        switch (c.role.role) {
-            case Role::ContextFrame: copy_frame(c.tensor.data<float>(), c.role.back); break;
-            case Role::ContextFrames:  // oldest first: slot j holds the frame K - j back
-                for (std::int64_t j = 0; j < c.n_frames; ++j) copy_frame(c.tensor.data<float>() + j * numel_, c.n_frames - j);
-                break;
-            case Role::ContextAction: c.tensor.data<std::int64_t>()[0] = history_.action_back(c.role.back); break;
-            case Role::ContextActions:
-                for (std::int64_t j = 0; j < c.n_frames; ++j) c.tensor.data<std::int64_t>()[j] = history_.action_back(c.n_frames - j);
-                break;
-            default: break;
-        }
-    }
+    for (auto& c : context_inputs_)
+        read_context(history_, c.role.role, has_back(c.role.role) ? c.role.back : c.n_frames, c.tensor.raw());
 }
 
 FrameLoop::~FrameLoop() {

@@ -22,7 +22,8 @@ constexpr Named kRoles[] = {
     {"k_new", Role::KNew, false},                    {"v_new", Role::VNew, false},
     {"frame_noise", Role::FrameNoise, true},         {"push_noise", Role::PushNoise, true},
     {"frame", Role::Frame, false},                   {"next_context_frames", Role::NextContextFrames, false},
-    {"next_context_actions", Role::NextContextActions, false}, {"non_finite", Role::NonFinite, false},
+    {"next_context_actions", Role::NextContextActions, false}, {"next_context_frame", Role::NextContextFrame, false},
+    {"next_context_action", Role::NextContextAction, false},   {"non_finite", Role::NonFinite, false},
 };
 
 }  // namespace
@@ -53,7 +54,23 @@ bool is_cache_role(Role role) { return role == Role::CacheK || role == Role::Cac
 
 bool is_frame_graph_role(Role role) {
     return role == Role::FrameNoise || role == Role::PushNoise || role == Role::Frame || role == Role::NextContextFrames ||
-           role == Role::NextContextActions || role == Role::NonFinite;
+           role == Role::NextContextActions || role == Role::NextContextFrame || role == Role::NextContextAction ||
+           role == Role::NonFinite;
+}
+
+bool has_back(Role role) {
+    return role == Role::ContextFrame || role == Role::ContextAction || role == Role::NextContextFrame ||
+           role == Role::NextContextAction;
+}
+
+Role next_context_role(Role r) {
+    switch (r) {
+        case Role::ContextFrames: return Role::NextContextFrames;
+        case Role::ContextActions: return Role::NextContextActions;
+        case Role::ContextFrame: return Role::NextContextFrame;
+        case Role::ContextAction: return Role::NextContextAction;
+        default: throw InvalidArgument(std::string("graph_roles: ") + role_name(r) + " is not a context role");
+    }
 }
 
 bool legacy_role(const std::string& name, bool input, RoleSpec* out) {

@@ -23,10 +23,10 @@ KvCacheLayout checked(const KvCacheLayout& l) {
 
 }  // namespace
 
-KvCache::KvCache(const KvCacheLayout& layout)
+KvCache::KvCache(const KvCacheLayout& layout, bool hold_kv)
     : layout_(checked(layout)),
-      k_(DType::F32, layout_.cache_shape()),
-      v_(DType::F32, layout_.cache_shape()),
+      k_(hold_kv ? HostTensor(DType::F32, layout_.cache_shape()) : HostTensor()),
+      v_(hold_kv ? HostTensor(DType::F32, layout_.cache_shape()) : HostTensor()),
       slot_pos_(std::size_t(layout_.n_slots), -1),
       undo_prev_(std::size_t(layout_.n_slots - layout_.window), -1) {}
 
@@ -47,6 +47,7 @@ void KvCache::ages(std::int64_t* out) const {
 }
 
 void KvCache::push(const float* k_new, const float* v_new) {
+    NF_CHECK(k_.numel() > 0, "kv_cache: push on a ring that holds no K/V (advance() records a slot written elsewhere)");
     const std::int64_t slot = pos_ % layout_.n_slots;
     const std::int64_t per_frame = layout_.tokens_per_frame * layout_.head_dim;
     const std::int64_t n_lh = layout_.n_layers * layout_.n_heads;  // batch is 1
@@ -57,6 +58,11 @@ void KvCache::push(const float* k_new, const float* v_new) {
         std::memcpy(k + dst, k_new + lh * per_frame, sizeof(float) * std::size_t(per_frame));
         std::memcpy(v + dst, v_new + lh * per_frame, sizeof(float) * std::size_t(per_frame));
     }
+    advance();
+}
+
+void KvCache::advance() {
+    const std::int64_t slot = pos_ % layout_.n_slots;
     const std::int64_t capacity = std::int64_t(undo_prev_.size());
     undo_prev_[std::size_t(undo_head_)] = slot_pos_[std::size_t(slot)];
     undo_head_ = (undo_head_ + 1) % capacity;

@@ -28,8 +28,10 @@ struct KvCacheLayout {
 
 class KvCache {
 public:
-    // Throws nf::InvalidArgument unless every dim is positive and n_slots > window.
-    explicit KvCache(const KvCacheLayout& layout);
+    // Throws nf::InvalidArgument unless every dim is positive and n_slots > window. hold_kv false: the slots'
+    // bookkeeping only, for a ring whose memory lives elsewhere (a device loop's; it writes each slot itself and
+    // calls advance()).
+    explicit KvCache(const KvCacheLayout& layout, bool hold_kv = true);
 
     const KvCacheLayout& layout() const { return layout_; }
     // Logical position of the next frame = frames pushed since clear().
@@ -43,8 +45,10 @@ public:
     void clear();
     // ages[s] for the frame at pos(); out holds n_slots int64 values.
     void ages(std::int64_t* out) const;
-    // Copies one frame's K/V, each [L, 1, heads, N, hd], into slot pos() % n_slots, then pos()++.
+    // Copies one frame's K/V, each [L, 1, heads, N, hd], into slot pos() % n_slots, then advance().
     void push(const float* k_new, const float* v_new);
+    // Records that slot pos() % n_slots now holds the frame at pos(), then pos()++.
+    void advance();
     // Undoes the last n pushes (pos -= n, slot_pos restored). n must be in 0..n_rewindable()
     // (nf::InvalidArgument otherwise).
     void rewind(std::int64_t n);

@@ -185,6 +185,8 @@ TrtDeviceLoop::TrtDeviceLoop(const Bundle& bundle, const TrtDeviceLoopParams& pa
     Impl& m = *impl_;
     NF_CHECK_ARG(bundle.has_frame_graph(), "trt_device_loop: the bundle has no frame graph (re-export it with "
                                            "`nextframe export --frame-graph --trt`)");
+    NF_CHECK_ARG(!bundle.uses_cache(), "trt_device_loop: serves frame-stack bundles; a K/V-cache transformer's device "
+                                       "loop is backend ort or aoti");
     NF_CHECK_ARG(params.device_id >= 0, "trt_device_loop: device_id must be non-negative");
     m.device_id = int(params.device_id);
     const DeviceInfo dev = device_info(m.device_id);

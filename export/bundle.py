@@ -123,7 +123,7 @@ def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise
                   force: bool = False, aoti: tuple[str, ...] = (), frame_graph: bool = False) -> dict:
     """Export, gate on ORT-vs-PyTorch parity, then move the finished bundle to out_dir (replacing it).
     aoti: devices ("cpu", "cuda") to compile AOTInductor packages of the graphs for as well (export/aoti.py).
-    frame_graph: a frame-stack model's whole next-frame step as one more graph, for device-resident loops
+    frame_graph: the model's whole next-frame step as one more graph, for device-resident loops
     (export/frame_graph.py).
     n_steps defaults to 4; times (optional) fixes the schedule written to the manifest, e.g. [1.0, 0.0] for a
     one-step distilled student (the sampler kind stays flow_euler_x0: the runtime replays the times)."""
@@ -139,8 +139,6 @@ def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise
         raise ValueError(f"export: context_noise must be a number in 0..1 (got {context_noise!r})")
     if not (isinstance(shift, (int, float)) and 1e-3 <= shift <= 1e3):
         raise ValueError(f"export: shift must be a number in 0.001..1000 (got {shift!r})")
-    if frame_graph and not is_frame_stack(model):
-        raise ValueError("export: --frame-graph serves frame-stack models (this one keeps a K/V cache)")
 
     def fill(tmp: str) -> dict:
         step_path, kv_path = os.path.join(tmp, STEP_FILE), os.path.join(tmp, KV_FILE)
@@ -165,11 +163,12 @@ def export_bundle(model, out_dir: str, n_steps: int | None = None, context_noise
 
             path = os.path.join(tmp, FRAME_FILE)
             sched = manifest["sampler"]["times"]
-            entry = export_frame_graph(model, path, sched, context_noise)
+            palette = manifest["frame"].get("palette")  # the graph snaps where the bundle does
+            entry = export_frame_graph(model, path, sched, context_noise, palette)
             files[FRAME_FILE] = {"sha256": sha256_file(path), "bytes": os.path.getsize(path)}
             manifest["graphs"]["frame"] = {"file": FRAME_FILE, **entry}
             if check:
-                checks["frame_graph"] = check_frame_parity(model, path, sched, context_noise)
+                checks["frame_graph"] = check_frame_parity(model, path, sched, context_noise, palette)
         if aoti_section is not None:
             manifest["aoti"] = aoti_section
         if checks:

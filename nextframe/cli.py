@@ -362,6 +362,8 @@ def runnable_backends(bundle) -> dict[str, str]:
     out["ort-cuda-device"] = out["ort-cuda"] or frame_graph
     frame_engine = any(e.get("graph") == "frame" for e in manifest.get("tensorrt", {}).get("engines", []))
     out["trt-device"] = ("not built with TensorRT" if not _core.has_tensorrt() else frame_graph or
+                         ("the TensorRT device loop serves frame-stack bundles (this one keeps a K/V cache)"
+                          if bundle.uses_cache else "") or
                          ("" if frame_engine else "the bundle has no TensorRT engine of the frame graph"))
     out["trt"] = ("" if _core.has_tensorrt() and manifest.get("tensorrt") else
                   "not built with TensorRT" if not _core.has_tensorrt() else "the bundle has no TensorRT engine")
@@ -551,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also compile AOTInductor packages of the graphs for this device (repeatable), for backend "
                         "aoti / aoti-cuda")
     e.add_argument("--frame-graph", action="store_true",
-                   help="also export the whole next-frame step as one graph (frame-stack models), for the device-resident "
+                   help="also export the whole next-frame step as one graph, for the device-resident "
                         "loops (bench backends ort-device / ort-cuda-device, and trt-device with --trt)")
     e.set_defaults(func=cmd_export)
 

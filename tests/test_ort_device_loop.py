@@ -192,15 +192,6 @@ def test_a_damaged_frame_graph_declaration_is_refused(bundles, tmp_path, edit, m
         _core.Bundle.open(d)
 
 
-def test_frame_graph_needs_a_frame_stack_model(tmp_path):
-    from conftest import randomized_model, tiny_config
-    from nextframe.export.bundle import export_bundle
-
-    with pytest.raises(ValueError, match="--frame-graph serves frame-stack models"):
-        export_bundle(randomized_model(tiny_config()), str(tmp_path / "dit"), n_steps=1, frame_graph=True)
-    assert not os.path.exists(tmp_path / "dit")
-
-
 def test_bench_times_the_device_loop_beside_the_host_loop(tmp_path, capsys):
     from conftest import native_unet_bundle, square_episode
     from nextframe.cli import main
