@@ -57,12 +57,14 @@ const CudaRuntime& cuda_runtime() {
     rt.memcpy_2d = reinterpret_cast<int (*)(void*, std::size_t, const void*, std::size_t, std::size_t, std::size_t, int)>(
         dlsym(handle, "cudaMemcpy2D"));
     rt.synchronize = reinterpret_cast<int (*)()>(dlsym(handle, "cudaDeviceSynchronize"));
+    rt.memset = reinterpret_cast<int (*)(void*, int, std::size_t)>(dlsym(handle, "cudaMemset"));
     rt.error_string = reinterpret_cast<const char* (*)(int)>(dlsym(handle, "cudaGetErrorString"));
     if (rt.set_device == nullptr || rt.memcpy == nullptr || rt.memcpy_2d == nullptr || rt.synchronize == nullptr ||
-        rt.error_string == nullptr) {
+        rt.memset == nullptr || rt.error_string == nullptr) {
         rt.memcpy = nullptr;
         failure = "cuda_runtime: " + rt.path +
-                  " lacks one of cudaSetDevice, cudaMemcpy, cudaMemcpy2D, cudaDeviceSynchronize, cudaGetErrorString";
+                   " lacks one of cudaSetDevice, cudaMemcpy, cudaMemcpy2D, cudaDeviceSynchronize, cudaMemset, "
+                  "cudaGetErrorString";
         throw RuntimeError(failure);
     }
     return rt;

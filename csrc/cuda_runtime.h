@@ -22,6 +22,7 @@ struct CudaRuntime {
     // Device-to-device copies return before they finish, and ONNX Runtime runs on a stream of its own: the loops wait
     // for the device before the next run reads what was copied.
     int (*synchronize)() = nullptr;
+    int (*memset)(void* dst, int value, std::size_t bytes) = nullptr;
     const char* (*error_string)(int) = nullptr;
     static constexpr int kHostToDevice = 1, kDeviceToHost = 2, kDeviceToDevice = 3;  // cudaMemcpyKind
 

@@ -220,6 +220,11 @@ OrtDeviceLoop::OrtDeviceLoop(const Bundle& bundle, const OrtDeviceLoopParams& pa
         m.slots = std::make_unique<KvCache>(bundle.kv_cache, false);
         m.cache_k = m.make(in(Role::CacheK));
         m.cache_v = m.make(in(Role::CacheV));
+        // empty slots are masked out, but a masked slot's values still meet a zero weight: NaN bits left in fresh
+        // device memory would come through (0 * NaN); host tensors start zeroed
+        if (m.cuda != nullptr)
+            for (DeviceTensor* t : {&m.cache_k, &m.cache_v})
+                m.cuda->check(m.cuda->memset(t->data, 0, t->bytes), "ort_device_loop: cannot clear the K/V ring");
         m.ages = m.make(in(Role::CacheAges));
         m.k_new = m.make(out(Role::KNew));
         m.v_new = m.make(out(Role::VNew));

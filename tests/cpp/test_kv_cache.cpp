@@ -87,3 +87,21 @@ NF_TEST(kv_cache_errors) {
     CHECK_THROWS(InvalidArgument, nf::KvCache(layout(0, 3)), "kv_cache: n_slots must be positive (got 0)");
     CHECK_THROWS(InvalidArgument, c.slot_of(-1), "kv_cache: pos must be non-negative (got -1)");
 }
+
+// A ring whose memory lives elsewhere (a device loop's): advance() keeps the same books as push(), push() is refused.
+NF_TEST(kv_cache_bookkeeping_only) {
+    nf::KvCache books(layout(4, 3), false), full(layout(4, 3));
+    CHECK_EQ(books.k().numel(), std::int64_t(0));
+    for (int p = 0; p < 10; ++p) {
+        CHECK_EQ(books.slot_of(books.pos()), full.slot_of(full.pos()));
+        books.advance();
+        push_value(full, float(p));
+        CHECK(books.slot_pos() == full.slot_pos());
+        CHECK(ages(books) == ages(full));
+    }
+    books.rewind(1);
+    full.rewind(1);
+    CHECK(ages(books) == std::vector<std::int64_t>({1, 4, 3, 2}));  // pos 9: slot 1 holds frame 5 again
+    CHECK(ages(books) == ages(full));
+    CHECK_THROWS(nf::RuntimeError, push_value(books, 1.0f), "kv_cache: push on a ring that holds no K/V");
+}
