@@ -84,21 +84,4 @@ void read_context(const FrameHistory& h, Role role, std::int64_t n, void* out) {
     }
 }
 
-void stack_context(const float* frames, std::int64_t n, const std::int64_t* actions, std::int64_t k, std::int64_t numel,
-                   std::int64_t no_action, float cn, const float* ctx_noise, float* out, std::int64_t* out_actions) {
-    const float keep = 1.0f - cn;
-    for (std::int64_t j = 0; j < k; ++j) {
-        const std::int64_t src = std::max<std::int64_t>(n - k + j, 0);
-        const float* fr = frames + src * numel;
-        const float* e = ctx_noise == nullptr ? nullptr : ctx_noise + src * numel;
-        float* dst = out + j * numel;
-        for (std::int64_t i = 0; i < numel; ++i) {
-            const float a = keep * fr[i];
-            const float b = e == nullptr ? 0.0f : cn * e[i];
-            dst[i] = a + b;
-        }
-        out_actions[j] = n - k + j >= 0 ? actions[src] : no_action;
-    }
-}
-
 }  // namespace nf

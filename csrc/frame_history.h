@@ -55,11 +55,4 @@ private:
 // push. out: float32 (frames) or int64 (actions) values; n must be within h.depth().
 void read_context(const FrameHistory& h, Role role, std::int64_t n, void* out);
 
-// The last k of n pushed frames as a frame-stack graph reads them (context_frames, oldest first) into out [k, numel],
-// and the actions that led to them into out_actions [k]: where n < k the first frame stands in, led by no_action (the
-// rule above). Each frame is pushed as the loops push it, (1 - cn) frame + cn e with e = ctx_noise[frame i] (null: 0).
-// The device loops' reset (ort_device_loop.cpp, trt_device_loop.cpp), which upload the window once.
-void stack_context(const float* frames, std::int64_t n, const std::int64_t* actions, std::int64_t k, std::int64_t numel,
-                   std::int64_t no_action, float cn, const float* ctx_noise, float* out, std::int64_t* out_actions);
-
 }  // namespace nf

@@ -352,8 +352,7 @@ def build_trt_engines(bundle_dir: str, precision: str | Sequence[str] = "fp16", 
     trt_version = str(trt.__version__)
     section = manifest.setdefault("tensorrt", {"engines": []})
     engines = section.setdefault("engines", [])
-    # a transformer's frame graph has no TensorRT loop yet (csrc/trt_device_loop.h): no engine to build for it
-    graphs = [g for g in TRT_GRAPHS if g in manifest["graphs"] and not (g == "frame" and "kv_cache" in manifest)]
+    graphs = [g for g in TRT_GRAPHS if g in manifest["graphs"]]
     # every graph checked (and its precision allowed) before anything is built or written
     sources = {}
     for name in graphs:

@@ -362,8 +362,6 @@ def runnable_backends(bundle) -> dict[str, str]:
     out["ort-cuda-device"] = out["ort-cuda"] or frame_graph
     frame_engine = any(e.get("graph") == "frame" for e in manifest.get("tensorrt", {}).get("engines", []))
     out["trt-device"] = ("not built with TensorRT" if not _core.has_tensorrt() else frame_graph or
-                         ("the TensorRT device loop serves frame-stack bundles (this one keeps a K/V cache)"
-                          if bundle.uses_cache else "") or
                          ("" if frame_engine else "the bundle has no TensorRT engine of the frame graph"))
     out["trt"] = ("" if _core.has_tensorrt() and manifest.get("tensorrt") else
                   "not built with TensorRT" if not _core.has_tensorrt() else "the bundle has no TensorRT engine")

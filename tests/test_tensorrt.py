@@ -24,7 +24,7 @@ from nextframe import _core
 from nextframe.export import onnx_lowp
 from nextframe.export import tensorrt as nf_trt
 from nextframe.runtime import Session
-from conftest import randomized_unet, tiny_unet_config
+from conftest import randomized_model, randomized_unet, tiny_config, tiny_unet_config
 from runtime_helpers import copy_bundle, nmse, read_manifest, tiny_bundle, write_manifest
 
 KEY_ARGS = dict(trt_version="10.16.0.72", compute_capability=(8, 9), gpu_name="NVIDIA L4", precision="fp16",
@@ -401,6 +401,20 @@ def test_build_frame_graph_bundle_has_a_frame_engine(tmp_path, fake_trt):
     if not _core.has_tensorrt():
         with pytest.raises(RuntimeError, match="^trt_device_loop: not built \\(TensorRT was not found at build time"):
             _core.TrtDeviceLoop(_core.Bundle.open(str(b)))
+
+
+def test_build_transformer_frame_graph_bundle_has_three_engines(tmp_path, fake_trt):
+    """A transformer bundle with a frame graph: engines of its step, kv and frame graphs (the device loop runs the
+    frame engine per frame and the kv engine in reset, csrc/trt_device_loop.h); the frame plan writes the new K/V."""
+    from nextframe.export.bundle import export_bundle
+
+    b = tmp_path / "dit_frame"
+    export_bundle(randomized_model(tiny_config()), str(b), n_steps=2, frame_graph=True)
+    engines = nf_trt.build_trt_engines(str(b), precision="fp16")
+    assert [e["graph"] for e in engines] == ["step", "kv", "frame"] and fake_trt.builds == 3
+    frame16 = engines[2]
+    assert {"k_new", "v_new", "next_prev"} <= set(_plan(b, frame16)["outputs"])
+    assert [e["graph"] for e in _core.Bundle.open(str(b)).tensorrt_engines] == ["step", "kv", "frame"]
 
 
 def test_build_bf16_parses_a_bf16_copy(tmp_path, fake_trt):
