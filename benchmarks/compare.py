@@ -23,14 +23,19 @@ LOOP_NAMES = {"cpp_runtime": "C++ runtime (ort-cpu)", "cpp_runtime_step_graph_on
               "torch_eager_no_cache": "PyTorch eager (no cache)"}
 
 
+def _steps(n) -> str:
+    return f"{n} step" if n == 1 else f"{n} steps"
+
+
 def _model(d: dict, fallback: str) -> str:
     m = d.get("model")
     if isinstance(m, dict):
         h, w = m.get("resolution", ["?", "?"])
-        return f"{m.get('arch', '?')} {h}x{w}, {m.get('n_steps', '?')} step"
+        return f"{m.get('arch', '?')} {h}x{w}, {_steps(m.get('n_steps', '?'))}"
     if "model_arch" in d or "resolution" in d:
+        # files written before model_arch was recorded timed the transformer, the only model then ("dit" now)
         h, w = d.get("resolution", ["?", "?"])
-        return f"{d.get('model_arch', 'transformer')} {h}x{w}, {d.get('n_steps', '?')} step"
+        return f"{d.get('model_arch', 'dit')} {h}x{w}, {_steps(d.get('n_steps', '?'))}"
     return fallback
 
 
@@ -94,6 +99,18 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+README_BEGIN = "<!-- cross-device table: python benchmarks/compare.py --readme README.md -->"
+README_END = "<!-- end of the cross-device table -->"
+
+
+def readme_block(text: str) -> tuple[int, int]:
+    """Where the table sits in the README's text: (start, end) between the two markers."""
+    start, end = text.find(README_BEGIN), text.find(README_END)
+    if start < 0 or end < start:
+        raise SystemExit(f"compare: the README has no '{README_BEGIN}' ... '{README_END}' block")
+    return start + len(README_BEGIN) + 1, end
+
+
 def plot(rows: list[dict], path: str) -> None:
     """FPS and p99 per device x backend, one bar pair per row (log scale: CPUs and GPUs differ 10-100x)."""
     import matplotlib
@@ -121,6 +138,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     ap.add_argument("--markdown", default=None, help="write the table here (default: print it)")
+    ap.add_argument("--readme", default=None, help="replace the table between the README's markers with this one")
     ap.add_argument("--png", default=None, help="also write the plot here (needs matplotlib: the bench extra)")
     ap.add_argument("--variants", action="store_true",
                     help="also the bundle-variant runs (bench A B ..., quantization tables) of each machine")
@@ -132,7 +150,13 @@ def main(argv=None):
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(table)
-    else:
+    if args.readme:
+        with open(args.readme) as f:
+            text = f.read()
+        start, end = readme_block(text)
+        with open(args.readme, "w") as f:
+            f.write(text[:start] + table + text[end:])
+    if not (args.markdown or args.readme):
         print(table, end="")
     if args.png:
         plot(rows, args.png)

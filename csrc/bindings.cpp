@@ -581,8 +581,9 @@ PYBIND11_MODULE(_core, m) {
 
     py::class_<nf::OrtDeviceLoop> ort_device_loop(
         m, "OrtDeviceLoop",
-        "The next-frame loop of a frame-stack bundle kept in ONNX Runtime's device memory through its frame graph "
-        "(csrc/ort_device_loop.h): state in two device buffers swapped per frame, one noise frame in and (when asked) one "
+        "The next-frame loop of a bundle (frame-stack or K/V-cache transformer) kept in ONNX Runtime's device memory through "
+        "its frame graph (csrc/ort_device_loop.h): state in two device buffers swapped per frame, a transformer's K/V ring "
+        "on the device written by slot, one noise frame in and (when asked) one "
         "frame out per step, each binding's run a CUDA graph with the CUDA provider.");
     ort_device_loop
         .def(py::init([](const nf::Bundle& b, const std::string& device, std::int64_t device_id, std::int64_t threads,
@@ -605,7 +606,8 @@ PYBIND11_MODULE(_core, m) {
     py::class_<nf::TrtDeviceLoop> trt_device_loop(
         m, "TrtDeviceLoop",
         "OrtDeviceLoop's twin on TensorRT (csrc/trt_device_loop.h): the bundle's frame-graph engine, state in two device "
-        "buffers swapped per frame through two execution contexts, each context's run a CUDA graph. Unverified (no GPU "
+        "buffers swapped per frame through two execution contexts, a transformer's K/V ring on the device written by slot, "
+        "each context's run a CUDA graph. Unverified (no GPU "
         "where it was written); a core built without TensorRT says so when constructed.");
     trt_device_loop
         .def(py::init([](const nf::Bundle& b, std::int64_t device_id, std::uint64_t seed, bool cuda_graph,

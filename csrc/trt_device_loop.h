@@ -1,7 +1,9 @@
 // TrtDeviceLoop: OrtDeviceLoop's twin on TensorRT (ort_device_loop.h says the design): the bundle's frame graph built
 // into a TensorRT plan (`nextframe export --frame-graph --trt`, "graph": "frame" in the manifest's tensorrt section),
-// the loop's state in two pairs of device buffers, two execution contexts whose tensor addresses are set once (one
-// reads pair A and writes pair B, the other the reverse), swapped per frame. Per frame: the noise and the action are
+// the loop's state in two sets of device buffers, two execution contexts whose tensor addresses are set once (one
+// reads set A and writes set B, the other the reverse), swapped per frame. A transformer's K/V ring stays on the device:
+// after each run the frame engine's k_new / v_new go into the frame's slot (one strided copy each, on the stream),
+// the slot ages are staged in pinned memory with the noise; reset() writes the context's K/V with the kv engine. Per frame: the noise and the action are
 // staged in pinned memory and copied in, enqueueV3, the non-finite count copied back, all on one stream; after a
 // context's first run that sequence is captured as a CUDA graph (one per context) and launched from then on. The frame
 // comes back only when asked.

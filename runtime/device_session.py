@@ -5,9 +5,10 @@ the device (`nextframe export --aoti cuda`), frame-stack U-Net or K/V-cache tran
 past frames the graphs read, the transformer's K/V ring and every graph input live in device memory; on CUDA the
 steady-state step is one CUDA graph replay. Frames equal Session(backend="aoti" / "aoti-cuda")'s.
 
-backend "ort" (nextframe._core.OrtDeviceLoop, csrc/ort_device_loop.h): a frame-stack bundle with a frame graph
-(`nextframe export --frame-graph`), run by ONNX Runtime (CUDA provider, or the CPU one) with its state in two device
-buffers swapped per frame, each binding's run a CUDA graph on CUDA. Frames equal Session(backend="ort-cpu")'s to the
+backend "ort" (nextframe._core.OrtDeviceLoop, csrc/ort_device_loop.h): a bundle with a frame graph (`nextframe export
+--frame-graph`), frame-stack U-Net or K/V-cache transformer, run by ONNX Runtime (CUDA provider, or the CPU one) with
+its state in two device buffers swapped per frame and a transformer's K/V ring on the device, written by slot; each
+binding's run a CUDA graph on CUDA. Frames equal Session(backend="ort-cpu")'s to the
 graph kernels' rounding.
 
 backend "trt" (nextframe._core.TrtDeviceLoop, csrc/trt_device_loop.h): the same frame graph built into a TensorRT

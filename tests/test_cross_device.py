@@ -34,11 +34,34 @@ def test_compare_renders_every_machine_and_backend(tmp_path):
     assert rows[0]["device"] == "NVIDIA H200 (sm_90, CUDA 13.0)" and rows[2]["device"].startswith("AMD EPYC, 2 vCPU")
     assert len(collect(str(tmp_path), variants=True)) == 4
     table = markdown(rows)
-    assert table.count("\n") == 5 and "| dit 224x384, 4 step | NVIDIA H200" in table
+    assert table.count("\n") == 5 and "| dit 224x384, 4 steps | NVIDIA H200" in table
     pytest.importorskip("matplotlib")
     main(["--results", str(tmp_path), "--markdown", str(tmp_path / "t.md"), "--png", str(tmp_path / "t.png")])
     with open(tmp_path / "t.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_readme_table_is_the_results_table(tmp_path):
+    """The README's cross-device table is what compare.py makes of benchmarks/results/ now (after adding a results
+    file: python benchmarks/compare.py --readme README.md); --readme replaces only the block between the markers."""
+    from nextframe.benchmarks.compare import collect, main, markdown, readme_block
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "README.md")) as f:
+        text = f.read()
+    start, end = readme_block(text)
+    assert text[start:end] == markdown(collect(os.path.join(root, "benchmarks", "results"))), \
+        "README's cross-device table is stale: run python benchmarks/compare.py --readme README.md"
+    readme = tmp_path / "R.md"
+    readme.write_text("intro\n" + text[start - len("<!-- cross-device table: python benchmarks/compare.py --readme "
+                                                   "README.md -->") - 1:end] + "<!-- end of the cross-device table -->\nrest\n")
+    t = {"fps": 50.0, "latency_p50_ms": 20.0, "latency_p99_ms": 30.0}
+    _write(tmp_path, "one.json", {"device": {"cpu": "Zen", "logical_cores": 2, "isa": []}, "threads": 2,
+                                  "model": {"arch": "unet", "resolution": [210, 160], "n_steps": 1}, "backends": {"ort-cpu": t}})
+    main(["--results", str(tmp_path), "--readme", str(readme)])
+    out = readme.read_text()
+    assert out.startswith("intro\n<!-- cross-device") and out.endswith("-->\nrest\n")
+    assert out.count("| unet 210x160, 1 step |") == 1 and "dit" not in out
 
 
 @pytest.mark.slow
@@ -67,3 +90,18 @@ def test_gpu_bench_cpu_path_times_the_device_loop(tmp_path):
                 "--out", str(tmp_path / "r.json")])
     assert {"cpp_aoti", "cpp_device_loop", "cpp_device_loop_no_fetch"} <= set(out["backends"])
     assert out["device_loop_max_abs_vs_frame_loop"] < 1e-5 and out["device_loop_graph_replays"] == {"cpp_device_loop": 0}
+
+
+def test_scale_model_writes_a_model_file_the_pipeline_reads(tmp_path):
+    """benchmarks/scale_model.py: gpu_bench's shapes as model files (load_model reads them back), never over a file."""
+    from nextframe.benchmarks.gpu_bench import build_model
+    from nextframe.benchmarks.scale_model import main
+    from nextframe.training.checkpoint import load_model
+
+    out = str(tmp_path / "tiny.safetensors")
+    main(["--model", "tiny", "--out", out])
+    m, ref = load_model(out), build_model("tiny")
+    assert (m.cfg.height, m.cfg.width, m.cfg.dim) == (32, 32, 64)
+    assert all((a == b).all() for a, b in zip(m.state_dict().values(), ref.state_dict().values()))
+    with pytest.raises(SystemExit, match="exists"):
+        main(["--model", "tiny", "--out", out])
