@@ -1,0 +1,142 @@
+"""The device-resident loops on a GPU, against the host loop on ONNX Runtime's CPU provider (same bundle, same seed):
+OrtDeviceLoop on the CUDA provider (onnxruntime-gpu) and TrtDeviceLoop (TensorRT engines of the frame graph), each on
+a frame-stack U-Net with palette and context noise and on a K/V-cache transformer (its ring on the GPU, written by
+slot), with and without CUDA graphs. What verifies the README's unverified GPU loops, on a machine with an NVIDIA GPU:
+
+    pip install onnxruntime-gpu        # instead of onnxruntime, never beside it
+    python -m pytest -q -m gpu tests/test_gpu_device_loops.py
+    # and, with TensorRT (README, "TensorRT (unverified)"): a core built with -DNF_WITH_TENSORRT=ON
+
+Skipped, with the reason, where there is no GPU, no CUDA provider or no TensorRT (every machine of this project so far).
+
+Tolerance: the GPU's kernels sum in other orders and may use TF32 for the float32 products, so a frame is not equal to
+the CPU's to 1e-5 as on the CPU tests; a palette snap near the midpoint of two colours may flip a pixel. Per frame:
+NMSE <= 1e-4 of the frame's values (a wrong binding or a stale state gives ~1) and at most 1% of values more than 0.02
+apart; the loops run 8 frames, the ring wrapping around in the transformer's.
+"""
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import randomized_model, randomized_unet, tiny_config, tiny_unet_config
+from nextframe import _core
+from nextframe.runtime.session import find_ort_lib
+
+PALETTE = np.array([[0, 0, 0], [200, 72, 72], [66, 72, 200], [142, 142, 142], [255, 255, 255]], np.uint8)
+ACTIONS = [1, 2, 3, 0, 1, 1, 2, 3]
+
+
+def gpu_missing() -> str:
+    """Why no GPU test can run here ('' when one can)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return "no NVIDIA GPU (nvidia-smi not found)"
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"nvidia-smi failed ({e})"
+    return "" if "GPU " in out else "nvidia-smi lists no GPU"
+
+
+def ort_cuda_missing() -> str:
+    lib = find_ort_lib()
+    if not lib:
+        return "onnxruntime is not installed"
+    if not glob.glob(os.path.join(os.path.dirname(lib), "libonnxruntime_providers_cuda.so*")):
+        return "the installed ONNX Runtime has no CUDA provider (pip install onnxruntime-gpu instead of onnxruntime)"
+    return gpu_missing()
+
+
+def trt_missing() -> str:
+    if importlib.util.find_spec("tensorrt") is None:
+        return "tensorrt not installed (pip install 'nextframe[trt]')"
+    if not _core.has_tensorrt():
+        return "nextframe._core built without TensorRT (rebuild with -DNF_WITH_TENSORRT=ON -DTENSORRT_ROOT=...)"
+    return gpu_missing()
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    from nextframe.export.bundle import export_bundle
+
+    if gpu_missing():  # no export work on machines that skip every test here
+        pytest.skip(gpu_missing())
+    root = tmp_path_factory.mktemp("gpu_device_loops")
+    unet = randomized_unet(tiny_unet_config())
+    unet.palette = PALETTE
+    dit = randomized_model(tiny_config(prev_action_input=True))
+    out = {"unet": str(root / "unet"), "dit": str(root / "dit")}
+    export_bundle(unet, out["unet"], n_steps=2, context_noise=0.1, frame_graph=True)
+    export_bundle(dit, out["dit"], n_steps=2, context_noise=0.1, frame_graph=True)
+    return out
+
+
+def _context(bundle):
+    f = bundle.frame
+    n = 5
+    rng = np.random.default_rng(1)
+    return (rng.uniform(-1, 1, (n, f["channels"], f["height"], f["width"])).astype(np.float32),
+            (np.arange(n) % bundle.n_actions).astype(np.int64))
+
+
+def _close(got, want, what):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    nmse = float(np.mean((got - want) ** 2) / max(np.mean(want ** 2), 1e-12))
+    apart = float(np.mean(np.abs(got - want) > 0.02))
+    assert nmse <= 1e-4 and apart <= 0.01, f"{what}: NMSE {nmse:.3g}, {apart:.1%} of values more than 0.02 apart"
+
+
+def _against_host_loop(bundle_dir, make_loop):
+    b = _core.Bundle.open(bundle_dir)
+    frames, actions = _context(b)
+    ref = _core.FrameLoop(b, backend="ort-cpu", threads=1, seed=7, ort_lib=find_ort_lib())
+    loop = make_loop(b)
+    for round_ in range(2):  # the second after a reset: the state and the ring rewritten, the graphs kept
+        ref.reset(frames, actions)
+        loop.reset(frames, actions)
+        for i, a in enumerate(ACTIONS):
+            _close(loop.step(a), ref.step(a), f"round {round_} frame {i}")
+    return loop
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("model", ["unet", "dit"])
+@pytest.mark.parametrize("cuda_graph", [True, False])
+def test_ort_cuda_device_loop_matches_the_host_loop(bundles, model, cuda_graph):
+    if ort_cuda_missing():
+        pytest.skip(ort_cuda_missing())
+    loop = _against_host_loop(bundles[model], lambda b: _core.OrtDeviceLoop(
+        b, device="cuda", threads=1, seed=7, cuda_graph=cuda_graph, ort_lib=find_ort_lib()))
+    assert loop.device.startswith("cuda") and loop.cuda_graph == cuda_graph
+
+
+@pytest.mark.gpu
+@pytest.mark.trt
+@pytest.mark.parametrize("model", ["unet", "dit"])
+@pytest.mark.parametrize("cuda_graph", [True, False])
+def test_trt_device_loop_matches_the_host_loop(bundles, model, cuda_graph):
+    from nextframe.export import tensorrt as nf_trt
+
+    if trt_missing():
+        pytest.skip(trt_missing())
+    # fp32 engines (TF32 off): the frame, step and kv engines; built once per bundle (the engine cache)
+    graphs = [e["graph"] for e in nf_trt.build_trt_engines(bundles[model], precision="fp32", workspace_gb=1.0)]
+    assert graphs == (["step", "frame"] if model == "unet" else ["step", "kv", "frame"])
+    loop = _against_host_loop(bundles[model], lambda b: _core.TrtDeviceLoop(b, seed=7, cuda_graph=cuda_graph,
+                                                                          precision="fp32"))
+    assert loop.cuda_graph == cuda_graph
+
+
+def test_the_skip_reasons_name_what_is_missing():
+    """On a machine without a GPU every test above says why it did not run (not a silent pass)."""
+    reasons = [gpu_missing(), ort_cuda_missing(), trt_missing()]
+    assert all(isinstance(r, str) for r in reasons)
+    if shutil.which("nvidia-smi") is None:
+        assert reasons[0] == "no NVIDIA GPU (nvidia-smi not found)" and reasons[1] and reasons[2]
