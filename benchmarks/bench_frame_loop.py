@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from nextframe import _core
+from nextframe.benchmarks.bundle_timing import fps_of
 from nextframe.benchmarks.device_info import cpu_info, versions
 from nextframe.benchmarks.result_file import write_result
 from nextframe.cli import add_bench_arguments, sampler_defaults, schedule_args
@@ -45,7 +46,7 @@ def summary(ms: list[float]) -> dict:
     return {"n_frames": int(a.size), "latency_p50_ms": round(float(np.percentile(a, 50)), 3),
             "latency_p90_ms": round(float(np.percentile(a, 90)), 3), "latency_p99_ms": round(float(np.percentile(a, 99)), 3),
             "latency_mean_ms": round(float(a.mean()), 3), "latency_max_ms": round(float(a.max()), 3),
-            "fps": round(1000.0 / float(a.mean()), 1)}
+            "fps": fps_of(float(a.mean()))}
 
 
 def timed(step, actions, warmup: int) -> tuple[list[float], list]:

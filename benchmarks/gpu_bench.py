@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 
+from nextframe.benchmarks.bundle_timing import fps_of
 from nextframe.benchmarks.process_pause import paused, pids_from_file
 
 ROUND = 20
@@ -89,7 +90,7 @@ def device_loop_rows(bundle: str, args, c, loops: dict, extra: dict, stage=print
 
 def summary(ms: list[float]) -> dict:
     a = np.asarray(ms)
-    return {"fps": round(1000.0 / float(a.mean()), 1), "latency_p50_ms": round(float(np.percentile(a, 50)), 3),
+    return {"fps": fps_of(float(a.mean())), "latency_p50_ms": round(float(np.percentile(a, 50)), 3),
             "latency_p90_ms": round(float(np.percentile(a, 90)), 3), "latency_p99_ms": round(float(np.percentile(a, 99)), 3),
             "n_frames": int(a.size)}
 
@@ -125,7 +126,12 @@ def main(argv=None):
     extra: dict = {}  # rows beside the timings (the device loop's parity)
     model = build_model(args.model).to(dev)
     stage(f"model {args.model} on {dev}")
-    steps = args.steps or (1 if args.model == "default" else 4)
+    schedule = {"n_steps": args.steps or 4, "times": None}  # the random shapes: 4 steps (NFD's)
+    if args.model == "default":  # the shipped default at its own schedule (two steps, 1 and 0.15), as users run it
+        from nextframe.cli import DEFAULT_MODEL, sampler_defaults, schedule_args
+
+        schedule = schedule_args(sampler_defaults(DEFAULT_MODEL), args.steps)
+    steps = schedule["n_steps"] or len(schedule["times"]) - 1
     inputs = tuple(t.to(dev) for t in example_step_inputs(model))
     step = _Graph(model, kv_only=False)
     kv = None if is_frame_stack(model) else _Graph(model, kv_only=True)
@@ -169,7 +175,7 @@ def main(argv=None):
 
             bundle = os.path.join(tmp.name, "bundle")
             # a CPU copy: moving the model itself would free the weights the CUDA graph above was captured on
-            export_bundle(copy.deepcopy(model).cpu(), bundle, n_steps=steps, check=False, aoti=(args.device,))
+            export_bundle(copy.deepcopy(model).cpu(), bundle, check=False, aoti=(args.device,), **schedule)
             stage("bundle exported with its AOTI package")
             backends = ["aoti-cuda"] if dev.type == "cuda" else ["aoti", "ort-cpu"]
             c = model.cfg

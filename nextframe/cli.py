@@ -417,7 +417,7 @@ def cmd_bench_backends(args):
         return
     print(f"{'backend':<12}{'fps':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'x first':>9}")
     for b, r in rows.items():
-        print(f"{b:<12}{r['fps']:>8.1f}{r['latency_p50_ms']:>9.2f}{r['latency_p90_ms']:>9.2f}{r['latency_p99_ms']:>9.2f}"
+        print(f"{b:<12}{r['fps']:>8g}{r['latency_p50_ms']:>9.2f}{r['latency_p90_ms']:>9.2f}{r['latency_p99_ms']:>9.2f}"
               f"{out['fps_ratio_vs_first'][b]:>9.2f}")
     for b, why in skipped.items():
         print(f"{b:<12}skipped: {why}")
@@ -448,7 +448,7 @@ def cmd_bench_bundles(args):
         return
     print(f"{'bundle':<28}{'precision':>10}{'steps':>6}{'fps':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'x first':>9}")
     for n, r in out["bundles"].items():
-        print(f"{n:<28}{r['precision']:>10}{r['n_steps']:>6}{r['fps']:>8.1f}{r['latency_p50_ms']:>9.2f}"
+        print(f"{n:<28}{r['precision']:>10}{r['n_steps']:>6}{r['fps']:>8g}{r['latency_p50_ms']:>9.2f}"
               f"{r['latency_p90_ms']:>9.2f}{r['latency_p99_ms']:>9.2f}{out['fps_ratio_vs_first'][n]:>9.2f}")
 
 
@@ -473,7 +473,7 @@ def cmd_bench(args):
         if name not in loops:  # frame-stack models have no cache, so no no-cache loop
             continue
         r = loops[name]
-        print(f"{name:<24}{r['fps']:>8.1f}{r['latency_p50_ms']:>9.2f}{r['latency_p90_ms']:>9.2f}{r['latency_p99_ms']:>9.2f}")
+        print(f"{name:<24}{r['fps']:>8g}{r['latency_p50_ms']:>9.2f}{r['latency_p90_ms']:>9.2f}{r['latency_p99_ms']:>9.2f}")
     extra = ""
     if out["native_decode_ms"] is not None:
         extra += f"{out['fps_with_decode']} FPS with native decode; "

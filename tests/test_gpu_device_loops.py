@@ -1,11 +1,13 @@
 """The device-resident loops on a GPU, against the host loop on ONNX Runtime's CPU provider (same bundle, same seed):
-OrtDeviceLoop on the CUDA provider (onnxruntime-gpu) and TrtDeviceLoop (TensorRT engines of the frame graph), each on
+OrtDeviceLoop on the CUDA provider (onnxruntime-gpu), TrtDeviceLoop (TensorRT engines of the frame graph) and the
+AOTInductor loops (FrameLoop on aoti-cuda, DeviceLoop with its CUDA graph; packages compiled on the GPU), each on
 a frame-stack U-Net with palette and context noise and on a K/V-cache transformer (its ring on the GPU, written by
 slot), with and without CUDA graphs. What verifies the README's unverified GPU loops, on a machine with an NVIDIA GPU:
 
     pip install onnxruntime-gpu        # instead of onnxruntime, never beside it
     python -m pytest -q -m gpu tests/test_gpu_device_loops.py
     # and, with TensorRT (README, "TensorRT (unverified)"): a core built with -DNF_WITH_TENSORRT=ON
+    # the AOTInductor rows need only torch with CUDA and the plugin (benchmarks/device/run.sh runs this file)
 
 Skipped, with the reason, where there is no GPU, no CUDA provider or no TensorRT (every machine of this project so far).
 
@@ -62,6 +64,20 @@ def trt_missing() -> str:
     return gpu_missing()
 
 
+def aoti_cuda_missing() -> str:
+    if not _core.aoti_available():
+        return f"AOTInductor plugin not built: {_core.aoti_unavailable_reason()}"
+    import torch
+
+    return "" if torch.cuda.is_available() else "torch sees no CUDA device"
+
+
+def _models():
+    unet = randomized_unet(tiny_unet_config())
+    unet.palette = PALETTE
+    return {"unet": unet, "dit": randomized_model(tiny_config(prev_action_input=True))}
+
+
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
     from nextframe.export.bundle import export_bundle
@@ -69,12 +85,25 @@ def bundles(tmp_path_factory):
     if gpu_missing():  # no export work on machines that skip every test here
         pytest.skip(gpu_missing())
     root = tmp_path_factory.mktemp("gpu_device_loops")
-    unet = randomized_unet(tiny_unet_config())
-    unet.palette = PALETTE
-    dit = randomized_model(tiny_config(prev_action_input=True))
-    out = {"unet": str(root / "unet"), "dit": str(root / "dit")}
-    export_bundle(unet, out["unet"], n_steps=2, context_noise=0.1, frame_graph=True)
-    export_bundle(dit, out["dit"], n_steps=2, context_noise=0.1, frame_graph=True)
+    out = {}
+    for name, model in _models().items():
+        out[name] = str(root / name)
+        export_bundle(model, out[name], n_steps=2, context_noise=0.1, frame_graph=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def aoti_bundles(tmp_path_factory):
+    """The same models with packages compiled for CUDA (a minute or two on the GPU machine)."""
+    from nextframe.export.bundle import export_bundle
+
+    if aoti_cuda_missing():
+        pytest.skip(aoti_cuda_missing())
+    root = tmp_path_factory.mktemp("gpu_aoti_loops")
+    out = {}
+    for name, model in _models().items():
+        out[name] = str(root / name)
+        export_bundle(model, out[name], n_steps=2, context_noise=0.1, aoti=("cuda",))
     return out
 
 
@@ -134,9 +163,27 @@ def test_trt_device_loop_matches_the_host_loop(bundles, model, cuda_graph):
     assert loop.cuda_graph == cuda_graph
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("model", ["unet", "dit"])
+def test_aoti_cuda_frame_loop_matches_the_host_loop(aoti_bundles, model):
+    """The core's host loop on the CUDA packages: inputs and outputs through host memory each call."""
+    _against_host_loop(aoti_bundles[model], lambda b: _core.FrameLoop(b, backend="aoti-cuda", threads=1, seed=7))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("model", ["unet", "dit"])
+@pytest.mark.parametrize("cuda_graph", [True, False])
+def test_aoti_cuda_device_loop_matches_the_host_loop(aoti_bundles, model, cuda_graph):
+    loop = _against_host_loop(aoti_bundles[model], lambda b: _core.DeviceLoop(b, device="cuda", threads=1, seed=7,
+                                                                            cuda_graph=cuda_graph))
+    assert loop.device.startswith("cuda") and loop.cuda_graph == cuda_graph
+    if cuda_graph:
+        assert loop.graph_replays > 0
+
+
 def test_the_skip_reasons_name_what_is_missing():
     """On a machine without a GPU every test above says why it did not run (not a silent pass)."""
-    reasons = [gpu_missing(), ort_cuda_missing(), trt_missing()]
+    reasons = [gpu_missing(), ort_cuda_missing(), trt_missing(), aoti_cuda_missing()]
     assert all(isinstance(r, str) for r in reasons)
     if shutil.which("nvidia-smi") is None:
-        assert reasons[0] == "no NVIDIA GPU (nvidia-smi not found)" and reasons[1] and reasons[2]
+        assert reasons[0] == "no NVIDIA GPU (nvidia-smi not found)" and all(reasons[1:])

@@ -9,11 +9,12 @@
 #    --no-build-isolation);
 # 2. checks that backend aoti-cuda loads and that a package's outputs match eager PyTorch on the GPU (gpu_bench
 #    records the max abs difference);
-# 3. times the shipped default (1 step) and an NFD-310M-shaped transformer (random weights, 4 steps) on eager PyTorch,
+# 3. times the shipped default (its two steps) and an NFD-310M-shaped transformer (random weights, 4 steps) on eager PyTorch,
 #    a CUDA graph of the frame, the AOTInductor package from Python and the C++ core's aoti-cuda loop, side by side;
 #    for the default (a frame-stack U-Net) also the C++ DeviceLoop (state on the GPU), eager and as a CUDA graph, with
 #    and without fetching each frame, its frames checked against the aoti-cuda FrameLoop's first; the same for a small
-#    K/V-cache transformer (its ring on the GPU).
+#    K/V-cache transformer (its ring on the GPU);
+# 4. runs the GPU tests (tests/test_gpu_device_loops.py) where pytest is importable.
 # Needs safetensors importable (carry its wheel if the machine lacks it). Seen on an H200 (2026-12-01): steps 1 and 2
 # pass (GCC 13, CMake 4.4, torch 2.11+cu130); the gpu_bench runs with the core's rows crashed (segmentation fault,
 # location unknown then: hence the stage lines and faulthandler, and the Python-side rows first).
@@ -64,5 +65,15 @@ echo "tiny done at ${SECONDS} s"
 timeout "$(left 300)" $PY benchmarks/gpu_bench.py --model nfd310m --device cuda --steps 4 --frames 200 --no-core \
     --out "$OUT/gpu_${GPU}_nfd310m.json" || echo "nfd310m: failed or timed out (see above)"
 echo "nfd310m done at ${SECONDS} s"
+# the GPU tests (tests/test_gpu_device_loops.py): the AOTInductor loops against the CPU host loop (the ORT CUDA and
+# TensorRT ones skip without onnxruntime-gpu / TensorRT, and say so); needs pytest (carry its wheels in .whl/)
+if $PY -c "import pytest" 2>/dev/null; then
+    timeout "$(left 200)" $PY -m pytest -q -ra -m gpu -p no:cacheprovider tests/test_gpu_device_loops.py \
+        > "$OUT/gpu_tests_${GPU}.txt" 2>&1 || echo "gpu tests: failed or timed out"
+    tail -15 "$OUT/gpu_tests_${GPU}.txt"
+else
+    echo "gpu tests: pytest is not importable here (carry the pytest, pluggy, iniconfig and packaging wheels)"
+fi
+echo "tests done at ${SECONDS} s"
 $PY benchmarks/compare.py --markdown "$OUT/cross_device_table.md" || true
 echo "done: $OUT"
