@@ -72,7 +72,7 @@ if $PY -c "import pytest" 2>/dev/null; then
         > "$OUT/gpu_tests_${GPU}.txt" 2>&1 || echo "gpu tests: failed or timed out"
     tail -15 "$OUT/gpu_tests_${GPU}.txt"
 else
-    echo "gpu tests: pytest is not importable here (carry the pytest, pluggy, iniconfig and packaging wheels)"
+    echo "gpu tests: pytest is not importable here (carry the wheels of pytest, pluggy, iniconfig, packaging and pygments: session.sh says how)"
 fi
 echo "tests done at ${SECONDS} s"
 $PY benchmarks/compare.py --markdown "$OUT/cross_device_table.md" || true

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # One device call that serves two issues: the GPU benchmark matrix (run.sh) and, sharing the GPU, the shipped teacher
 # fine-tuned further on fresh episodes (tools/device_pipeline.py --mode finetune), paused by gpu_bench while it times.
-# Needs the wheels of ale_py, gymnasium and farama-notifications for the machine's Python (3.12) in .whl/, carried:
+# Needs the wheels of ale_py, gymnasium and farama-notifications for the machine's Python (3.12) in .whl/, carried,
+# and pytest's for run.sh's GPU tests (tests/test_gpu_device_loops.py):
 #
 #     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 -d .whl \
-#         "ale_py==0.12.*" "gymnasium==1.3.*" farama-notifications          # here, once (.whl/ git-ignored)
+#         "ale_py==0.12.*" "gymnasium==1.3.*" farama-notifications \
+#         pytest pluggy iniconfig packaging pygments                     # here, once (.whl/ git-ignored)
 #     bash benchmarks/device/session.sh      # there: about 9 minutes; results into $OUT/bench and $OUT/train
 #
 # Seen on an H200 (2026-12-01): the training half ran as planned (two runs of 370 s, 5,620 and 4,362 steps at batch
