@@ -20,6 +20,7 @@
 #include <ATen/Parallel.h>
 #include <torch/headeronly/version.h>
 #include <c10/core/Device.h>
+#include <c10/core/DeviceGuard.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -66,6 +67,21 @@ R guarded(char* err, std::size_t err_len, R fallback, F&& f) {
 
 at::ScalarType scalar_type(int dtype) { return dtype == 1 ? at::kLong : at::kFloat; }  // csrc/tensor.h: F32, I64
 
+// A package's output i: a package that returns fewer outputs than the manifest lists is an error, not a read past
+// the vector.
+const at::Tensor& output_at(const std::vector<at::Tensor>& outs, std::int64_t i, const char* graph) {
+    if (i < 0 || std::size_t(i) >= outs.size())
+        throw std::runtime_error(std::string("the ") + graph + " package returned " + std::to_string(outs.size()) +
+                                 " outputs (the manifest lists at least " + std::to_string(i + 1) + ")");
+    return outs[std::size_t(i)];
+}
+
+// The package's device made current for a call on CUDA (its runner takes the current device's stream: another
+// thread or device_id would otherwise run it elsewhere), nothing on the CPU.
+void make_current(c10::OptionalDeviceGuard& guard, const c10::Device& device) {
+    if (device.is_cuda()) guard.reset_device(device);
+}
+
 // Input roles the device loop binds (csrc/device_loop.cpp keeps the same numbers).
 enum LoopRole {
     kNoisyFrame = 0, kNoiseLevel = 1, kAction = 2, kContextFrames = 3, kContextActions = 4, kContextNoise = 5,
@@ -109,6 +125,9 @@ struct Loop {
     std::int64_t replays = 0;
 #ifdef NF_AOTI_CUDA
     std::unique_ptr<at::cuda::CUDAGraph> graph;
+    // a capture that failed: kept until close, since a CUDAGraph whose capture_end threw may still be referenced by
+    // the caching allocator's capture filter (freeing it would leave that pointer dangling)
+    std::unique_ptr<at::cuda::CUDAGraph> failed_graph;
 #endif
 };
 
@@ -140,8 +159,8 @@ void push(Loop& l) {
     if (l.kv != nullptr) {
         l.xp.copy_(pushed);
         std::vector<at::Tensor> outs = l.kv->loader->run(l.kv_inputs);
-        l.k_ring.index_copy_(3, l.slot, outs[std::size_t(l.k_out)].unsqueeze(3));
-        l.v_ring.index_copy_(3, l.slot, outs[std::size_t(l.v_out)].unsqueeze(3));
+        l.k_ring.index_copy_(3, l.slot, output_at(outs, l.k_out, "kv").unsqueeze(3));
+        l.v_ring.index_copy_(3, l.slot, output_at(outs, l.v_out, "kv").unsqueeze(3));
         pushed = l.xp;
     }
     if (l.n_pushed < l.depth) {
@@ -282,7 +301,7 @@ void denoise(Loop& l) {
     for (std::size_t i = 0; i + 1 < l.times.size(); ++i) {
         l.t_in.fill_(float(l.times[i]));
         std::vector<at::Tensor> outs = l.h->loader->run(l.inputs);
-        euler(l, outs[std::size_t(l.prediction)], l.times[i], l.times[i + 1]);
+        euler(l, output_at(outs, l.prediction, "step"), l.times[i], l.times[i + 1]);
     }
 }
 
@@ -331,6 +350,8 @@ __attribute__((visibility("default"))) int nf_aoti_run(void* handle, int n_in, v
                                                        char* err, std::size_t err_len) {
     return guarded(err, err_len, 1, [&]() -> int {
         auto* h = static_cast<Handle*>(handle);
+        c10::OptionalDeviceGuard guard;
+        make_current(guard, h->device);
         std::vector<at::Tensor> inputs;
         inputs.reserve(std::size_t(n_in));
         for (int i = 0; i < n_in; ++i) {
@@ -382,6 +403,8 @@ __attribute__((visibility("default"))) void* nf_aoti_loop_open2(void* handle, in
     return guarded(err, err_len, static_cast<void*>(nullptr), [&]() -> void* {
         auto l = std::make_unique<Loop>();
         l->h = static_cast<Handle*>(handle);
+        c10::OptionalDeviceGuard guard;
+        make_current(guard, l->h->device);
         l->prediction = prediction;
         l->velocity = velocity != 0;
         l->depth = frame[0], l->c = frame[1], l->hh = frame[2], l->w = frame[3];
@@ -428,6 +451,8 @@ __attribute__((visibility("default"))) int nf_aoti_loop_cache(void* loop, void* 
                                                               const std::int64_t* layout, char* err, std::size_t err_len) {
     return guarded(err, err_len, 1, [&]() -> int {
         auto* l = static_cast<Loop*>(loop);
+        c10::OptionalDeviceGuard guard;
+        make_current(guard, l->h->device);
         auto* kv = static_cast<Handle*>(kv_handle);
         if (kv->device != l->h->device) throw std::invalid_argument("the kv package is on another device");
         const auto f32 = at::TensorOptions().dtype(at::kFloat).device(l->h->device);
@@ -457,6 +482,8 @@ __attribute__((visibility("default"))) int nf_aoti_loop_reset(void* loop, const 
                                                               char* err, std::size_t err_len) {
     return guarded(err, err_len, 1, [&]() -> int {
         auto* l = static_cast<Loop*>(loop);
+        c10::OptionalDeviceGuard guard;
+        make_current(guard, l->h->device);
         if (l->inputs.empty())
             throw std::invalid_argument("the step package reads a K/V ring: add it first (nf_aoti_loop_cache)");
         l->n_pushed = 0;
@@ -487,6 +514,8 @@ __attribute__((visibility("default"))) int nf_aoti_loop_step(void* loop, std::in
                                                              std::size_t err_len) {
     return guarded(err, err_len, 1, [&]() -> int {
         auto* l = static_cast<Loop*>(loop);
+        c10::OptionalDeviceGuard guard;
+        make_current(guard, l->h->device);
         const std::int64_t numel = l->c * l->hh * l->w;
         std::memcpy(l->noise_host.data_ptr<float>(), noise, std::size_t(numel) * sizeof(float));
         l->noise.copy_(l->noise_host, true);
@@ -527,6 +556,7 @@ __attribute__((visibility("default"))) int nf_aoti_loop_step(void* loop, std::in
                             } catch (...) {
                             }
                         }
+                        l->failed_graph = std::move(graph);
                         l->use_graph = false;
                     }
                 }

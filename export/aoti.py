@@ -5,6 +5,7 @@ and the core refuses a package from another torch.
 """
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 
@@ -25,7 +26,10 @@ def compile_package(model, path: str, device: str = "cpu", kv_only: bool = False
         raise ValueError(f"export: --aoti device must be one of {', '.join(DEVICES)} (got {device!r})")
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("export: --aoti cuda needs a CUDA device to compile on (none found)")
-    module = _Graph(model.eval(), kv_only=kv_only).to(device)
+    # a copy on the device where the model is elsewhere: the caller's model never moves (an export for CUDA left it
+    # on the GPU, and a second device's export then moved it again)
+    on_device = all(p.device.type == device for p in model.parameters())
+    module = _Graph((model if on_device else copy.deepcopy(model)).eval(), kv_only=kv_only).to(device)
     inputs = tuple(t.to(device) for t in example_step_inputs(model))
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.export's and inductor's notes on a fixed-shape graph

@@ -36,6 +36,7 @@ TORCH_PREFIX=$($PY -c 'import torch.utils; print(torch.utils.cmake_prefix_path)'
 $PY -m pip install --no-build-isolation --no-deps -e . -Ccmake.define.NF_TORCH_PREFIX="$TORCH_PREFIX" \
     -Cbuild-dir=build/device > "$BUILD_LOG" 2>&1 || { grep -m8 -B2 -A6 "error" "$BUILD_LOG"; tail -5 "$BUILD_LOG"; exit 1; }
 echo "built in ${SECONDS} s"
+grep -E "AOTInductor plugin|CMake Warning" -A2 "$BUILD_LOG" | head -12 || true  # torch's CUDA against the toolkit's
 $PY - <<'PYEOF'
 import torch
 from nextframe import _core
@@ -51,9 +52,14 @@ timeout "$(left 150)" $PY benchmarks/gpu_bench.py --model default --device cuda 
     --out "$OUT/gpu_${GPU}_default_python.json" || echo "default (Python rows): failed or timed out (see above)"
 # the core's rows on the tiny U-Net first, with the plugin's libtorch global (the default) and then local: which one
 # crashes says whether symbol interposition is the segfault seen on the first H200 run (README, "Status")
+# (diagnostic runs: under gdb where there is one, so a crash prints the native stack, and with AOTInductor's own
+# input checks on, which name a device, dtype or shape mismatch instead of reading out of bounds)
+DEBUG=()
+if command -v gdb > /dev/null; then DEBUG=(gdb -q -batch -ex run -ex "bt 40" --args); fi
 for rtld in global local; do
-    NEXTFRAME_AOTI_RTLD=$rtld timeout "$(left 90)" $PY benchmarks/gpu_bench.py --model tiny_unet --device cuda --frames 100 \
-        --out "$OUT/gpu_${GPU}_tiny_unet_rtld_${rtld}.json" || echo "tiny_unet, RTLD $rtld: failed or timed out (see above)"
+    NEXTFRAME_AOTI_RTLD=$rtld AOTI_RUNTIME_CHECK_INPUTS=1 timeout "$(left 90)" "${DEBUG[@]}" $PY benchmarks/gpu_bench.py \
+        --model tiny_unet --device cuda --frames 100 --out "$OUT/gpu_${GPU}_tiny_unet_rtld_${rtld}.json" \
+        || echo "tiny_unet, RTLD $rtld: failed or timed out (see above)"
 done
 timeout "$(left 240)" $PY benchmarks/gpu_bench.py --model default --device cuda --frames 500 --out "$OUT/gpu_${GPU}_default.json" \
     || echo "default: failed or timed out (see above)"
@@ -68,7 +74,7 @@ echo "nfd310m done at ${SECONDS} s"
 # the GPU tests (tests/test_gpu_device_loops.py): the AOTInductor loops against the CPU host loop (the ORT CUDA and
 # TensorRT ones skip without onnxruntime-gpu / TensorRT, and say so); needs pytest (carry its wheels in .whl/)
 if $PY -c "import pytest" 2>/dev/null; then
-    timeout "$(left 200)" $PY -m pytest -q -ra -m gpu -p no:cacheprovider tests/test_gpu_device_loops.py \
+    AOTI_RUNTIME_CHECK_INPUTS=1 timeout "$(left 200)" $PY -m pytest -q -ra -m gpu -p no:cacheprovider tests/test_gpu_device_loops.py \
         > "$OUT/gpu_tests_${GPU}.txt" 2>&1 || echo "gpu tests: failed or timed out"
     tail -15 "$OUT/gpu_tests_${GPU}.txt"
 else
