@@ -50,6 +50,15 @@ def write_manifest(bundle: Path, manifest: dict) -> None:
     (Path(bundle) / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
+def edited_copy(src, dst, edit) -> str:
+    """A copy of bundle src at dst whose manifest edit(manifest) changed in place: a damaged bundle to refuse."""
+    shutil.copytree(src, dst)
+    m = read_manifest(dst)
+    edit(m)
+    write_manifest(dst, m)
+    return str(dst)
+
+
 def nmse(a: np.ndarray, b: np.ndarray) -> float:
     """mse(a, b) / mse(b, 0), as ggml's test-backend-ops (b is the reference)."""
     b64 = np.asarray(b, np.float64)

@@ -30,6 +30,7 @@ import pytest
 from conftest import randomized_model, randomized_unet, tiny_config, tiny_unet_config
 from nextframe import _core
 from nextframe.runtime.session import find_ort_lib
+from runtime_helpers import nmse
 
 PALETTE = np.array([[0, 0, 0], [200, 72, 72], [66, 72, 200], [142, 142, 142], [255, 255, 255]], np.uint8)
 ACTIONS = [1, 2, 3, 0, 1, 1, 2, 3]
@@ -116,10 +117,9 @@ def _context(bundle):
 
 
 def _close(got, want, what):
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    nmse = float(np.mean((got - want) ** 2) / max(np.mean(want ** 2), 1e-12))
-    apart = float(np.mean(np.abs(got - want) > 0.02))
-    assert nmse <= 1e-4 and apart <= 0.01, f"{what}: NMSE {nmse:.3g}, {apart:.1%} of values more than 0.02 apart"
+    err = nmse(got, want)
+    apart = float(np.mean(np.abs(np.asarray(got, np.float64) - want) > 0.02))
+    assert err <= 1e-4 and apart <= 0.01, f"{what}: NMSE {err:.3g}, {apart:.1%} of values more than 0.02 apart"
 
 
 def _against_host_loop(bundle_dir, make_loop):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ import torch
 
 from conftest import randomized_unet, tiny_unet_config
 from nextframe import _core
+from runtime_helpers import edited_copy
 
 PALETTE = np.array([[0, 0, 0], [200, 72, 72], [66, 72, 200], [142, 142, 142], [255, 255, 255]], np.uint8)
 
@@ -164,17 +164,6 @@ def test_bad_requests_are_one_line_errors(bundles, tmp_path):
         _core.OrtDeviceLoop(_core.Bundle.open(str(tmp_path / "plain")), device="cpu", ort_lib=lib)
 
 
-def _damaged(src, dst, edit):
-    shutil.copytree(src, dst)
-    p = os.path.join(dst, "manifest.json")
-    with open(p) as f:
-        m = json.load(f)
-    edit(m)
-    with open(p, "w") as f:
-        json.dump(m, f)
-    return dst
-
-
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m["graphs"]["frame"].update(times=[1.0, 0.25, 0.0]), "bakes in a schedule other than sampler.times"),
     (lambda m: m["graphs"]["frame"]["inputs"].pop(), "frame graph has 3 inputs \\(expected 4\\)"),
@@ -187,7 +176,7 @@ def _damaged(src, dst, edit):
     (lambda m: m["graphs"]["frame"]["inputs"][3].update(role="noise"), "unknown input role 'noise'"),
 ])
 def test_a_damaged_frame_graph_declaration_is_refused(bundles, tmp_path, edit, message):
-    d = _damaged(bundles["palette"], str(tmp_path / "d"), edit)
+    d = edited_copy(bundles["palette"], str(tmp_path / "d"), edit)
     with pytest.raises(ValueError, match=message):
         _core.Bundle.open(d)
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
 
 from conftest import randomized_model, tiny_config
 from nextframe import _core
+from runtime_helpers import edited_copy
 
 PALETTE = np.array([[0, 0, 0], [200, 72, 72], [66, 72, 200], [142, 142, 142], [255, 255, 255]], np.uint8)
 VARIANTS = {
@@ -104,14 +104,7 @@ def test_the_ring_is_read(bundles):
 
 
 def test_without_a_kv_graph_reset_writes_the_cache_with_the_step_graph(bundles, tmp_path):
-    d = str(tmp_path / "nokv")
-    shutil.copytree(bundles["prev_action+context_noise"], d)
-    p = os.path.join(d, "manifest.json")
-    with open(p) as f:
-        m = json.load(f)
-    del m["graphs"]["kv"]
-    with open(p, "w") as f:
-        json.dump(m, f)
+    d = edited_copy(bundles["prev_action+context_noise"], tmp_path / "nokv", lambda m: m["graphs"].pop("kv"))
     assert not _core.Bundle.open(d).has_kv_graph
     _compare(d, 5, [0, 1, 2, 3, 1])
 
@@ -133,17 +126,6 @@ def test_device_session_gives_the_sessions_frames(bundles):
         np.testing.assert_array_equal(g, w)
 
 
-def _damaged(src, dst, edit):
-    shutil.copytree(src, dst)
-    p = os.path.join(dst, "manifest.json")
-    with open(p) as f:
-        m = json.load(f)
-    edit(m)
-    with open(p, "w") as f:
-        json.dump(m, f)
-    return dst
-
-
 def _frame_io(m, kind, role, back=None):
     return next(s for s in m["graphs"]["frame"][kind] if s["role"] == role and s.get("back") == back)
 
@@ -159,6 +141,6 @@ def _frame_io(m, kind, role, back=None):
     (lambda m: _frame_io(m, "outputs", "next_context_frame", 1).pop("back"), "manifest key .*back"),
 ])
 def test_a_damaged_declaration_is_refused(bundles, tmp_path, edit, message):
-    d = _damaged(bundles["prev2"], str(tmp_path / "d"), edit)
+    d = edited_copy(bundles["prev2"], str(tmp_path / "d"), edit)
     with pytest.raises(ValueError, match=message):
         _core.Bundle.open(d)
