@@ -15,7 +15,7 @@ import glob
 import json
 import os
 
-from nextframe.benchmarks.device_info import device_label
+from nextframe.benchmarks.device_info import device_label, is_gpu_backend
 
 # frame_loop's loop names, as a reader of the table knows them
 LOOP_NAMES = {"cpp_runtime": "C++ runtime (ort-cpu)", "cpp_runtime_step_graph_only": "C++ runtime, step graph only",
@@ -52,12 +52,14 @@ def rows_of(path: str, variants: bool = False) -> list[dict]:
     if not isinstance(d, dict) or not isinstance(d.get("device"), dict):
         return []
     device, src = device_label(d["device"]), os.path.basename(path)
+    # a bench run with GPU backends beside CPU ones names the GPU apart (device_info.is_gpu_backend)
+    gpu = device_label(d["gpu"]) if isinstance(d.get("gpu"), dict) and d["gpu"].get("gpu") else None
     threads = d.get("threads")
     out = []
 
     def row(backend, model, r, precision=None, n_threads=threads):
         if isinstance(r, dict) and isinstance(r.get("fps"), (int, float)):
-            out.append({"device": device, "backend": backend, "model": model, "precision": precision or r.get("precision")
+            out.append({"device": gpu if gpu and is_gpu_backend(backend) else device, "backend": backend, "model": model, "precision": precision or r.get("precision")
                         or d.get("precision") or "fp32", "threads": n_threads, "fps": r["fps"],
                         "p50_ms": r.get("latency_p50_ms"), "p99_ms": r.get("latency_p99_ms"), "source": src})
 

@@ -43,6 +43,28 @@ def gpu_info(index: int = 0) -> dict | None:
     return info
 
 
+def is_gpu_backend(name: str) -> bool:
+    """Whether a bench or gpu_bench row ran on the GPU (ort-cuda, aoti-cuda, trt, their device loops, torch_cuda_*)."""
+    return "cuda" in name or name.startswith("trt")
+
+
+def runtime_versions() -> dict:
+    """The inference libraries a bench run used, as loaded: ONNX Runtime's version and providers, whether the core
+    has TensorRT and the AOTInductor plugin (for the result file; torch's is in versions())."""
+    from nextframe import _core
+    from nextframe.runtime.session import find_ort_lib
+
+    out = {"nextframe_core": _core.version(), "tensorrt_built": bool(_core.has_tensorrt()),
+           "aoti_plugin": bool(_core.aoti_available())}
+    try:
+        info = _core.ort_library_info(find_ort_lib())
+        out["onnxruntime"] = info["version"]
+        out["onnxruntime_providers"] = info["providers"]
+    except RuntimeError as e:
+        out["onnxruntime"] = f"not loadable ({e})"
+    return out
+
+
 def device_label(device: dict) -> str:
     """One line naming a result's machine: the GPU with its compute capability, or the CPU with its cores and the
     ISA extensions that change speed."""

@@ -382,7 +382,7 @@ def cmd_bench_backends(args):
     """One bundle on several C++ runtime backends, interleaved in rounds, one JSON object."""
     from nextframe import _core
     from nextframe.benchmarks.bundle_timing import ROUND_FRAMES, time_bundles, torch_loop
-    from nextframe.benchmarks.device_info import cpu_info, versions
+    from nextframe.benchmarks.device_info import cpu_info, gpu_info, is_gpu_backend, runtime_versions, versions
 
     if len(args.bundle or []) > 1:
         raise ValueError("bench: --backend times one bundle on several backends (got several bundles)")
@@ -409,8 +409,12 @@ def cmd_bench_backends(args):
     frame = bundle.frame
     model = {"arch": "dit" if bundle.kv_cache["n_layers"] > 0 else "unet",
              "resolution": [frame["height"], frame["width"]], "n_steps": bundle.sampler["n_steps"]}
-    out = {"device": cpu_info(), "versions": ver, "threads": args.threads, "n_frames": args.frames,
-           "bundle": path, "model": model, "timing": f"C++ runtime, one bundle on each backend, interleaved in rounds of {ROUND_FRAMES} frames",
+    ver.update(runtime_versions())
+    # the GPU beside the CPU where a backend ran on it (compare.py labels each row by where its backend runs)
+    gpu = gpu_info() if any(is_gpu_backend(b) for b in cpp) else None
+    out = {"device": cpu_info(), **({"gpu": gpu} if gpu else {}), "versions": ver, "threads": args.threads,
+           "n_frames": args.frames, "bundle": path, "model": model,
+           "timing": f"C++ runtime, one bundle on each backend, interleaved in rounds of {ROUND_FRAMES} frames",
            "backends": rows, "fps_ratio_vs_first": {b: round(r["fps"] / rows[cpp[0]]["fps"], 3) for b, r in rows.items()},
            "skipped": skipped}
     if not bench_emit(args, out):

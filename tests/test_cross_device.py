@@ -41,6 +41,20 @@ def test_compare_renders_every_machine_and_backend(tmp_path):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_run_with_gpu_and_cpu_backends_names_each_rows_device(tmp_path):
+    """nextframe bench on a GPU machine times CPU and GPU backends in one run: each row names where it ran."""
+    from nextframe.benchmarks.compare import collect
+
+    t = {"fps": 100.0, "latency_p50_ms": 9.5, "latency_p99_ms": 14.0}
+    _write(tmp_path, "b.json", {"device": {"cpu": "AMD EPYC", "logical_cores": 16, "isa": []}, "threads": 2,
+                                "gpu": {"gpu": "NVIDIA H200", "compute_capability": "sm_90", "cuda": "13.0"},
+                                "model": {"arch": "unet", "resolution": [210, 160], "n_steps": 2},
+                                "backends": {"ort-cpu": t, "ort-cuda": t, "trt-device": t, "aoti-cuda": t, "torch": t}})
+    where = {r["backend"]: r["device"] for r in collect(str(tmp_path))}
+    assert where["ort-cpu"] == where["torch"] == "AMD EPYC, 16 vCPU"
+    assert where["ort-cuda"] == where["trt-device"] == where["aoti-cuda"] == "NVIDIA H200 (sm_90, CUDA 13.0)"
+
+
 def test_readme_table_is_the_results_table(tmp_path):
     """The README's cross-device table is what compare.py makes of benchmarks/results/ now (after adding a results
     file: python benchmarks/compare.py --readme README.md); --readme replaces only the block between the markers."""

@@ -195,6 +195,9 @@ def test_bench_times_the_device_loop_beside_the_host_loop(tmp_path, capsys):
     assert list(out["backends"]) == ["ort-cpu", "ort-device"]
     assert out["backends"]["ort-device"]["backend"] == "ort-device-loop (cpu)"
     assert all(r["fps"] > 0 and r["latency_p99_ms"] >= r["latency_p50_ms"] for r in out["backends"].values())
+    # the libraries as loaded, and no GPU named where every backend ran on the CPU
+    assert out["versions"]["onnxruntime"].count(".") == 2 and "CPUExecutionProvider" in out["versions"]["onnxruntime_providers"]
+    assert "gpu" not in out and out["versions"]["nextframe_core"]
     assert main(["bench", path, "--backend", "ort-cuda-device", "--frames", "10", "--episode", ep]) == 2
     assert "backend ort-cuda-device cannot run here: the loaded ONNX Runtime has no CUDA provider" in capsys.readouterr().err
     (tmp_path / "plain").mkdir()
