@@ -89,10 +89,11 @@ def time_bundles(bundles: dict[str, str | tuple[str, str]], frames: np.ndarray, 
             s.close()
 
 
-def torch_loop(model_file: str, bundle_dir: str, threads: int, seed: int = 0):
+def torch_loop(model_file: str, bundle_dir: str, threads: int, seed: int = 0, device: str = "cpu"):
     """The PyTorch frame loop of the model a bundle was exported from, as (reset(frames, lead_actions), step(action))
     for time_bundles' `loops`: eager, the bundle's schedule, the same context rule (a frame-stack model keeps frames,
-    a transformer its KV cache). ValueError when the model is not the bundle's."""
+    a transformer its KV cache). device "cuda": the reference a GPU runtime is measured against, each frame
+    synchronised (its time is the GPU's work, not the launch). ValueError when the model is not the bundle's."""
     import json
     import os
 
@@ -106,7 +107,7 @@ def torch_loop(model_file: str, bundle_dir: str, threads: int, seed: int = 0):
 
     with open(os.path.join(bundle_dir, "manifest.json")) as f:
         manifest = json.load(f)
-    model = load_model(model_file).eval()
+    model = load_model(model_file).eval().to(device)
     if manifest.get("model") != model.cfg.to_dict():
         raise ValueError(f"bench: {model_file} is not the model {bundle_dir} was exported from; pass it with --model")
     torch.set_num_threads(threads)
@@ -128,5 +129,7 @@ def torch_loop(model_file: str, bundle_dir: str, threads: int, seed: int = 0):
     def step(action: int) -> None:
         with torch.no_grad():
             sampler.step(action)
+        if device == "cuda":
+            torch.cuda.synchronize()
 
     return reset, step

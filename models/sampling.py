@@ -22,12 +22,14 @@ class KvCache:
         p = next(model.parameters())
         self.k = torch.zeros(shape, dtype=p.dtype, device=p.device)
         self.v = torch.zeros(shape, dtype=p.dtype, device=p.device)
+        self.device = p.device
         self.slot_pos = [-1] * cfg.context  # frame position held by each slot, -1 = empty
         self.n_pushed = 0
 
     def ages(self) -> torch.Tensor:
         """Age of each slot relative to the next frame (position n_pushed); 0 for empty slots."""
-        return torch.tensor([self.n_pushed - p if p >= 0 else 0 for p in self.slot_pos], dtype=torch.long)
+        return torch.tensor([self.n_pushed - p if p >= 0 else 0 for p in self.slot_pos], dtype=torch.long,
+                            device=self.device)
 
     def push(self, k: torch.Tensor, v: torch.Tensor) -> None:
         slot = self.n_pushed % len(self.slot_pos)
@@ -44,25 +46,28 @@ class CachedSampler:
         self.times = flow_schedule(n_steps, shift)
         self.context_noise = context_noise
         self.generator = generator or torch.Generator().manual_seed(0)
+        # the model's device (a GPU reference loop); the noise is drawn on the CPU generator and moved, so a seed
+        # gives the same frames on every device
+        self.device = next(model.parameters()).device
         self.cache = KvCache(model, batch)
         self.prev = self.prev2 = self._zeros()
         self.prev_action = self._action(model.cfg.no_action)
 
     def _zeros(self):
         cfg = self.model.cfg
-        return torch.zeros(self.batch, cfg.channels, cfg.height, cfg.width)
+        return torch.zeros(self.batch, cfg.channels, cfg.height, cfg.width, device=self.device)
 
     def _noise(self):
         cfg = self.model.cfg
-        return torch.randn(self.batch, cfg.channels, cfg.height, cfg.width, generator=self.generator)
+        return torch.randn(self.batch, cfg.channels, cfg.height, cfg.width, generator=self.generator).to(self.device)
 
     def _full(self, value, dtype=torch.float32):
-        return torch.full((self.batch,), value, dtype=dtype)
+        return torch.full((self.batch,), value, dtype=dtype, device=self.device)
 
     @torch.no_grad()
     def push_frame(self, frame: torch.Tensor, action: int | torch.Tensor) -> None:
         """Write a finished (or real context) frame into the cache, with context-noise augmentation."""
-        frame = frame.reshape(self.batch, *frame.shape[-3:])
+        frame = frame.reshape(self.batch, *frame.shape[-3:]).to(self.device)
         x = add_noise(frame, self._full(self.context_noise), self._noise())
         a = self._action(action)
         _, k, v = self.model.step(x, self._full(self.context_noise), a, self.prev,
@@ -74,7 +79,7 @@ class CachedSampler:
         self.prev, self.prev_action = x, a
 
     def _action(self, action):
-        return torch.as_tensor(action, dtype=torch.long).reshape(-1).expand(self.batch).contiguous()
+        return torch.as_tensor(action, dtype=torch.long).reshape(-1).expand(self.batch).contiguous().to(self.device)
 
     @torch.no_grad()
     def reset(self, frames: torch.Tensor, actions) -> None:

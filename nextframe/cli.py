@@ -220,10 +220,11 @@ def cmd_quantize(args):
     print(json.dumps({"bundle": args.out, "quantization": m["quantization"]}))
 
 
-def default_bundle(aoti: bool = False, frame_graph: bool = False) -> str:
+def default_bundle(aoti: tuple[str, ...] = (), frame_graph: bool = False) -> str:
     """The shipped model exported once into a per-user cache, keyed by the model file's sha256 and the exporter's
-    graph revision (a newer exporter's graphs replace an older cache); aoti: a copy with the AOTInductor package
-    for this CPU (and the torch that compiled it) as well; frame_graph: a copy with the frame graph."""
+    graph revision (a newer exporter's graphs replace an older cache); aoti: a copy with AOTInductor packages for
+    these devices ("cpu", "cuda"; keyed by the torch that compiled them) as well; frame_graph: a copy with the frame
+    graph."""
     from nextframe.export.bundle import export_bundle, sha256_file
     from nextframe.export.onnx import GRAPH_REVISION
 
@@ -231,7 +232,7 @@ def default_bundle(aoti: bool = False, frame_graph: bool = False) -> str:
     if aoti:
         import torch
 
-        key += f"_aoti-cpu-torch{torch.__version__}"
+        key += f"_aoti-{'-'.join(aoti)}-torch{torch.__version__}"
     if frame_graph:
         key += "_frame"
     root = os.environ.get("NEXTFRAME_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "nextframe"))
@@ -240,7 +241,7 @@ def default_bundle(aoti: bool = False, frame_graph: bool = False) -> str:
         d = sampler_defaults(DEFAULT_MODEL)
         print(f"exporting the default model to {path} (once)", file=sys.stderr)
         export_bundle(_load(DEFAULT_MODEL), path, context_noise=d["context_noise"], **schedule_args(d, None),
-                      aoti=("cpu",) if aoti else (), frame_graph=frame_graph)
+                      aoti=tuple(aoti), frame_graph=frame_graph)
     return path
 
 
@@ -292,9 +293,10 @@ def add_bench_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", default=None, help="also write the JSON here")
 
 
-# torch: the eager PyTorch loop; ort-device / ort-cuda-device / trt-device: the device-resident loops over the frame graph
+# torch / torch-cuda: the eager PyTorch loop on the CPU / the GPU; ort-device / ort-cuda-device / trt-device: the device-resident loops over the frame graph
 BENCH_BACKENDS = ("ort-cpu", "ort-cuda", "trt", "aoti", "aoti-cuda", "ort-device", "ort-cuda-device", "trt-device",
-                  "torch")
+                  "torch", "torch-cuda")
+TORCH_LOOPS = {"torch": "cpu", "torch-cuda": "cuda"}  # the eager PyTorch references: backend -> device
 
 
 def bench_context(args, bundle):
@@ -370,12 +372,24 @@ def runnable_backends(bundle) -> dict[str, str]:
         out[be] = (_core.aoti_unavailable_reason() if not _core.aoti_available() else
                    "" if device in packages else f"the bundle has no AOTInductor package for {device}")
     try:
-        import torch  # noqa: F401
+        import torch
 
         out["torch"] = ""
+        out["torch-cuda"] = "" if torch.cuda.is_available() else "torch sees no CUDA device"
     except ImportError:
-        out["torch"] = "torch is not installed (the [train] extra)"
+        out["torch"] = out["torch-cuda"] = "torch is not installed (the [train] extra)"
     return out
+
+
+def _aoti_devices(backends) -> tuple[str, ...]:
+    """The devices the default bundle needs AOTInductor packages for (a CUDA one only where torch sees a GPU to compile
+    it on; elsewhere aoti-cuda is reported as not runnable)."""
+    devices = ("cpu",) if "aoti" in backends else ()
+    if "aoti-cuda" in backends:
+        import torch
+
+        devices += ("cuda",) if torch.cuda.is_available() else ()
+    return devices
 
 
 def cmd_bench_backends(args):
@@ -387,7 +401,7 @@ def cmd_bench_backends(args):
     if len(args.bundle or []) > 1:
         raise ValueError("bench: --backend times one bundle on several backends (got several bundles)")
     wanted = BENCH_BACKENDS if args.backend == ("all",) else args.backend
-    path = args.bundle[0] if args.bundle else default_bundle(aoti=any(b.startswith("aoti") for b in wanted),
+    path = args.bundle[0] if args.bundle else default_bundle(aoti=_aoti_devices(wanted),
                                                              frame_graph=any(b.endswith("-device") for b in wanted))
     bundle = _core.Bundle.open(path)
     can = runnable_backends(bundle)
@@ -396,10 +410,11 @@ def cmd_bench_backends(args):
         b, why = next(iter(skipped.items()))
         raise ValueError(f"bench: backend {b} cannot run here: {why}")
     run = [b for b in wanted if not can[b]]
-    cpp = [b for b in run if b != "torch"]
+    cpp = [b for b in run if b not in TORCH_LOOPS]
     if not cpp:
-        raise ValueError("bench: --backend torch is the reference loop; name a C++ runtime backend beside it")
-    loops = {"torch": torch_loop(args.model, path, args.threads, args.seed)} if "torch" in run else {}
+        raise ValueError("bench: --backend torch / torch-cuda are the reference loops; name a C++ runtime backend "
+                         "beside them")
+    loops = {b: torch_loop(args.model, path, args.threads, args.seed, TORCH_LOOPS[b]) for b in run if b in TORCH_LOOPS}
     frames, lead = bench_context(args, bundle)
     rows = time_bundles({b: (path, b) for b in cpp}, frames, lead, args.frames, args.threads, args.seed, loops=loops)
     try:
@@ -581,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backend", default=None, type=bench_backends,
                    help="C++ runtime backends to time side by side, comma-separated (ort-cpu, ort-cuda, trt, aoti, "
                         "aoti-cuda; ort-device, ort-cuda-device, trt-device: the device-resident loops over the frame graph; "
-                        "torch: the eager PyTorch loop of --model beside them) or all (every one that can run here); the "
+                        "torch, torch-cuda: the eager PyTorch loop of --model on the CPU / GPU beside them) or all (every one that can run here); the "
                         "default bundle is exported with the AOTInductor packages or frame graph they need")
     add_bench_arguments(b)
     b.set_defaults(func=cmd_bench)

@@ -129,7 +129,13 @@ def test_bench_times_backends_side_by_side(unet_bundle, tmp_path, capsys):
     assert out["model"] == {"arch": "unet", "resolution": [210, 160], "n_steps": 2}
     assert all(r["fps"] > 0 and r["latency_p99_ms"] >= r["latency_p50_ms"] for r in out["backends"].values())
     assert main(["bench", path, "--backend", "torch", "--model", path + ".safetensors", "--episode", ep]) == 2
-    assert "name a C++ runtime backend beside it" in capsys.readouterr().err
+    assert "name a C++ runtime backend beside them" in capsys.readouterr().err
+    import torch
+
+    if not torch.cuda.is_available():  # (on a GPU machine the loop runs: benchmarks/device/run.sh)
+        assert main(["bench", path, "--backend", "ort-cpu,torch-cuda", "--model", path + ".safetensors",
+                     "--episode", ep]) == 2
+        assert "backend torch-cuda cannot run here: torch sees no CUDA device" in capsys.readouterr().err
     assert main(["bench", path, "--backend", "ort-cpu,torch", "--episode", ep]) == 2  # the shipped model is not its model
     assert "is not the model" in capsys.readouterr().err
     assert main(["bench", path, "--backend", "aoti-cuda", "--frames", "10", "--episode", ep]) == 2

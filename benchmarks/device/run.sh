@@ -14,7 +14,8 @@
 #    for the default (a frame-stack U-Net) also the C++ DeviceLoop (state on the GPU), eager and as a CUDA graph, with
 #    and without fetching each frame, its frames checked against the aoti-cuda FrameLoop's first; the same for a small
 #    K/V-cache transformer (its ring on the GPU);
-# 4. runs the GPU tests (tests/test_gpu_device_loops.py) where pytest is importable.
+# 4. runs the GPU tests (tests/test_gpu_device_loops.py) where pytest is importable;
+# 5. runs `nextframe bench --backend all` on the default (the user's command; torch-cuda is the eager GPU reference).
 # Needs safetensors importable (carry its wheel if the machine lacks it). Seen on an H200 (2026-12-01): steps 1 and 2
 # pass (GCC 13, CMake 4.4, torch 2.11+cu130); the gpu_bench runs with the core's rows crashed (segmentation fault,
 # location unknown then: hence the stage lines and faulthandler, and the Python-side rows first).
@@ -81,5 +82,17 @@ else
     echo "gpu tests: pytest is not importable here (carry the wheels of pytest, pluggy, iniconfig, packaging and pygments: session.sh says how)"
 fi
 echo "tests done at ${SECONDS} s"
+# the user's command on the GPU machine: every backend that can run the default side by side (the ORT CPU, AOTI CPU
+# and CUDA, and frame-graph loops, the eager PyTorch loop on the CPU and the GPU), context from a synthetic episode
+$PY - <<'PYEOF'
+import numpy as np
+from nextframe.data.episode import Episode, save_episode
+rng = np.random.default_rng(0)
+save_episode("/tmp/nf_bench_episode.npz", Episode(rng.integers(0, 256, (41, 210, 160, 3), dtype=np.uint8),
+                                                  rng.integers(0, 4, 40).astype(np.int64), "Breakout", 2))
+PYEOF
+timeout "$(left 240)" $PY -m nextframe.cli bench --backend all --episode /tmp/nf_bench_episode.npz \
+    --frames 300 --json --out "$OUT/bench_${GPU}_default_all.json" > /dev/null || echo "bench --backend all: failed or timed out"
+echo "bench done at ${SECONDS} s"
 $PY benchmarks/compare.py --markdown "$OUT/cross_device_table.md" || true
 echo "done: $OUT"
