@@ -40,14 +40,19 @@ const CudaRuntime& cuda_runtime() {
         if (handle == nullptr) failure = "cuda_runtime: cannot load NEXTFRAME_CUDART_LIB='" + std::string(env) + "' (" + dl_error() + ")";
         rt.path = env;
     } else {
-        for (const char* name : {"libcudart.so.13", "libcudart.so.12", "libcudart.so"}) {
-            handle = dlopen(name, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);  // onnxruntime-gpu's, if loaded
-            if (handle == nullptr) handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-            if (handle != nullptr) {
-                rt.path = name;
-                break;
+        // first the runtime already in the process (onnxruntime-gpu's), whichever version it is, and only then a
+        // new one: loading libcudart.so.13 beside ORT's .so.12 would give a second runtime (unusable on an older driver)
+        const char* names[] = {"libcudart.so.13", "libcudart.so.12", "libcudart.so"};
+        for (int flags : {RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD, RTLD_NOW | RTLD_LOCAL}) {
+            for (const char* name : names) {
+                handle = dlopen(name, flags);
+                if (handle != nullptr) {
+                    rt.path = name;
+                    break;
+                }
+                if (!(flags & RTLD_NOLOAD)) tried += (tried.empty() ? "" : "; ") + dl_error();
             }
-            tried += (tried.empty() ? "" : "; ") + dl_error();
+            if (handle != nullptr) break;
         }
         if (handle == nullptr) failure = "cuda_runtime: no CUDA runtime library loads (" + tried + "); set NEXTFRAME_CUDART_LIB";
     }

@@ -164,7 +164,16 @@ OrtDeviceLoop::OrtDeviceLoop(const Bundle& bundle, const OrtDeviceLoopParams& pa
     ep.ort_lib = params.ort_lib;
     std::vector<std::pair<std::string, std::string>> cuda_options;
     if (cuda_graph_) cuda_options.emplace_back("enable_cuda_graph", "1");
-    m.session = make_ort_session(api, m.env, bundle.read_verified(g.file), g.file, ep, cuda, cuda_options);
+    const std::vector<char> graph_bytes = bundle.read_verified(g.file);
+    try {
+        m.session = make_ort_session(api, m.env, graph_bytes, g.file, ep, cuda, cuda_options);
+    } catch (const RuntimeError&) {
+        if (!cuda_graph_) throw;
+        // ONNX Runtime refuses a CUDA graph of a graph with a node on the CPU provider: the same loop without one
+        // (cuda_graph() says so), not an unusable loop
+        cuda_graph_ = false;
+        m.session = make_ort_session(api, m.env, graph_bytes, g.file, ep, cuda, {});
+    }
     check_ort_io(api, m.session.get(), g);
     const bool ring = bundle.uses_cache();
     // reset's cache writes: the kv graph, or the step graph (which writes the same K/V) where the bundle has none

@@ -238,12 +238,12 @@ TrtDeviceLoop::TrtDeviceLoop(const Bundle& bundle, const TrtDeviceLoopParams& pa
     const DeviceInfo dev = device_info(m.device_id);
     cuda_check(cudaSetDevice(m.device_id), "cudaSetDevice");
     const std::string release = loaded_trt_release();
-    auto engine_of = [&](const std::string& graph) -> const TrtEngineEntry& {
+    auto engine_of = [&](const std::string& graph, const std::string& precision) -> const TrtEngineEntry& {
         std::string have;
-        const TrtEngineEntry* entry = find_engine(bundle, graph, dev, release, params.precision, &have);
+        const TrtEngineEntry* entry = find_engine(bundle, graph, dev, release, precision, &have);
         NF_CHECK(entry != nullptr, "trt_device_loop: no TensorRT engine of the " + graph + " graph for " + dev.sm + " (" +
                                        dev.name + "), TensorRT " + release +
-                                       (params.precision.empty() ? "" : ", precision " + params.precision) + " (it has: " +
+                                       (precision.empty() ? "" : ", precision " + precision) + " (it has: " +
                                        (have.empty() ? "none" : have) + "); build one on this machine with: "
                                        "python -m nextframe.export.tensorrt " + bundle.dir);
         return *entry;
@@ -256,7 +256,7 @@ TrtDeviceLoop::TrtDeviceLoop(const Bundle& bundle, const TrtDeviceLoopParams& pa
         NF_CHECK(e != nullptr, "trt_device_loop: cannot deserialize '" + entry.file + "'" + m.logger.suffix());
         return e;
     };
-    const TrtEngineEntry& entry = engine_of("frame");
+    const TrtEngineEntry& entry = engine_of("frame", params.precision);
     m.file = entry.file;
     m.device = "cuda:" + std::to_string(m.device_id);
     m.engine = load(entry);
@@ -327,11 +327,13 @@ TrtDeviceLoop::TrtDeviceLoop(const Bundle& bundle, const TrtDeviceLoopParams& pa
         NF_CHECK(m.context[p]->allInputDimensionsSpecified(), "trt_device_loop: unspecified input dimensions" + m.logger.suffix());
     }
     if (ring) {
-        // reset's cache writes: the kv graph's engine (the step graph's where the bundle has no kv graph), bound to the
-        // state's first copy (reset leaves the loop at parity 0), the ring and the frame engine's k_new / v_new
-        const std::string graph = bundle.has_kv_graph() ? "kv" : "step";
-        const GraphInfo& pg = bundle.has_kv_graph() ? bundle.kv : bundle.step;
-        const TrtEngineEntry& pe = engine_of(graph);
+        // reset's cache writes at the frame engine's precision (another would write K/V the frame engine does not
+        // make): the kv graph's engine, the step graph's where the bundle has no kv graph or no kv engine of it; bound
+        // to the state's first copy (reset leaves the loop at parity 0), the ring and the frame engine's k_new / v_new
+        const TrtEngineEntry* kv_entry =
+            bundle.has_kv_graph() ? find_engine(bundle, "kv", dev, release, entry.precision, nullptr) : nullptr;
+        const GraphInfo& pg = kv_entry != nullptr ? bundle.kv : bundle.step;
+        const TrtEngineEntry& pe = kv_entry != nullptr ? *kv_entry : engine_of("step", entry.precision);
         m.push_file = pe.file;
         m.push_engine = load(pe);
         m.push_context.reset(m.push_engine->createExecutionContext());
@@ -470,6 +472,7 @@ void TrtDeviceLoop::step(std::int64_t action, float* out) {
 void TrtDeviceLoop::frame(float* out) {
     Impl& m = *impl_;
     NF_CHECK_ARG(m.has_frame, "trt_device_loop: no frame generated since reset");
+    cuda_check(cudaSetDevice(m.device_id), "cudaSetDevice");  // as step(): the caller's thread may be another
     cuda_check(cudaMemcpy(out, m.frame.device.get(), m.frame.bytes, cudaMemcpyDeviceToHost), "frame download");
 }
 
