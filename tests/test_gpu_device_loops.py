@@ -2,7 +2,7 @@
 OrtDeviceLoop on the CUDA provider (onnxruntime-gpu), TrtDeviceLoop (TensorRT engines of the frame graph) and the
 AOTInductor loops (FrameLoop on aoti-cuda, DeviceLoop with its CUDA graph; packages compiled on the GPU), each on
 a frame-stack U-Net with palette and context noise and on a K/V-cache transformer (its ring on the GPU, written by
-slot), with and without CUDA graphs. What verifies the README's unverified GPU loops, on a machine with an NVIDIA GPU:
+slot), with and without CUDA graphs; and a NaN frame refused by the ORT and TensorRT loops. What verifies the README's unverified GPU loops, on a machine with an NVIDIA GPU:
 
     pip install onnxruntime-gpu        # instead of onnxruntime, never beside it
     python -m pytest -q -m gpu tests/test_gpu_device_loops.py
@@ -179,6 +179,45 @@ def test_aoti_cuda_device_loop_matches_the_host_loop(aoti_bundles, model, cuda_g
     assert loop.device.startswith("cuda") and loop.cuda_graph == cuda_graph
     if cuda_graph:
         assert loop.graph_replays > 0
+
+
+@pytest.fixture(scope="module")
+def nan_bundle(tmp_path_factory):
+    """A frame graph whose weights hold a NaN: its count of non-finite values must survive the GPU runtimes' graph
+    optimisers (it is computed as (x - x) != 0, which an algebraic simplification could fold to false)."""
+    import torch
+
+    from nextframe.export.bundle import export_bundle
+
+    if gpu_missing():
+        pytest.skip(gpu_missing())
+    model = randomized_unet(tiny_unet_config())
+    with torch.no_grad():
+        next(iter(model.parameters())).fill_(float("nan"))
+    path = str(tmp_path_factory.mktemp("gpu_nan") / "nan")
+    export_bundle(model, path, n_steps=1, frame_graph=True, check=False)
+    return path
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["ort", "trt"])
+def test_a_nan_frame_is_refused_on_the_gpu(nan_bundle, backend):
+    if backend == "ort":
+        if ort_cuda_missing():
+            pytest.skip(ort_cuda_missing())
+        loop = _core.OrtDeviceLoop(_core.Bundle.open(nan_bundle), device="cuda", threads=1, ort_lib=find_ort_lib())
+    else:
+        from nextframe.export import tensorrt as nf_trt
+
+        if trt_missing():
+            pytest.skip(trt_missing())
+        nf_trt.build_trt_engines(nan_bundle, precision="fp32", workspace_gb=1.0)
+        loop = _core.TrtDeviceLoop(_core.Bundle.open(nan_bundle), precision="fp32")
+    frames, actions = _context(_core.Bundle.open(nan_bundle))
+    loop.reset(frames, actions)
+    with pytest.raises(RuntimeError, match=r"non-finite values .* frame 0"):
+        loop.step(1)
+    assert loop.steps == 0
 
 
 def test_the_skip_reasons_name_what_is_missing():
