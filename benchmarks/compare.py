@@ -59,7 +59,8 @@ def rows_of(path: str, variants: bool = False) -> list[dict]:
 
     def row(backend, model, r, precision=None, n_threads=threads):
         if isinstance(r, dict) and isinstance(r.get("fps"), (int, float)):
-            out.append({"device": gpu if gpu and is_gpu_backend(backend) else device, "backend": backend, "model": model, "precision": precision or r.get("precision")
+            where = gpu if gpu and is_gpu_backend(backend) else device
+            out.append({"device": where, "backend": backend, "model": model, "precision": precision or r.get("precision")
                         or d.get("precision") or "fp32", "threads": n_threads, "fps": r["fps"],
                         "p50_ms": r.get("latency_p50_ms"), "p99_ms": r.get("latency_p99_ms"), "source": src})
 

@@ -27,6 +27,7 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -76,10 +77,10 @@ const at::Tensor& output_at(const std::vector<at::Tensor>& outs, std::int64_t i,
     return outs[std::size_t(i)];
 }
 
-// The package's device made current for a call on CUDA (its runner takes the current device's stream: another
-// thread or device_id would otherwise run it elsewhere), nothing on the CPU.
-void make_current(c10::OptionalDeviceGuard& guard, const c10::Device& device) {
-    if (device.is_cuda()) guard.reset_device(device);
+// The device a call makes current (c10::OptionalDeviceGuard): the package's on CUDA (its runner takes the current
+// device's stream: another thread or device_id would otherwise run it elsewhere), none on the CPU.
+std::optional<c10::Device> cuda_only(const c10::Device& device) {
+    return device.is_cuda() ? std::optional<c10::Device>(device) : std::nullopt;
 }
 
 // Input roles the device loop binds (csrc/device_loop.cpp keeps the same numbers).
@@ -350,8 +351,7 @@ __attribute__((visibility("default"))) int nf_aoti_run(void* handle, int n_in, v
                                                        char* err, std::size_t err_len) {
     return guarded(err, err_len, 1, [&]() -> int {
         auto* h = static_cast<Handle*>(handle);
-        c10::OptionalDeviceGuard guard;
-        make_current(guard, h->device);
+        c10::OptionalDeviceGuard guard(cuda_only(h->device));
         std::vector<at::Tensor> inputs;
         inputs.reserve(std::size_t(n_in));
         for (int i = 0; i < n_in; ++i) {
@@ -403,8 +403,7 @@ __attribute__((visibility("default"))) void* nf_aoti_loop_open2(void* handle, in
     return guarded(err, err_len, static_cast<void*>(nullptr), [&]() -> void* {
         auto l = std::make_unique<Loop>();
         l->h = static_cast<Handle*>(handle);
-        c10::OptionalDeviceGuard guard;
-        make_current(guard, l->h->device);
+        c10::OptionalDeviceGuard guard(cuda_only(l->h->device));
         l->prediction = prediction;
         l->velocity = velocity != 0;
         l->depth = frame[0], l->c = frame[1], l->hh = frame[2], l->w = frame[3];
@@ -451,8 +450,7 @@ __attribute__((visibility("default"))) int nf_aoti_loop_cache(void* loop, void* 
                                                               const std::int64_t* layout, char* err, std::size_t err_len) {
     return guarded(err, err_len, 1, [&]() -> int {
         auto* l = static_cast<Loop*>(loop);
-        c10::OptionalDeviceGuard guard;
-        make_current(guard, l->h->device);
+        c10::OptionalDeviceGuard guard(cuda_only(l->h->device));
         auto* kv = static_cast<Handle*>(kv_handle);
         if (kv->device != l->h->device) throw std::invalid_argument("the kv package is on another device");
         const auto f32 = at::TensorOptions().dtype(at::kFloat).device(l->h->device);
@@ -482,8 +480,7 @@ __attribute__((visibility("default"))) int nf_aoti_loop_reset(void* loop, const 
                                                               char* err, std::size_t err_len) {
     return guarded(err, err_len, 1, [&]() -> int {
         auto* l = static_cast<Loop*>(loop);
-        c10::OptionalDeviceGuard guard;
-        make_current(guard, l->h->device);
+        c10::OptionalDeviceGuard guard(cuda_only(l->h->device));
         if (l->inputs.empty())
             throw std::invalid_argument("the step package reads a K/V ring: add it first (nf_aoti_loop_cache)");
         l->n_pushed = 0;
@@ -514,8 +511,7 @@ __attribute__((visibility("default"))) int nf_aoti_loop_step(void* loop, std::in
                                                              std::size_t err_len) {
     return guarded(err, err_len, 1, [&]() -> int {
         auto* l = static_cast<Loop*>(loop);
-        c10::OptionalDeviceGuard guard;
-        make_current(guard, l->h->device);
+        c10::OptionalDeviceGuard guard(cuda_only(l->h->device));
         const std::int64_t numel = l->c * l->hh * l->w;
         std::memcpy(l->noise_host.data_ptr<float>(), noise, std::size_t(numel) * sizeof(float));
         l->noise.copy_(l->noise_host, true);

@@ -406,6 +406,19 @@ const TensorSpec& GraphInfo::spec_with_role(Role role, bool input) const {
     throw InvalidArgument("bundle: " + file + " has no " + (input ? "input" : "output") + " of role " + role_name(role));
 }
 
+std::int64_t GraphInfo::context_reach(std::size_t i) const {
+    const Role r = input_roles[i].role;
+    if (r == Role::ContextFrame || r == Role::ContextAction) return input_roles[i].back;
+    if (r == Role::ContextFrames || r == Role::ContextActions) return inputs[i].shape[1];
+    return 0;
+}
+
+const TensorSpec& GraphInfo::next_of(const RoleSpec& context) const {
+    for (std::size_t o = 0; o < outputs.size(); ++o)
+        if (output_roles[o].role == next_context_role(context.role) && output_roles[o].back == context.back) return outputs[o];
+    throw InvalidArgument("bundle: " + file + " has no output carrying its " + role_name(context.role) + " input on");
+}
+
 bool GraphInfo::has_input_role(Role role) const {
     for (const auto& r : input_roles)
         if (r.role == role) return true;
@@ -414,11 +427,7 @@ bool GraphInfo::has_input_role(Role role) const {
 
 std::int64_t Bundle::history_depth() const {
     std::int64_t depth = 0;
-    for (std::size_t i = 0; i < step.inputs.size(); ++i) {
-        const RoleSpec& r = step.input_roles[i];
-        if (r.role == Role::ContextFrame || r.role == Role::ContextAction) depth = std::max(depth, r.back);
-        if (r.role == Role::ContextFrames || r.role == Role::ContextActions) depth = std::max(depth, step.inputs[i].shape[1]);
-    }
+    for (std::size_t i = 0; i < step.inputs.size(); ++i) depth = std::max(depth, step.context_reach(i));
     return depth;
 }
 

@@ -55,6 +55,12 @@ struct GraphInfo {
     bool has_input_role(Role role) const;
     // The input (or output) of that role; nf::InvalidArgument "<graph file> has no <kind> of role <role>" when none.
     const TensorSpec& spec_with_role(Role role, bool input) const;
+    // How far back input i reads: its back (context_frame / context_action), the frames it holds (context_frames /
+    // context_actions), 0 for any other role.
+    std::int64_t context_reach(std::size_t i) const;
+    // The output that carries context input `context` on to the next frame (a frame graph's next_context_* of the
+    // same back); InvalidArgument when none.
+    const TensorSpec& next_of(const RoleSpec& context) const;
 };
 
 // A graph serving part of the noise-level range, from the manifest's optional "step_groups" (quantized

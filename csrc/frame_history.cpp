@@ -84,4 +84,17 @@ void read_context(const FrameHistory& h, Role role, std::int64_t n, void* out) {
     }
 }
 
+void noised_frame(const float* frame, const float* noise, float cn, std::int64_t numel, float* out) {
+    const float keep = 1.0f - cn;
+    if (noise == nullptr) {
+        for (std::int64_t i = 0; i < numel; ++i) out[i] = keep * frame[i] + 0.0f;  // + 0: as cn * 0 would (-0 -> +0)
+        return;
+    }
+    for (std::int64_t i = 0; i < numel; ++i) {
+        const float a = keep * frame[i];
+        const float b = cn * noise[i];
+        out[i] = a + b;
+    }
+}
+
 }  // namespace nf

@@ -55,4 +55,8 @@ private:
 // push. out: float32 (frames) or int64 (actions) values; n must be within h.depth().
 void read_context(const FrameHistory& h, Role role, std::int64_t n, void* out);
 
+// The frame as the loops push it into the context, noised to the context level: out = (1 - cn) frame + cn noise, in
+// this rounding order (FrameLoop's pushes and the device loops' resets must agree bit for bit); noise null: none.
+void noised_frame(const float* frame, const float* noise, float cn, std::int64_t numel, float* out);
+
 }  // namespace nf

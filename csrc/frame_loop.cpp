@@ -313,12 +313,7 @@ void FrameLoop::compute_ages() {
 void FrameLoop::push_locked(const float* frame, std::int64_t action, const float* ctx_noise) {
     float* x = x_in_.data<float>();
     const float cn = context_noise_;
-    const float keep = 1.0f - cn;
-    for (std::int64_t i = 0; i < numel_; ++i) {
-        const float a = keep * frame[i];
-        const float b = cn * ctx_noise[i];
-        x[i] = a + b;
-    }
+    noised_frame(frame, ctx_noise, cn, numel_, x);
     t_in_.data<float>()[0] = cn;
     action_in_.data<std::int64_t>()[0] = action;
     if (kv_) {  // the cache write reads the context as it was before this frame

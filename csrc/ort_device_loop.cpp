@@ -209,9 +209,8 @@ OrtDeviceLoop::OrtDeviceLoop(const Bundle& bundle, const OrtDeviceLoopParams& pa
         StateTensor st;
         st.role = r;
         st.in_name = g.inputs[i].name;
-        st.n = has_back(r.role) ? r.back : g.inputs[i].shape[1];
-        for (std::size_t o = 0; o < g.outputs.size(); ++o)
-            if (g.output_roles[o].role == next_context_role(r.role) && g.output_roles[o].back == r.back) st.out_name = g.outputs[o].name;
+        st.n = g.context_reach(i);
+        st.out_name = g.next_of(r).name;
         for (int p = 0; p < 2; ++p) st.buf[p] = m.make(g.inputs[i]);
         st.staging = HostTensor(g.inputs[i].dtype, g.inputs[i].shape);
         depth_ = std::max(depth_, st.n);
@@ -310,7 +309,7 @@ void OrtDeviceLoop::reset(const float* frames, std::int64_t n_frames, const std:
     // FrameLoop::reset's pushes: the seeded stream's order (frame_loop.h: per context frame its context noise, drawn
     // only at a level > 0), the rounding of push_locked, and for a ring each frame's K/V written with the context as
     // it was before that frame
-    const float cn = context_noise_, keep = 1.0f - cn;
+    const float cn = context_noise_;
     FrameHistory history(depth_, numel_, no_action_);
     std::vector<float> pushed(static_cast<std::size_t>(numel_));
     std::vector<float> e(cn > 0.0f ? static_cast<std::size_t>(numel_) : 0);
@@ -325,12 +324,7 @@ void OrtDeviceLoop::reset(const float* frames, std::int64_t n_frames, const std:
     if (m.slots) m.slots->clear();
     for (std::int64_t i = 0; i < n_frames; ++i) {
         if (cn > 0.0f) noise_.fill(e.data(), numel_);
-        const float* fr = frames + i * numel_;
-        for (std::int64_t j = 0; j < numel_; ++j) {
-            const float a = keep * fr[j];
-            const float b = cn > 0.0f ? cn * e[std::size_t(j)] : 0.0f;
-            pushed[std::size_t(j)] = a + b;
-        }
+        noised_frame(frames + i * numel_, cn > 0.0f ? e.data() : nullptr, cn, numel_, pushed.data());
         if (m.slots) {
             upload_state();
             m.upload(m.push_x, pushed.data());

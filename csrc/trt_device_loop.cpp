@@ -279,15 +279,13 @@ TrtDeviceLoop::TrtDeviceLoop(const Bundle& bundle, const TrtDeviceLoopParams& pa
         if (!is_context_role(r.role)) continue;
         State st;
         st.role = r;
-        st.n = has_back(r.role) ? r.back : g.inputs[i].shape[1];
+        st.n = g.context_reach(i);
         for (int p = 0; p < 2; ++p) st.buf[p] = m.make(g.inputs[i], true);
-        for (std::size_t o = 0; o < g.outputs.size(); ++o)
-            if (g.output_roles[o].role == next_context_role(r.role) && g.output_roles[o].back == r.back) {
-                st.out_name = g.outputs[o].name;
-                NF_CHECK_ARG(m.check(*m.engine, m.file, g.outputs[o], false) == st.buf[0].type,
-                             "trt_device_loop: " + m.file + " writes '" + st.out_name + "' in another type than it reads '" +
-                                 st.buf[0].name + "'");
-            }
+        const TensorSpec& next = g.next_of(r);
+        st.out_name = next.name;
+        NF_CHECK_ARG(m.check(*m.engine, m.file, next, false) == st.buf[0].type,
+                     "trt_device_loop: " + m.file + " writes '" + st.out_name + "' in another type than it reads '" +
+                         st.buf[0].name + "'");
         st.staging = HostTensor(g.inputs[i].dtype, g.inputs[i].shape);
         st.staged.resize(st.buf[0].bytes);
         m.depth = std::max(m.depth, st.n);
@@ -401,7 +399,6 @@ void TrtDeviceLoop::reset(const float* frames, std::int64_t n_frames, const std:
     cuda_check(cudaStreamSynchronize(m.stream.get()), "cudaStreamSynchronize");
     // FrameLoop::reset's pushes, as OrtDeviceLoop::reset: the seeded stream's order, push_locked's rounding, each
     // frame's K/V written with the context as it was before that frame
-    const float cn = m.context_noise, keep = 1.0f - cn;
     FrameHistory history(m.depth, m.numel, m.no_action);
     std::vector<float> pushed(static_cast<std::size_t>(m.numel));
     std::vector<float> e(m.push ? static_cast<std::size_t>(m.numel) : 0);
@@ -410,12 +407,7 @@ void TrtDeviceLoop::reset(const float* frames, std::int64_t n_frames, const std:
     if (m.slots) m.slots->clear();
     for (std::int64_t i = 0; i < n_frames; ++i) {
         if (m.push) m.seeded.fill(e.data(), m.numel);
-        const float* fr = frames + i * m.numel;
-        for (std::int64_t j = 0; j < m.numel; ++j) {
-            const float a = keep * fr[j];
-            const float b = m.push ? cn * e[std::size_t(j)] : 0.0f;
-            pushed[std::size_t(j)] = a + b;
-        }
+        noised_frame(frames + i * m.numel, m.push ? e.data() : nullptr, m.context_noise, m.numel, pushed.data());
         if (m.slots) {
             m.upload_state(history);
             cuda_check(cudaMemcpy(m.push_x.device.get(), pushed.data(), m.push_x.bytes, cudaMemcpyHostToDevice), "frame upload");

@@ -22,14 +22,13 @@ class KvCache:
         p = next(model.parameters())
         self.k = torch.zeros(shape, dtype=p.dtype, device=p.device)
         self.v = torch.zeros(shape, dtype=p.dtype, device=p.device)
-        self.device = p.device
         self.slot_pos = [-1] * cfg.context  # frame position held by each slot, -1 = empty
         self.n_pushed = 0
 
     def ages(self) -> torch.Tensor:
         """Age of each slot relative to the next frame (position n_pushed); 0 for empty slots."""
         return torch.tensor([self.n_pushed - p if p >= 0 else 0 for p in self.slot_pos], dtype=torch.long,
-                            device=self.device)
+                            device=self.k.device)
 
     def push(self, k: torch.Tensor, v: torch.Tensor) -> None:
         slot = self.n_pushed % len(self.slot_pos)

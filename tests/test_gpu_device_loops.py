@@ -65,6 +65,12 @@ def trt_missing() -> str:
     return gpu_missing()
 
 
+def skip_if(missing: str) -> None:
+    """Skip with the reason a *_missing() check gave (each check runs once: gpu_missing starts nvidia-smi)."""
+    if missing:
+        pytest.skip(missing)
+
+
 def aoti_cuda_missing() -> str:
     if not _core.aoti_available():
         return f"AOTInductor plugin not built: {_core.aoti_unavailable_reason()}"
@@ -83,8 +89,7 @@ def _models():
 def bundles(tmp_path_factory):
     from nextframe.export.bundle import export_bundle
 
-    if gpu_missing():  # no export work on machines that skip every test here
-        pytest.skip(gpu_missing())
+    skip_if(gpu_missing())  # no export work on machines that skip every test here
     root = tmp_path_factory.mktemp("gpu_device_loops")
     out = {}
     for name, model in _models().items():
@@ -98,8 +103,7 @@ def aoti_bundles(tmp_path_factory):
     """The same models with packages compiled for CUDA (a minute or two on the GPU machine)."""
     from nextframe.export.bundle import export_bundle
 
-    if aoti_cuda_missing():
-        pytest.skip(aoti_cuda_missing())
+    skip_if(aoti_cuda_missing())
     root = tmp_path_factory.mktemp("gpu_aoti_loops")
     out = {}
     for name, model in _models().items():
@@ -139,8 +143,7 @@ def _against_host_loop(bundle_dir, make_loop):
 @pytest.mark.parametrize("model", ["unet", "dit"])
 @pytest.mark.parametrize("cuda_graph", [True, False])
 def test_ort_cuda_device_loop_matches_the_host_loop(bundles, model, cuda_graph):
-    if ort_cuda_missing():
-        pytest.skip(ort_cuda_missing())
+    skip_if(ort_cuda_missing())
     loop = _against_host_loop(bundles[model], lambda b: _core.OrtDeviceLoop(
         b, device="cuda", threads=1, seed=7, cuda_graph=cuda_graph, ort_lib=find_ort_lib()))
     assert loop.device.startswith("cuda") and loop.cuda_graph == cuda_graph
@@ -153,8 +156,7 @@ def test_ort_cuda_device_loop_matches_the_host_loop(bundles, model, cuda_graph):
 def test_trt_device_loop_matches_the_host_loop(bundles, model, cuda_graph):
     from nextframe.export import tensorrt as nf_trt
 
-    if trt_missing():
-        pytest.skip(trt_missing())
+    skip_if(trt_missing())
     # fp32 engines (TF32 off): the frame, step and kv engines; built once per bundle (the engine cache)
     graphs = [e["graph"] for e in nf_trt.build_trt_engines(bundles[model], precision="fp32", workspace_gb=1.0)]
     assert graphs == (["step", "frame"] if model == "unet" else ["step", "kv", "frame"])
@@ -189,8 +191,7 @@ def nan_bundle(tmp_path_factory):
 
     from nextframe.export.bundle import export_bundle
 
-    if gpu_missing():
-        pytest.skip(gpu_missing())
+    skip_if(gpu_missing())
     model = randomized_unet(tiny_unet_config())
     with torch.no_grad():
         next(iter(model.parameters())).fill_(float("nan"))
@@ -203,14 +204,12 @@ def nan_bundle(tmp_path_factory):
 @pytest.mark.parametrize("backend", ["ort", "trt"])
 def test_a_nan_frame_is_refused_on_the_gpu(nan_bundle, backend):
     if backend == "ort":
-        if ort_cuda_missing():
-            pytest.skip(ort_cuda_missing())
+        skip_if(ort_cuda_missing())
         loop = _core.OrtDeviceLoop(_core.Bundle.open(nan_bundle), device="cuda", threads=1, ort_lib=find_ort_lib())
     else:
         from nextframe.export import tensorrt as nf_trt
 
-        if trt_missing():
-            pytest.skip(trt_missing())
+        skip_if(trt_missing())
         nf_trt.build_trt_engines(nan_bundle, precision="fp32", workspace_gb=1.0)
         loop = _core.TrtDeviceLoop(_core.Bundle.open(nan_bundle), precision="fp32")
     frames, actions = _context(_core.Bundle.open(nan_bundle))
